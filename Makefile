@@ -1,0 +1,44 @@
+# Entry points: `make demo` and `make test` set up everything they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null)
+
+.PHONY: setup venv binaries test test-unit lint demo cluster-up cluster-down clean
+
+setup: venv binaries ## Python environment and control-plane binaries
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install --quiet uv; fi
+	uv venv --quiet --allow-existing $(VENV)
+	uv pip install --quiet --python $(PY) -e '.[test]'
+	@touch $@
+
+binaries: ## etcd, Kubernetes, kwok and helm, built once into ~/.cache/berth
+	@command -v go >/dev/null || { echo "Go is needed to build the control plane: install it from https://go.dev/dl"; exit 1; }
+	bash tests/cluster/build.sh
+
+test: setup ## lint and the whole test suite
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+demo: setup ## a local cluster with fake GPU nodes, and what Berth does on it
+	$(PY) -m demo
+
+cluster-up: setup ## a control plane that stays up; then: eval "$$($(PY) -m tests.cluster env)"
+	$(PY) -m tests.cluster up
+
+cluster-down:
+	$(PY) -m tests.cluster down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

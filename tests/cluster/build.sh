@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Builds the pinned control-plane binaries (etcd, Kubernetes, kwok, helm) from the Go module proxy
+# into a cache outside the work tree, keyed by version; reuses what is already there.
+set -euo pipefail
+
+# shellcheck source=versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
+
+CACHE_ROOT="${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}"
+BIN_DIR="$CACHE_ROOT/bin"
+export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
+
+step() { printf '==> %s\n' "$*"; }
+fail() { printf 'build.sh: step "%s" failed; see the output above\n' "$CURRENT_STEP" >&2; }
+trap fail ERR
+
+# run_step NAME DEST-DIR FUNCTION: runs FUNCTION to fill DEST-DIR unless DEST-DIR/.done exists.
+run_step() {
+  local name="$1" dest="$2" fn="$3" start
+  CURRENT_STEP="$name"
+  if [[ -f "$dest/.done" ]]; then
+    step "$name: cached in $dest"
+    return
+  fi
+  step "$name: building into $dest"
+  start=$(date +%s)
+  rm -rf "$dest.partial" && mkdir -p "$dest.partial"
+  "$fn" "$dest.partial"
+  touch "$dest.partial/.done"
+  rm -rf "$dest" && mv "$dest.partial" "$dest"
+  step "$name: done in $(( $(date +%s) - start )) s"
+}
+
+# new_module DIR NAME: an empty wrapper module in DIR.
+new_module() {
+  mkdir -p "$1" && (cd "$1" && printf 'module %s\n\ngo 1.24\n' "$2" > go.mod)
+}
+
+build_etcd() {
+  local out="$1" mod="$1/src"
+  new_module "$mod" berth/etcdwrapper
+  cat > "$mod/main.go" <<'GO'
+// Command etcd runs the etcd server from go.etcd.io/etcd/server/v3.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$mod" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy && go build -o "$out/etcd" .)
+  rm -rf "$mod"
+}
+
+build_kubernetes() {
+  local out="$1" mod="$1/src" minor staging
+  new_module "$mod" berth/kubewrapper
+  # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local
+  # directories; a consumer must replace each one with its published v0.Y.Z instead.
+  minor="v0.${KUBERNETES_VERSION#v1.}"
+  staging=$(curl -fsSL "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod" \
+    | awk '$1 ~ /^k8s\.io\// && $2 == "=>" && $3 ~ /^\.\/staging/ {print $1}')
+  [[ -n "$staging" ]] || { echo "no staging modules found in k8s.io/kubernetes $KUBERNETES_VERSION go.mod" >&2; return 1; }
+  (
+    cd "$mod"
+    for m in $staging; do go mod edit -replace "$m=$m@$minor"; done
+    go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
+    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+      step "  go build k8s.io/kubernetes/cmd/$cmd"
+      go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${KUBERNETES_VERSION#v1.} -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION" \
+        -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    done
+  )
+  rm -rf "$mod"
+}
+
+build_kwok() {
+  GOBIN="$1" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+}
+
+build_helm() {
+  GOBIN="$1" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+mkdir -p "$BIN_DIR"
+total_start=$(date +%s)
+run_step "etcd $ETCD_VERSION" "$BIN_DIR/etcd-$ETCD_VERSION" build_etcd
+run_step "kubernetes $KUBERNETES_VERSION" "$BIN_DIR/kubernetes-$KUBERNETES_VERSION" build_kubernetes
+run_step "kwok $KWOK_VERSION" "$BIN_DIR/kwok-$KWOK_VERSION" build_kwok
+run_step "helm $HELM_VERSION" "$BIN_DIR/helm-$HELM_VERSION" build_helm
+step "all binaries ready in $BIN_DIR ($(( $(date +%s) - total_start )) s)"
