@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
+from tests.operator_process import OperatorProcess, cache_volume_manifest
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +40,37 @@ def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator
 def kubectl(cluster: ControlPlane, namespace: str) -> Kubectl:
     """kubectl in the test's namespace."""
     return Kubectl(cluster, namespace)
+
+
+CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "modeldeployments.berth.dev.yaml"
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: ControlPlane) -> None:
+    """The ModelDeployment CRD, installed from crds/ and Established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/modeldeployments.berth.dev", "--timeout=30s"
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator, running as its own process against the session's control plane."""
+    process = OperatorProcess(cluster, tmp_path_factory.mktemp("operator"))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def cache_volume(cluster: ControlPlane, namespace: str) -> Iterator[str]:
+    """A PersistentVolume pre-bound to the namespace's default cache claim (no provisioner here)."""
+    name = f"cache-{namespace}"[:63]
+    cluster.apply(cache_volume_manifest(name, namespace, "berth-model-cache"))
+    yield name
+    cluster.kubectl("delete", "pv", name, "--wait=false", check=False)

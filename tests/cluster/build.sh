@@ -56,11 +56,16 @@ GO
 }
 
 build_kubernetes() {
-  local out="$1" mod="$1/src" minor staging
+  local out="$1" mod="$1/src" minor staging ldflags
   new_module "$mod" berth/kubewrapper
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local
   # directories; a consumer must replace each one with its published v0.Y.Z instead.
   minor="v0.${KUBERNETES_VERSION#v1.}"
+  ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION"
+  ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
+  ldflags+=" -X k8s.io/component-base/version.gitMinor=$(cut -d. -f2 <<<"$KUBERNETES_VERSION")"
+  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
   staging=$(curl -fsSL "$(go env GOPROXY | cut -d, -f1)/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod" \
     | awk '$1 ~ /^k8s\.io\// && $2 == "=>" && $3 ~ /^\.\/staging/ {print $1}')
   [[ -n "$staging" ]] || { echo "no staging modules found in k8s.io/kubernetes $KUBERNETES_VERSION go.mod" >&2; return 1; }
@@ -70,8 +75,7 @@ build_kubernetes() {
     go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
     for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
       step "  go build k8s.io/kubernetes/cmd/$cmd"
-      go build -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${KUBERNETES_VERSION#v1.} -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION" \
-        -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+      go build -ldflags "$ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
     done
   )
   rm -rf "$mod"

@@ -28,6 +28,13 @@ SERVICE_CIDR = "10.96.0.0/16"
 STATE_FILE = "state.json"
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl failed; the message includes what it printed on stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr}"
+
+
 class ControlPlaneError(RuntimeError):
     """A component failed to start or to become ready; the message carries its log tail."""
 
@@ -137,9 +144,7 @@ class ControlPlane:
             timeout=timeout,
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, ["kubectl", *args], result.stdout, result.stderr
-            )
+            raise KubectlError(result.returncode, ["kubectl", *args], result.stdout, result.stderr)
         return result
 
     def apply(self, *manifests: dict[str, Any], namespace: str | None = None) -> None:
@@ -199,7 +204,9 @@ class ControlPlane:
         state = {
             "ports": self.ports,
             "admin_token": self.admin_token,
-            "processes": [{"name": p.name, "pid": p.pid, "log": str(p.log)} for p in self.processes],
+            "processes": [
+                {"name": p.name, "pid": p.pid, "log": str(p.log)} for p in self.processes
+            ],
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
 

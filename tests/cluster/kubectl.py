@@ -17,7 +17,9 @@ class WaitTimeout(AssertionError):
     """A wait ran out of time; the message shows the object as last seen."""
 
 
-def condition_is(type_: str, status: str = "True", reason: str | None = None) -> Callable[[dict], bool]:
+def condition_is(
+    type_: str, status: str = "True", reason: str | None = None
+) -> Callable[[dict], bool]:
     """A predicate: the object has condition `type_` with `status` (and `reason`, if given)."""
 
     def check(obj: dict) -> bool:
@@ -44,7 +46,9 @@ class Kubectl:
             "-n", self.namespace, *args, input=input, check=check, timeout=timeout
         )
 
-    def apply(self, *manifests: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, *manifests: dict[str, Any], check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self("apply", "-f", "-", input=yaml.safe_dump_all(manifests), check=check)
 
     def get(self, kind: str, name: str | None = None, *selector: str) -> dict[str, Any]:

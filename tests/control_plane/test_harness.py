@@ -14,6 +14,13 @@ from tests.cluster.kubectl import Kubectl, WaitTimeout, condition_is
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
+def gpu_pod(name: str, gpus: int) -> dict:
+    """A bare Pod asking for `gpus`."""
+    pod = {"apiVersion": "v1", "kind": "Pod", **gpu_pod_template(gpus)}
+    pod["metadata"] = {**pod["metadata"], "name": name}
+    return pod
+
+
 def gpu_pod_template(gpus: int) -> dict:
     return {
         "metadata": {"labels": {"app": "gpu"}},
@@ -37,14 +44,19 @@ def test_kubectl_version_shows_the_server(cluster: ControlPlane):
 
 
 def test_default_nodes_carry_gpu_labels_taints_and_capacity(cluster: ControlPlane):
-    nodes = {n["metadata"]["name"]: n for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]}
+    nodes = {
+        n["metadata"]["name"]: n
+        for n in json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    }
     gpu_nodes = [n for n in nodes.values() if "nvidia.com/gpu" in n["status"]["allocatable"]]
     assert len(gpu_nodes) == 2
     for node in gpu_nodes:
         assert node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
         assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == "NVIDIA-H200"
         assert node["metadata"]["labels"]["nvidia.com/gpu.memory"].isdigit()
-        assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node["spec"]["taints"]
+        assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node[
+            "spec"
+        ]["taints"]
     cpu_only = nodes["cpu-node-0"]
     assert "nvidia.com/gpu" not in cpu_only["status"]["allocatable"]
     assert not cpu_only["spec"].get("taints")
@@ -56,10 +68,19 @@ def test_gpu_deployment_runs_on_gpu_nodes(kubectl: Kubectl):
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": "gpu"},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "gpu"}}, "template": gpu_pod_template(1)},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "gpu"}},
+                "template": gpu_pod_template(1),
+            },
         }
     )
-    kubectl.wait_for("deployment", "gpu", lambda d: d.get("status", {}).get("readyReplicas") == 2, what="2 ready replicas")
+    kubectl.wait_for(
+        "deployment",
+        "gpu",
+        lambda d: d.get("status", {}).get("readyReplicas") == 2,
+        what="2 ready replicas",
+    )
     pods = kubectl.get("pods", None, "-l", "app=gpu")["items"]
     assert len(pods) == 2
     for pod in pods:
@@ -68,18 +89,22 @@ def test_gpu_deployment_runs_on_gpu_nodes(kubectl: Kubectl):
 
 
 def test_oversized_gpu_request_is_unschedulable(kubectl: Kubectl):
-    kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "huge"}, **gpu_pod_template(100)})
-    pod = kubectl.wait_for("pod", "huge", condition_is("PodScheduled", "False", reason="Unschedulable"))
+    kubectl.apply(gpu_pod("huge", 100))
+    pod = kubectl.wait_for(
+        "pod", "huge", condition_is("PodScheduled", "False", reason="Unschedulable")
+    )
     message = next(c["message"] for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
     assert "Insufficient nvidia.com/gpu" in message
     assert pod["status"]["phase"] == "Pending"
 
 
 def test_gpu_pod_without_toleration_stays_off_gpu_nodes(kubectl: Kubectl):
-    template = gpu_pod_template(1)
-    template["spec"]["tolerations"] = []
-    kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "untolerated"}, **template})
-    pod = kubectl.wait_for("pod", "untolerated", condition_is("PodScheduled", "False", reason="Unschedulable"))
+    pod = gpu_pod("untolerated", 1)
+    pod["spec"]["tolerations"] = []
+    kubectl.apply(pod)
+    pod = kubectl.wait_for(
+        "pod", "untolerated", condition_is("PodScheduled", "False", reason="Unschedulable")
+    )
     message = next(c["message"] for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
     assert "untolerated taint" in message
 
@@ -114,7 +139,9 @@ def test_garbage_collection_deletes_owned_objects(kubectl: Kubectl):
             "kind": "ConfigMap",
             "metadata": {
                 "name": "owned",
-                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}
+                ],
             },
         }
     )
@@ -133,7 +160,11 @@ def test_restricted_namespace_refuses_privileged_pod(kubectl: Kubectl, namespace
             "metadata": {"name": "privileged"},
             "spec": {
                 "containers": [
-                    {"name": "main", "image": "registry.example/x:1", "securityContext": {"privileged": True}}
+                    {
+                        "name": "main",
+                        "image": "registry.example/x:1",
+                        "securityContext": {"privileged": True},
+                    }
                 ]
             },
         },
@@ -144,22 +175,40 @@ def test_restricted_namespace_refuses_privileged_pod(kubectl: Kubectl, namespace
     assert "privileged" in result.stderr
 
 
-def test_rbac_resource_names_limit_a_service_account(cluster: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path):
+def test_rbac_resource_names_limit_a_service_account(
+    cluster: ControlPlane, kubectl: Kubectl, namespace: str, tmp_path
+):
     kubectl.apply(
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "patcher"}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mine"}, "data": {"v": "0"}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "theirs"}, "data": {"v": "0"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "theirs"},
+            "data": {"v": "0"},
+        },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": "patch-mine"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["mine"], "verbs": ["get", "patch"]}],
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": ["mine"],
+                    "verbs": ["get", "patch"],
+                }
+            ],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
             "metadata": {"name": "patch-mine"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "patch-mine"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "patch-mine",
+            },
             "subjects": [{"kind": "ServiceAccount", "name": "patcher", "namespace": namespace}],
         },
     )
@@ -168,7 +217,14 @@ def test_rbac_resource_names_limit_a_service_account(cluster: ControlPlane, kube
 
     def patch(name: str) -> subprocess.CompletedProcess[str]:
         return cluster.kubectl(
-            f"--kubeconfig={config}", "patch", "configmap", name, "--type=merge", "-p", '{"data":{"v":"1"}}', check=False
+            f"--kubeconfig={config}",
+            "patch",
+            "configmap",
+            name,
+            "--type=merge",
+            "-p",
+            '{"data":{"v":"1"}}',
+            check=False,
         )
 
     allowed = patch("mine")
@@ -176,18 +232,26 @@ def test_rbac_resource_names_limit_a_service_account(cluster: ControlPlane, kube
     assert kubectl.get("configmap", "mine")["data"]["v"] == "1"
     denied = patch("theirs")
     assert denied.returncode != 0
-    assert "Forbidden" in denied.stderr and "system:serviceaccount:" + namespace + ":patcher" in denied.stderr
+    assert (
+        "Forbidden" in denied.stderr
+        and "system:serviceaccount:" + namespace + ":patcher" in denied.stderr
+    )
     assert kubectl.get("configmap", "theirs")["data"]["v"] == "0"
 
 
 def test_nodes_are_configurable_per_test(cluster: ControlPlane, kubectl: Kubectl):
-    mig = FakeNode("mig-node-0", gpus=7, gpu_resource_name="nvidia.com/mig-1g.10gb", gpu_product="NVIDIA-A100-SXM4-80GB")
+    mig = FakeNode(
+        "mig-node-0",
+        gpus=7,
+        gpu_resource_name="nvidia.com/mig-1g.10gb",
+        gpu_product="NVIDIA-A100-SXM4-80GB",
+    )
     cluster.add_nodes([mig])
     try:
-        template = gpu_pod_template(1)
-        template["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/mig-1g.10gb": "1"}}
-        template["spec"]["tolerations"] = [{"operator": "Exists"}]
-        kubectl.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mig"}, **template})
+        pod = gpu_pod("mig", 1)
+        pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/mig-1g.10gb": "1"}}
+        pod["spec"]["tolerations"] = [{"operator": "Exists"}]
+        kubectl.apply(pod)
         pod = kubectl.wait_for("pod", "mig", condition_is("Ready"))
         assert pod["spec"]["nodeName"] == "mig-node-0"
     finally:
@@ -196,9 +260,22 @@ def test_nodes_are_configurable_per_test(cluster: ControlPlane, kubectl: Kubectl
 
 
 def test_wait_failure_shows_what_it_saw_last(kubectl: Kubectl):
-    kubectl.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seen"}, "data": {"colour": "blue"}})
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "seen"},
+            "data": {"colour": "blue"},
+        }
+    )
     with pytest.raises(WaitTimeout) as failure:
-        kubectl.wait_for("configmap", "seen", lambda cm: cm["data"]["colour"] == "red", timeout=0.5, what="red colour")
+        kubectl.wait_for(
+            "configmap",
+            "seen",
+            lambda cm: cm["data"]["colour"] == "red",
+            timeout=0.5,
+            what="red colour",
+        )
     message = str(failure.value)
     assert "configmap/seen" in message and "no red colour" in message
     assert "colour: blue" in message

@@ -1,0 +1,63 @@
+"""Runs the operator: `python -m berth_operator [--namespace NS ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+import kopf
+from prometheus_client import start_http_server
+
+from berth_operator.config import OperatorConfig
+from berth_operator.operator import Operator, build_registry
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="berth-operator", description=__doc__)
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="namespace to watch (repeatable); default: all namespaces",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("BERTH_METRICS_PORT", 9090))
+    )
+    parser.add_argument(
+        "--health-port", type=int, default=int(os.environ.get("BERTH_HEALTH_PORT", 8080))
+    )
+    parser.add_argument("--bind", default=os.environ.get("BERTH_BIND", "0.0.0.0"))
+    parser.add_argument(
+        "--peering",
+        default=os.environ.get("BERTH_PEERING") or None,
+        help="kopf peering name, for several replicas (needs kopf's peering CRDs); default: standalone",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "INFO"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    operator = Operator(OperatorConfig.from_env())
+    start_http_server(args.metrics_port, addr=args.bind, registry=operator.metrics.registry)
+    registry = build_registry(operator, args.namespace)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            liveness_endpoint=f"http://{args.bind}:{args.health_port}/healthz",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,416 @@
+"""Typed models of ModelDeployment's spec and status: the single source of the CRD's schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "berth.dev"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md"]
+
+Engine = Literal["vllm", "nemo-asr", "pyannote"]
+Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed", "Stopped"]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HF_REPO = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+LANGUAGE = r"^[a-z]{2}(-[A-Z]{2})?$"
+
+Quantity = Annotated[
+    str | int,
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY}),
+]
+
+
+def rule(expression: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """A CEL validation rule (x-kubernetes-validations entry)."""
+    entry = {"rule": expression, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the resource's namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253, description="Name of the Secret.")
+    key: str = Field(
+        pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key inside the Secret."
+    )
+
+
+class ModelSource(ApiModel):
+    """Which Hugging Face repository to serve, and which of its files to download."""
+
+    repo: str = Field(
+        pattern=HF_REPO,
+        max_length=200,
+        description="Hugging Face repository, as org/name (for example Qwen/Qwen3-VL-30B-A3B-Instruct).",
+    )
+    revision: str = Field(
+        default="main",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        max_length=200,
+        description="Branch, tag or commit to download; changing it downloads before switching.",
+    )
+    allow_patterns: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, max_length=64, description="Only files matching these globs are downloaded."
+    )
+    ignore_patterns: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, max_length=64, description="Files matching these globs are skipped."
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret holding a Hugging Face token, for gated or private repositories. "
+        "It reaches the download Job only.",
+    )
+
+
+class Resources(ApiModel):
+    """GPUs and other resources of each replica."""
+
+    gpus: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="GPUs per replica; for vllm also the tensor parallel size. 0 runs on CPU "
+        "(nemo-asr and pyannote only).",
+    )
+    gpu_resource_name: str = Field(
+        default="nvidia.com/gpu",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$",
+        max_length=120,
+        description="Extended resource to request, e.g. nvidia.com/gpu or a MIG profile such as "
+        "nvidia.com/mig-1g.10gb.",
+    )
+    cpu: Quantity | None = Field(default=None, description="CPU request and limit per replica.")
+    memory: Quantity | None = Field(
+        default=None, description="Memory request and limit per replica."
+    )
+
+
+class Toleration(ApiModel):
+    """A Pod toleration."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Scheduling(ApiModel):
+    """Where replicas may run."""
+
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="A core/v1 Affinity, passed to the Pod as is.",
+    )
+    priority_class_name: str | None = Field(default=None, pattern=DNS_SUBDOMAIN, max_length=253)
+    runtime_class_name: str | None = Field(default=None, pattern=DNS_SUBDOMAIN, max_length=253)
+
+
+AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
+
+
+class Cache(ApiModel):
+    """The shared model cache volume (a PVC holding the Hugging Face cache layout)."""
+
+    claim_name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
+        description="PVC to use; created if missing, never deleted by Berth. "
+        "Default: the operator's shared cache claim.",
+    )
+    storage_class_name: str | None = Field(
+        default=None, max_length=253, description="Storage class when Berth creates the claim."
+    )
+    size: Quantity | None = Field(default=None, description="Size when Berth creates the claim.")
+    access_modes: list[AccessMode] | None = Field(
+        default=None, min_length=1, description="Access modes when Berth creates the claim."
+    )
+
+
+class VllmSettings(ApiModel):
+    """Settings of the vllm engine (vllm serve)."""
+
+    served_model_name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Model name in the OpenAI API. Default: the resource's name.",
+    )
+    max_model_len: int = Field(default=8192, ge=1, le=10_000_000, description="Context length.")
+    gpu_memory_utilization: float = Field(
+        default=0.90,
+        gt=0,
+        le=1,
+        description="Fraction of each GPU's memory vLLM may use.",
+    )
+    limit_mm_per_prompt: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, description="Items per prompt by modality, e.g. {image: 4, video: 0}."
+    )
+    trust_remote_code: bool = Field(default=False, description="Run the repository's own code.")
+    extra_args: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="More vllm serve flags. Flags Berth sets itself are refused.",
+    )
+
+
+class AsrSettings(ApiModel):
+    """Settings of the nemo-asr engine."""
+
+    source_lang: str = Field(
+        default="en", pattern=LANGUAGE, description="Default language of the audio."
+    )
+    target_lang: str = Field(default="en", pattern=LANGUAGE, description="Default output language.")
+    pnc: bool = Field(default=True, description="Punctuation and capitalisation.")
+    timestamps: bool = Field(default=False, description="Word and segment timestamps by default.")
+
+
+class DiarizationSettings(ApiModel):
+    """Settings of the pyannote engine; requests may override them."""
+
+    min_speakers: int | None = Field(default=None, ge=1, le=100)
+    max_speakers: int | None = Field(default=None, ge=1, le=100)
+    num_speakers: int | None = Field(default=None, ge=1, le=100)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "!has(self.numSpeakers) || (!has(self.minSpeakers) && !has(self.maxSpeakers))",
+                    "numSpeakers fixes the count: leave minSpeakers and maxSpeakers unset",
+                    ".numSpeakers",
+                ),
+                rule(
+                    "!has(self.minSpeakers) || !has(self.maxSpeakers) || self.minSpeakers <= self.maxSpeakers",
+                    "minSpeakers must not exceed maxSpeakers",
+                    ".minSpeakers",
+                ),
+            ]
+        }
+    )
+
+
+class Auth(ApiModel):
+    """Access control of the inference endpoints."""
+
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="When set, inference requests need Authorization: Bearer <key>. The key "
+        "reaches pods as env from the Secret only.",
+    )
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the model server container (core/v1 EnvVar)."""
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253)
+    value: str | None = None
+    value_from: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+
+
+MANAGED_VLLM_FLAGS = (
+    "--model",
+    "--tensor-parallel-size",
+    "--max-model-len",
+    "--gpu-memory-utilization",
+    "--served-model-name",
+    "--port",
+    "--host",
+    "--api-key",
+    "--download-dir",
+)
+
+
+def _managed_flags_rule() -> dict[str, str]:
+    checks = " || ".join(f"a == '{f}' || a.startsWith('{f}=')" for f in MANAGED_VLLM_FLAGS)
+    return rule(
+        f"!has(self.vllm) || !has(self.vllm.extraArgs) || !self.vllm.extraArgs.exists(a, {checks})",
+        "vllm.extraArgs must not set flags Berth manages ("
+        + ", ".join(MANAGED_VLLM_FLAGS)
+        + "): use the matching spec fields, and auth.apiKeySecretRef for the key",
+        ".vllm.extraArgs",
+    )
+
+
+class ModelDeploymentSpec(ApiModel):
+    """What to serve, on what, and how."""
+
+    engine: Engine = Field(description="Model server: vllm, nemo-asr or pyannote.")
+    model: ModelSource
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Replicas; 0 unloads the model and frees its GPUs."
+    )
+    resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
+    scheduling: Scheduling | None = None
+    cache: Cache | None = None
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Overrides the engine's default image.",
+    )
+    vllm: VllmSettings | None = None
+    asr: AsrSettings | None = None
+    diarization: DiarizationSettings | None = None
+    auth: Auth | None = None
+    env: list[EnvVar] | None = Field(default=None, max_length=128)
+    expected_dependencies: dict[str, str] | None = Field(
+        default=None,
+        description="Expected versions reported by the runtime, by dependency (cudaRuntime, "
+        "torch, ...); a mismatch shows in status. Default: the image's own.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "self.engine != 'vllm' || self.resources.gpus >= 1",
+                    "engine vllm needs at least 1 GPU (resources.gpus)",
+                    ".resources.gpus",
+                ),
+                rule(
+                    "self.engine != 'vllm' || self.resources.gpus in [1, 2, 4, 8, 16, 32, 64]",
+                    "for engine vllm, resources.gpus is the tensor parallel size: use 1, 2, 4, 8, "
+                    "16, 32 or 64 so that it divides the model's attention heads",
+                    ".resources.gpus",
+                ),
+                rule(
+                    "!has(self.vllm) || self.engine == 'vllm'",
+                    "vllm settings need engine vllm",
+                    ".vllm",
+                ),
+                rule(
+                    "!has(self.asr) || self.engine == 'nemo-asr'",
+                    "asr settings need engine nemo-asr",
+                    ".asr",
+                ),
+                rule(
+                    "!has(self.diarization) || self.engine == 'pyannote'",
+                    "diarization settings need engine pyannote",
+                    ".diarization",
+                ),
+                _managed_flags_rule(),
+                rule(
+                    "!has(self.env) || !self.env.exists(e, e.name == 'HF_TOKEN' || "
+                    "e.name == 'HUGGING_FACE_HUB_TOKEN' || e.name == 'VLLM_API_KEY' || "
+                    "e.name == 'BERTH_API_KEYS')",
+                    "env must not set HF_TOKEN, HUGGING_FACE_HUB_TOKEN, VLLM_API_KEY or "
+                    "BERTH_API_KEYS: use model.tokenSecretRef and auth.apiKeySecretRef",
+                    ".env",
+                ),
+            ]
+        }
+    )
+
+
+# ---- status ------------------------------------------------------------------------------
+
+
+class StatusModel(ApiModel):
+    """Status parts are read leniently: fields this version does not know are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(StatusModel):
+    """A condition, as the Kubernetes API conventions define it."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class DownloadStatus(StatusModel):
+    """Progress of the download of the model into the cache."""
+
+    job: str | None = None
+    revision: str | None = Field(default=None, description="Requested revision.")
+    resolved_revision: str | None = Field(
+        default=None, description="Commit the revision resolved to."
+    )
+    bytes_done: int | None = None
+    bytes_total: int | None = None
+    files_done: int | None = None
+    files_total: int | None = None
+    percent: int | None = None
+    progress: str | None = Field(default=None, description="Percent for kubectl get, as in 42%.")
+    bytes_per_second: int | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    updated_at: str | None = None
+
+
+class RuntimeErrorReport(StatusModel):
+    """The last error the model server reported."""
+
+    time: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    pod: str | None = None
+
+
+class RuntimeStatus(StatusModel):
+    """What the model server itself reports (written by the runtime, never by the operator)."""
+
+    state: str | None = None
+    pod: str | None = None
+    updated_at: str | None = None
+    details: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    dependencies: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    gpus: list[dict[str, Any]] | None = Field(
+        default=None,
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+    mismatches: list[str] | None = None
+    last_error: RuntimeErrorReport | None = None
+
+
+class ModelDeploymentStatus(StatusModel):
+    """What Berth observed; conditions Ready, CacheReady and RuntimeReady, and a summary phase."""
+
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    conditions: list[Condition] | None = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    ready: str | None = Field(default=None, description="Ready replicas over wanted, as in 1/1.")
+    selector: str | None = Field(default=None, description="Label selector of the pods, for HPA.")
+    endpoint: str | None = None
+    download: DownloadStatus | None = None
+    runtime: RuntimeStatus | None = None

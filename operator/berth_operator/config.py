@@ -1,0 +1,70 @@
+"""Operator-wide settings: default images, cache defaults, hub endpoint; read from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_REGISTRY = "ghcr.io/berth-dev"
+DEFAULT_TAG = "0.1.0"
+
+# What each engine image ships, as its runtime reports it (see runtime_images/<engine>/).
+DEFAULT_EXPECTED_DEPENDENCIES: dict[str, dict[str, str]] = {
+    "vllm": {"cudaRuntime": "12.8", "torch": "2.9.0", "vllm": "0.11.2"},
+    "nemo-asr": {"cudaRuntime": "12.8", "torch": "2.8.0", "nemo_toolkit": "2.5.3"},
+    "pyannote": {"cudaRuntime": "12.8", "torch": "2.9.1", "pyannote.audio": "4.0.7"},
+}
+
+
+class OperatorConfig(BaseModel):
+    """Settings that apply to every ModelDeployment the operator manages."""
+
+    model_config = ConfigDict(frozen=True)
+
+    images: dict[str, str] = Field(
+        default_factory=lambda: {
+            engine: f"{DEFAULT_REGISTRY}/berth-{engine}:{DEFAULT_TAG}"
+            for engine in ("vllm", "nemo-asr", "pyannote")
+        }
+    )
+    downloader_image: str = f"{DEFAULT_REGISTRY}/berth-downloader:{DEFAULT_TAG}"
+    expected_dependencies: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: dict(DEFAULT_EXPECTED_DEPENDENCIES)
+    )
+    cache_claim_name: str = "berth-model-cache"
+    cache_size: str = "500Gi"
+    cache_storage_class: str | None = None
+    cache_access_modes: tuple[str, ...] = ("ReadWriteMany",)
+    cache_mount_path: str = "/models"
+    hf_endpoint: str | None = None
+    service_port: int = 8000
+    cluster_domain: str = "cluster.local"
+    resync_seconds: float = 300.0
+    workers: int = 16
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
+        """Reads BERTH_* variables; BERTH_IMAGES and BERTH_EXPECTED_DEPENDENCIES are JSON."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, variable, parse in (
+            ("images", "BERTH_IMAGES", json.loads),
+            ("expected_dependencies", "BERTH_EXPECTED_DEPENDENCIES", json.loads),
+            ("downloader_image", "BERTH_DOWNLOADER_IMAGE", str),
+            ("cache_claim_name", "BERTH_CACHE_CLAIM_NAME", str),
+            ("cache_size", "BERTH_CACHE_SIZE", str),
+            ("cache_storage_class", "BERTH_CACHE_STORAGE_CLASS", str),
+            ("cache_access_modes", "BERTH_CACHE_ACCESS_MODES", lambda v: tuple(v.split(","))),
+            ("hf_endpoint", "HF_ENDPOINT", str),
+            ("cluster_domain", "BERTH_CLUSTER_DOMAIN", str),
+            ("resync_seconds", "BERTH_RESYNC_SECONDS", float),
+            ("workers", "BERTH_WORKERS", int),
+        ):
+            if env.get(variable):
+                values[field] = parse(env[variable])
+        if "images" in values:
+            values["images"] = {**cls().images, **values["images"]}
+        return cls(**values)

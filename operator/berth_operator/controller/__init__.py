@@ -1,0 +1,1 @@
+"""The controller: desired children from the spec, observed state, one reconcile, status."""

@@ -1,0 +1,78 @@
+"""The children a ModelDeployment should have, computed from its spec and what is observed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.download import (
+    md_download_job_name,
+    render_download_access,
+    render_download_job,
+)
+from berth_operator.controller.naming import runtime_account_name, server_labels
+from berth_operator.controller.observed import Observed, job_condition
+from berth_operator.controller.rbac import service_account_objects
+from berth_operator.controller.workload import (
+    REVISION_ANNOTATION,
+    ServedModel,
+    render_deployment,
+    render_service,
+)
+
+RESOLVED_ANNOTATION = "berth.dev/resolved-revision"
+MODEL_BYTES_ANNOTATION = "berth.dev/model-bytes"
+
+
+def served_model(observed: Observed) -> ServedModel | None:
+    """The download to serve: the requested one once complete; until then whatever already runs."""
+    md = observed.md
+    if job_condition(observed.job, "Complete"):
+        progress = md.status.download
+        current = progress if progress and progress.job == md_download_job_name(md) else None
+        return ServedModel(
+            revision=md.spec.model.revision,
+            resolved_revision=current.resolved_revision if current else None,
+            model_bytes=current.bytes_total if current else None,
+        )
+    if observed.deployment:
+        annotations = observed.deployment["metadata"].get("annotations") or {}
+        if revision := annotations.get(REVISION_ANNOTATION):
+            size = annotations.get(MODEL_BYTES_ANNOTATION)
+            return ServedModel(
+                revision=revision,
+                resolved_revision=annotations.get(RESOLVED_ANNOTATION) or None,
+                model_bytes=int(size) if size and size.isdigit() else None,
+            )
+    return None
+
+
+def _annotate(deployment: dict[str, Any], served: ServedModel) -> dict[str, Any]:
+    """Records what the Deployment serves, so a later pass can keep serving it."""
+    deployment["metadata"]["annotations"] = {
+        REVISION_ANNOTATION: served.revision,
+        RESOLVED_ANNOTATION: served.resolved_revision or "",
+        MODEL_BYTES_ANNOTATION: str(served.model_bytes or ""),
+    }
+    return deployment
+
+
+def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[str, Any]]:
+    """Every child to apply this pass, in order: identities first, the Deployment last."""
+    md = observed.md
+    children: list[dict[str, Any]] = []
+    if observed.token_problem is None:
+        children += render_download_access(md, observed.sharers)
+        children.append(render_download_job(md, observed.sharers, config))
+    children += service_account_objects(
+        name=runtime_account_name(md.name),
+        namespace=md.namespace,
+        labels=server_labels(md.name, md.spec.engine),
+        owner_references=[md.owner_reference()],
+        status_of=[md.name],
+    )
+    children.append(render_service(md, config))
+    served = served_model(observed)
+    if served is not None and not observed.secret_problems:
+        children.append(_annotate(render_deployment(md, config, served), served))
+    return children

@@ -1,0 +1,100 @@
+"""What differs between engines in the pod: probes, start-up budget, settings and extra env."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth_operator.api.modeldeployment import (
+    AsrSettings,
+    DiarizationSettings,
+    ModelDeploymentSpec,
+    VllmSettings,
+)
+
+PROBE_PERIOD_SECONDS = 10
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """How an engine's server starts and answers probes."""
+
+    name: str
+    live_path: str
+    ready_path: str
+    startup_path: str
+    base_startup_seconds: int
+    startup_seconds_per_gib: float
+    env: dict[str, str] = field(default_factory=dict)
+
+    def startup_budget_seconds(self, model_bytes: int | None) -> int:
+        """Import time plus weight loading, which grows with the model's size."""
+        gib = (model_bytes or 0) / GIB
+        return self.base_startup_seconds + math.ceil(gib * self.startup_seconds_per_gib)
+
+    def probes(self, port: str, model_bytes: int | None) -> dict[str, Any]:
+        """startupProbe, readinessProbe and livenessProbe of the server container."""
+        budget = self.startup_budget_seconds(model_bytes)
+
+        def http(path: str, **extra: int) -> dict[str, Any]:
+            return {"httpGet": {"path": path, "port": port}, "timeoutSeconds": 5, **extra}
+
+        return {
+            "startupProbe": http(
+                self.startup_path,
+                periodSeconds=PROBE_PERIOD_SECONDS,
+                failureThreshold=math.ceil(budget / PROBE_PERIOD_SECONDS),
+            ),
+            "readinessProbe": http(self.ready_path, periodSeconds=5, failureThreshold=3),
+            "livenessProbe": http(self.live_path, periodSeconds=15, failureThreshold=4),
+        }
+
+
+ENGINES: dict[str, EngineProfile] = {
+    # vLLM's own OpenAI server holds the service port; /health answers once the model is loaded.
+    "vllm": EngineProfile(
+        name="vllm",
+        live_path="/health",
+        ready_path="/health",
+        startup_path="/health",
+        base_startup_seconds=300,
+        startup_seconds_per_gib=10,
+        env={"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
+    ),
+    "nemo-asr": EngineProfile(
+        name="nemo-asr",
+        live_path="/healthz",
+        ready_path="/readyz",
+        startup_path="/readyz",
+        base_startup_seconds=180,
+        startup_seconds_per_gib=15,
+    ),
+    "pyannote": EngineProfile(
+        name="pyannote",
+        live_path="/healthz",
+        ready_path="/readyz",
+        startup_path="/readyz",
+        base_startup_seconds=120,
+        startup_seconds_per_gib=15,
+        env={"PYANNOTE_METRICS_ENABLED": "0"},
+    ),
+}
+
+
+def engine_settings(spec: ModelDeploymentSpec, name: str) -> dict[str, Any]:
+    """The engine's settings with defaults filled in, as the runtime reads them (BERTH_SETTINGS)."""
+    settings: dict[str, Any] = {"gpus": spec.resources.gpus}
+    if spec.engine == "vllm":
+        vllm = spec.vllm or VllmSettings()
+        settings |= vllm.model_dump(by_alias=True, exclude_none=True)
+        settings["servedModelName"] = vllm.served_model_name or name
+        settings["tensorParallelSize"] = spec.resources.gpus
+    elif spec.engine == "nemo-asr":
+        settings |= (spec.asr or AsrSettings()).model_dump(by_alias=True, exclude_none=True)
+    else:
+        settings |= (spec.diarization or DiarizationSettings()).model_dump(
+            by_alias=True, exclude_none=True
+        )
+    return settings

@@ -1,0 +1,41 @@
+"""What the controller read from the cluster for one ModelDeployment, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth_operator.controller.resource import ModelDeployment
+
+
+@dataclass(frozen=True)
+class SecretCheck:
+    """A Secret reference that does not resolve, with the field that holds it."""
+
+    reason: str  # SecretNotFound or SecretKeyNotFound
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The cluster state a reconcile works from; plain API objects, as read."""
+
+    md: ModelDeployment
+    sharers: list[ModelDeployment]
+    job: dict[str, Any] | None = None
+    job_pods: list[dict[str, Any]] = field(default_factory=list)
+    deployment: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    stale_jobs: list[dict[str, Any]] = field(default_factory=list)
+    secret_problems: list[SecretCheck] = field(default_factory=list)
+    token_problem: SecretCheck | None = None
+
+
+def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    """A Job condition of `type_` that is True, if any."""
+    if not job:
+        return None
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return condition
+    return None

@@ -1,0 +1,245 @@
+"""The reconcile loop: one function, run for every event, resume and resync of a ModelDeployment."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from berth_operator.api.modeldeployment import ModelDeploymentStatus
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.cache import cache_claim_name, render_cache_claim
+from berth_operator.controller.desired import desired_children
+from berth_operator.controller.diff import contains
+from berth_operator.controller.download import download_owner_references, md_download_job_name
+from berth_operator.controller.naming import (
+    COMPONENT_LABEL,
+    MODEL_DEPLOYMENT_LABEL,
+    SERVER_COMPONENT,
+)
+from berth_operator.controller.observed import Observed, SecretCheck
+from berth_operator.controller.resource import ModelDeployment
+from berth_operator.controller.status import derive_status
+from berth_operator.kube import Kube
+from berth_operator.store import Store
+
+logger = logging.getLogger(__name__)
+
+JOB = ("batch/v1", "Job")
+MD_KIND = "ModelDeployment"
+
+
+def utcnow() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def kind_of(manifest: dict[str, Any]) -> str:
+    return manifest["kind"]
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+@dataclass
+class Reconciler:
+    """Computes desired children from the spec, applies what differs, writes status once."""
+
+    store: Store
+    kube: Kube
+    config: OperatorConfig
+    known_claims: set[tuple[str, str]] = field(default_factory=set)
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def model_deployments(self, namespace: str) -> list[ModelDeployment]:
+        """Every valid, live ModelDeployment in the namespace."""
+        result = []
+        for body in self.store.in_namespace(MD_KIND, namespace):
+            try:
+                md = ModelDeployment.from_body(body)
+            except pydantic.ValidationError:
+                continue
+            if not md.deleting:
+                result.append(md)
+        return result
+
+    async def _check_secret(self, namespace: str, ref: Any, field_path: str) -> SecretCheck | None:
+        keys = await self.kube.secret_keys(namespace, ref.name)
+        if keys is None:
+            return SecretCheck(
+                "SecretNotFound",
+                f"secret {ref.name} not found in namespace {namespace} ({field_path}.name): "
+                f"create it, or fix the reference",
+            )
+        if ref.key not in keys:
+            return SecretCheck(
+                "SecretKeyNotFound",
+                f"secret {ref.name} has no key '{ref.key}' ({field_path}.key); "
+                f"it has: {', '.join(sorted(keys)) or 'no keys'}",
+            )
+        return None
+
+    async def check_secrets(
+        self, md: ModelDeployment
+    ) -> tuple[SecretCheck | None, list[SecretCheck]]:
+        """Problems with the token Secret, and with the other Secret references."""
+        token_problem = None
+        if ref := md.spec.model.token_secret_ref:
+            token_problem = await self._check_secret(md.namespace, ref, "spec.model.tokenSecretRef")
+        secret_problems = []
+        api_key = md.spec.auth.api_key_secret_ref if md.spec.auth else None
+        if api_key and (
+            problem := await self._check_secret(md.namespace, api_key, "spec.auth.apiKeySecretRef")
+        ):
+            secret_problems.append(problem)
+        return token_problem, secret_problems
+
+    def observe(
+        self,
+        md: ModelDeployment,
+        token_problem: SecretCheck | None,
+        secret_problems: list[SecretCheck],
+    ) -> Observed:
+        """Everything this pass needs from the store."""
+        ns = md.namespace
+        job_name = md_download_job_name(md)
+        sharers = [m for m in self.model_deployments(ns) if md_download_job_name(m) == job_name]
+        if md not in sharers:
+            sharers.append(md)
+        jobs_of_md = [j for j in self.store.in_namespace("Job", ns) if _owned_by(j, md.uid)]
+        server_pods = [
+            p
+            for p in self.store.by_label("Pod", ns, MODEL_DEPLOYMENT_LABEL, md.name)
+            if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == SERVER_COMPONENT
+        ]
+        return Observed(
+            md=md,
+            sharers=sharers,
+            job=self.store.get("Job", ns, job_name),
+            job_pods=self.store.by_label("Pod", ns, "job-name", job_name),
+            deployment=self.store.get("Deployment", ns, md.name),
+            pods=server_pods,
+            stale_jobs=[j for j in jobs_of_md if j["metadata"]["name"] != job_name],
+            secret_problems=secret_problems,
+            token_problem=token_problem,
+        )
+
+    # ---- writing --------------------------------------------------------------------------
+
+    async def ensure_cache_claim(self, md: ModelDeployment) -> None:
+        """Creates the cache PVC when missing; an existing one is never changed."""
+        key = (md.namespace, cache_claim_name(md, self.config))
+        if key in self.known_claims:
+            return
+        if await self.kube.create_if_missing(render_cache_claim(md, self.config)):
+            logger.info("created cache claim %s/%s", *key)
+        self.known_claims.add(key)
+
+    async def apply_if_changed(self, manifest: dict[str, Any]) -> None:
+        """Server-side apply, skipped when the observed object already holds the manifest."""
+        meta = manifest["metadata"]
+        observed = self.store.get(kind_of(manifest), meta["namespace"], meta["name"])
+        if observed is not None and contains(observed, manifest):
+            return
+        applied = await self.kube.apply(manifest)
+        self.store.upsert(kind_of(manifest), applied)
+
+    async def apply_download_job(self, manifest: dict[str, Any]) -> None:
+        """The Job's pod template is immutable: when it exists, only its owners are updated."""
+        meta = manifest["metadata"]
+        observed = self.store.get("Job", meta["namespace"], meta["name"])
+        if observed is None:
+            await self.apply_if_changed(manifest)
+        elif not contains(
+            observed["metadata"],
+            {"ownerReferences": meta["ownerReferences"], "labels": meta["labels"]},
+        ):
+            await self.kube.merge_patch(
+                JOB,
+                meta["namespace"],
+                meta["name"],
+                {
+                    "metadata": {
+                        "ownerReferences": meta["ownerReferences"],
+                        "labels": meta["labels"],
+                    }
+                },
+            )
+
+    async def release_stale_jobs(self, observed: Observed) -> None:
+        """Download Jobs this resource no longer needs: drop it as owner; delete orphans."""
+        ns = observed.md.namespace
+        everyone = self.model_deployments(ns)
+        for job in observed.stale_jobs:
+            name = job["metadata"]["name"]
+            still = [m for m in everyone if md_download_job_name(m) == name]
+            if still:
+                refs = download_owner_references(still)
+                await self.kube.merge_patch(JOB, ns, name, {"metadata": {"ownerReferences": refs}})
+            else:
+                logger.info("deleting download Job %s/%s: no resource needs it", ns, name)
+                await self.kube.delete(JOB, ns, name)
+
+    async def write_status(
+        self, md: ModelDeployment, body: dict[str, Any], status: dict[str, Any]
+    ) -> bool:
+        """One merge patch of the operator's status keys, only when one of them changed."""
+        current = body.get("status") or {}
+        if contains(current, status):
+            return False
+        await self.kube.patch_status(md.namespace, md.name, status)
+        return True
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        """Brings one ModelDeployment's children and status in line with its spec."""
+        body = self.store.get(MD_KIND, namespace, name)
+        if body is None:
+            return
+        try:
+            md = ModelDeployment.from_body(body)
+        except pydantic.ValidationError as error:
+            await self._report_invalid(body, error)
+            return
+        if md.deleting:
+            return
+        await self.ensure_cache_claim(md)
+        secrets = await self.check_secrets(md)
+        observed = self.observe(md, *secrets)
+        for manifest in desired_children(observed, self.config):
+            if kind_of(manifest) == "Job":
+                await self.apply_download_job(manifest)
+            else:
+                await self.apply_if_changed(manifest)
+        if observed.stale_jobs:
+            await self.release_stale_jobs(observed)
+        observed = self.observe(md, *secrets)  # what was just applied counts too
+        await self.write_status(md, body, derive_status(observed, self.config, utcnow()))
+
+    async def _report_invalid(self, body: dict[str, Any], error: pydantic.ValidationError) -> None:
+        meta = body["metadata"]
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        status = {
+            "observedGeneration": meta.get("generation"),
+            "phase": "Failed",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "InvalidSpec",
+                    "message": f"spec.{where}: {first['msg']}",
+                    "lastTransitionTime": utcnow(),
+                    "observedGeneration": meta.get("generation"),
+                }
+            ],
+        }
+        current = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        if current.conditions and current.conditions[0].reason == "InvalidSpec":
+            return
+        await self.kube.patch_status(meta["namespace"], meta["name"], status)

@@ -1,0 +1,62 @@
+"""A ModelDeployment as the controller sees it: metadata plus the typed spec and status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth_operator.api.modeldeployment import (
+    GROUP,
+    KIND,
+    VERSION,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
+
+REDOWNLOAD_ANNOTATION = f"{GROUP}/redownload"
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    """The parts of a ModelDeployment object that reconciling needs."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ModelDeployment:
+        """Parses an API object; raises pydantic.ValidationError when the spec is not valid."""
+        meta = body["metadata"]
+        return cls(
+            name=meta["name"],
+            namespace=meta["namespace"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation", 1)),
+            spec=ModelDeploymentSpec.model_validate(body.get("spec") or {}),
+            status=ModelDeploymentStatus.model_validate(body.get("status") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    @property
+    def redownload_token(self) -> str | None:
+        """The value of berth.dev/redownload: a new value asks for a clean re-download."""
+        return self.annotations.get(REDOWNLOAD_ANNOTATION) or None
+
+    def owner_reference(self, *, controller: bool = True) -> dict[str, Any]:
+        """An ownerReference to this resource, for its children."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": controller,
+            "blockOwnerDeletion": False,
+        }

@@ -1,0 +1,235 @@
+"""Derives the operator's part of a ModelDeployment's status from what it observed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.conditions import (
+    CACHE_READY,
+    PODS_READY,
+    READY,
+    RUNTIME_READY,
+    Verdict,
+    merge_conditions,
+)
+from berth_operator.controller.download import md_download_job_name
+from berth_operator.controller.naming import selector_string, server_selector
+from berth_operator.controller.observed import Observed, job_condition
+from berth_operator.controller.podtruth import is_ready, worst_problem
+from berth_operator.controller.workload import endpoint
+
+DOWNLOAD_PROGRESS_FIELDS = (
+    "resolvedRevision",
+    "bytesDone",
+    "bytesTotal",
+    "filesDone",
+    "filesTotal",
+    "percent",
+    "progress",
+    "bytesPerSecond",
+    "startedAt",
+    "completedAt",
+    "updatedAt",
+)
+WAITING_REASONS = {"DownloadPending", "Downloading", "Unschedulable"}
+FAILING_POD_REASONS = {
+    "CrashLoopBackOff",
+    "OOMKilled",
+    "ImagePullBackOff",
+    "CreateContainerConfigError",
+}
+
+
+def _human_bytes(n: int | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def download_failure(observed: Observed) -> Verdict | None:
+    """Why the download Job failed, preferring the downloader's own typed reason."""
+    failed = job_condition(observed.job, "Failed")
+    if not failed:
+        return None
+    for pod in sorted(
+        observed.job_pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
+    ):
+        for status in pod.get("status", {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            text = (terminated.get("message") or "").strip()
+            try:
+                report = json.loads(text.splitlines()[-1]) if text else {}
+            except (ValueError, IndexError):
+                report = {}
+            if isinstance(report, dict) and report.get("reason"):
+                return Verdict("False", str(report["reason"]), str(report.get("message", "")))
+            if text:
+                return Verdict("False", "DownloadFailed", text.splitlines()[-1][:500])
+    reason = failed.get("reason") or "DownloadFailed"
+    return Verdict(
+        "False",
+        reason,
+        f"download Job {observed.job['metadata']['name']} failed: {failed.get('message', reason)}",
+    )
+
+
+def cache_verdict(observed: Observed) -> Verdict:
+    """CacheReady: is the requested download complete in the cache?"""
+    md = observed.md
+    what = f"{md.spec.model.repo}@{md.spec.model.revision}"
+    if observed.token_problem:
+        return Verdict("False", observed.token_problem.reason, observed.token_problem.message)
+    if observed.job is None:
+        return Verdict("False", "DownloadPending", f"creating the download Job for {what}")
+    if job_condition(observed.job, "Complete"):
+        return Verdict("True", "Downloaded", f"{what} is in the cache")
+    if failure := download_failure(observed):
+        return failure
+    if problem := worst_problem(
+        [
+            p
+            for p in observed.job_pods
+            if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+        ]
+    ):
+        return Verdict("False", problem.reason, f"download: {problem.message}")
+    progress = md.status.download
+    if progress and progress.job == observed.job["metadata"]["name"] and progress.bytes_total:
+        rate = f", {_human_bytes(progress.bytes_per_second)}/s" if progress.bytes_per_second else ""
+        return Verdict(
+            "False",
+            "Downloading",
+            f"downloading {what}: {_human_bytes(progress.bytes_done)} of "
+            f"{_human_bytes(progress.bytes_total)} ({progress.percent or 0}%){rate}",
+        )
+    return Verdict("False", "Downloading", f"downloading {what}")
+
+
+def pods_verdict(observed: Observed) -> Verdict:
+    """PodsReady: are the wanted replicas ready, and if not, what is wrong with them?"""
+    wanted = observed.md.spec.replicas
+    if wanted == 0:
+        return Verdict(
+            "True", "ScaledToZero", "replicas is 0: the model is unloaded and its GPUs are free"
+        )
+    if observed.deployment is None:
+        return Verdict(
+            "False", "WaitingForCache", "the model server starts once the model is in the cache"
+        )
+    live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
+    ready = sum(1 for p in live if is_ready(p))
+    if ready >= wanted:
+        return Verdict("True", "AllReplicasReady", f"{ready}/{wanted} replicas ready")
+    if problem := worst_problem([p for p in live if not is_ready(p)]):
+        return Verdict("False", problem.reason, problem.message)
+    return Verdict("False", "Starting", f"{ready}/{wanted} replicas ready; starting")
+
+
+def runtime_verdict(observed: Observed) -> Verdict:
+    """RuntimeReady: did the model server itself report the model loaded, from a current pod?"""
+    if observed.md.spec.replicas == 0:
+        return Verdict("False", "ScaledToZero", "no model server runs at 0 replicas")
+    runtime = observed.md.status.runtime
+    current = {
+        p["metadata"]["name"] for p in observed.pods if not p["metadata"].get("deletionTimestamp")
+    }
+    if runtime is None or runtime.state is None:
+        return Verdict("False", "NotReported", "waiting for the model server to report")
+    if runtime.pod and runtime.pod not in current:
+        return Verdict(
+            "False",
+            "NotReported",
+            f"waiting for a report from a current pod (last from {runtime.pod})",
+        )
+    if runtime.state == "Ready":
+        return Verdict("True", "ModelLoaded", f"pod {runtime.pod} reports the model loaded")
+    if runtime.state == "Failed":
+        error = runtime.last_error
+        reason = (error and error.reason) or "RuntimeFailed"
+        return Verdict("False", reason, (error and error.message) or "the model server failed")
+    return Verdict("False", runtime.state, f"pod {runtime.pod}: {runtime.state}")
+
+
+def ready_verdict(observed: Observed, cache: Verdict, pods: Verdict, runtime: Verdict) -> Verdict:
+    """Ready: pods ready AND the runtime reported the model loaded (or nothing wanted)."""
+    if observed.md.spec.replicas == 0:
+        return Verdict(
+            "True", "ScaledToZero", "replicas is 0: nothing to serve; scale up to load the model"
+        )
+    if problem := observed.token_problem or next(iter(observed.secret_problems), None):
+        return Verdict("False", problem.reason, problem.message)
+    if observed.deployment is None:
+        return Verdict("False", cache.reason, cache.message)
+    for verdict in (pods, runtime):
+        if not verdict.ok:
+            return Verdict("False", verdict.reason, verdict.message)
+    return Verdict("True", "ModelServing", pods.message)
+
+
+def phase(
+    observed: Observed, cache: Verdict, pods: Verdict, runtime: Verdict, ready: Verdict
+) -> str:
+    """The one-word summary shown by kubectl get."""
+    if observed.md.spec.replicas == 0:
+        return "Stopped"
+    ready_pods = sum(1 for p in observed.pods if is_ready(p))
+    if ready.ok:
+        return "Ready"
+    if observed.token_problem or observed.secret_problems:
+        return "Failed"
+    if observed.deployment is None:
+        if cache.reason in WAITING_REASONS:
+            return "Downloading" if cache.reason == "Downloading" else "Pending"
+        return "Failed"
+    if ready_pods:
+        return "Degraded"
+    if pods.reason == "Unschedulable":
+        return "Pending"
+    if pods.reason in FAILING_POD_REASONS:
+        return "Failed"
+    if runtime.reason in ("NotReported", "Loading", "ModelLoaded"):
+        return "Starting"
+    return "Failed"
+
+
+def download_fields(observed: Observed) -> dict[str, Any]:
+    """The operator's keys of status.download; progress keys are reset when the Job changes."""
+    md = observed.md
+    job_name = md_download_job_name(md)
+    fields: dict[str, Any] = {"job": job_name, "revision": md.spec.model.revision}
+    previous = md.status.download
+    if previous is None or previous.job != job_name:
+        fields |= dict.fromkeys(DOWNLOAD_PROGRESS_FIELDS)
+    if job_condition(observed.job, "Complete"):
+        fields |= {"percent": 100, "progress": "100%"}
+        if completed := observed.job.get("status", {}).get("completionTime"):
+            fields["completedAt"] = completed
+    return fields
+
+
+def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[str, Any]:
+    """Every status key the operator owns (status.runtime and download progress are not its)."""
+    md = observed.md
+    cache = cache_verdict(observed)
+    pods = pods_verdict(observed)
+    runtime = runtime_verdict(observed)
+    ready = ready_verdict(observed, cache, pods, runtime)
+    verdicts = {READY: ready, CACHE_READY: cache, PODS_READY: pods, RUNTIME_READY: runtime}
+    live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
+    ready_count = sum(1 for p in live if is_ready(p))
+    return {
+        "observedGeneration": md.generation,
+        "phase": phase(observed, cache, pods, runtime, ready),
+        "conditions": merge_conditions(md.status.conditions, verdicts, md.generation, now),
+        "replicas": len(live),
+        "readyReplicas": ready_count,
+        "ready": f"{ready_count}/{md.spec.replicas}",
+        "selector": selector_string(server_selector(md.name)),
+        "endpoint": endpoint(md, config),
+        "download": download_fields(observed),
+    }

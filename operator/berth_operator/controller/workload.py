@@ -1,0 +1,205 @@
+"""The model server's Deployment and Service."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from berth_operator.api.modeldeployment import GROUP
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.cache import cache_claim_name
+from berth_operator.controller.engines import ENGINES, engine_settings
+from berth_operator.controller.naming import runtime_account_name, server_labels, server_selector
+from berth_operator.controller.resource import ModelDeployment
+from berth_operator.controller.security import (
+    restricted_container_security,
+    restricted_pod_security,
+)
+
+SERVER_CONTAINER = "server"
+PORT_NAME = "http"
+REVISION_ANNOTATION = f"{GROUP}/revision"
+GPU_TOLERATION_KEY = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """Which download the Deployment serves: the requested one, or the previous until it is ready."""
+
+    revision: str
+    resolved_revision: str | None
+    model_bytes: int | None
+
+
+def endpoint(md: ModelDeployment, config: OperatorConfig) -> str:
+    """The in-cluster URL of the model server."""
+    host = f"{md.name}.{md.namespace}.svc.{config.cluster_domain}"
+    return f"http://{host}:{config.service_port}"
+
+
+def _env(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> list[dict[str, Any]]:
+    spec = md.spec
+    expected = {
+        **config.expected_dependencies.get(spec.engine, {}),
+        **(spec.expected_dependencies or {}),
+    }
+    env: list[dict[str, Any]] = [
+        {"name": "BERTH_ENGINE", "value": spec.engine},
+        {"name": "BERTH_MODEL_REPO", "value": spec.model.repo},
+        {"name": "BERTH_MODEL_REVISION", "value": served.resolved_revision or served.revision},
+        {
+            "name": "BERTH_SETTINGS",
+            "value": json.dumps(engine_settings(spec, md.name), sort_keys=True),
+        },
+        {"name": "BERTH_EXPECTED_DEPENDENCIES", "value": json.dumps(expected, sort_keys=True)},
+        {"name": "BERTH_MODELDEPLOYMENT", "value": md.name},
+        {"name": "BERTH_PORT", "value": str(config.service_port)},
+        {"name": "MODEL_CACHE_DIR", "value": config.cache_mount_path},
+        {"name": "HF_HUB_CACHE", "value": config.cache_mount_path},
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    env += [{"name": k, "value": v} for k, v in sorted(ENGINES[spec.engine].env.items())]
+    if spec.auth and (ref := spec.auth.api_key_secret_ref):
+        secret = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
+        env.append({"name": "BERTH_API_KEYS", "valueFrom": secret})
+        if spec.engine == "vllm":
+            env.append({"name": "VLLM_API_KEY", "valueFrom": secret})
+    env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env or []]
+    return env
+
+
+def _resources(md: ModelDeployment) -> dict[str, Any]:
+    res = md.spec.resources
+    limits: dict[str, str] = {}
+    if res.gpus:
+        limits[res.gpu_resource_name] = str(res.gpus)
+    for key, value in (("cpu", res.cpu), ("memory", res.memory)):
+        if value is not None:
+            limits[key] = str(value)
+    requests = {k: v for k, v in limits.items() if k in ("cpu", "memory")}
+    return {"limits": limits, **({"requests": requests} if requests else {})}
+
+
+def _volumes(md: ModelDeployment, config: OperatorConfig) -> tuple[list[dict], list[dict]]:
+    """Volumes and mounts: the cache read-only, a writable /tmp, /dev/shm for multi-GPU vLLM."""
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "cache",
+            "persistentVolumeClaim": {"claimName": cache_claim_name(md, config), "readOnly": True},
+        },
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "cache", "mountPath": config.cache_mount_path, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if md.spec.engine == "vllm" and md.spec.resources.gpus > 1:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    return volumes, mounts
+
+
+def _scheduling(md: ModelDeployment) -> dict[str, Any]:
+    sched = md.spec.scheduling
+    tolerations = [
+        t.model_dump(by_alias=True, exclude_none=True) for t in (sched and sched.tolerations) or []
+    ]
+    if md.spec.resources.gpus:
+        tolerations.append(
+            {"key": GPU_TOLERATION_KEY, "operator": "Exists", "effect": "NoSchedule"}
+        )
+    out: dict[str, Any] = {"tolerations": tolerations}
+    if sched:
+        for key, value in (
+            ("nodeSelector", sched.node_selector),
+            ("affinity", sched.affinity),
+            ("priorityClassName", sched.priority_class_name),
+            ("runtimeClassName", sched.runtime_class_name),
+        ):
+            if value:
+                out[key] = value
+    return out
+
+
+def render_deployment(
+    md: ModelDeployment, config: OperatorConfig, served: ServedModel
+) -> dict[str, Any]:
+    """The Deployment running the engine's server on the cached weights, offline."""
+    labels = server_labels(md.name, md.spec.engine)
+    volumes, mounts = _volumes(md, config)
+    container = {
+        "name": SERVER_CONTAINER,
+        "image": md.spec.image or config.images[md.spec.engine],
+        "ports": [{"name": PORT_NAME, "containerPort": config.service_port, "protocol": "TCP"}],
+        "env": _env(md, config, served),
+        "resources": _resources(md),
+        "securityContext": restricted_container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+        **ENGINES[md.spec.engine].probes(PORT_NAME, served.model_bytes),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": md.name,
+            "namespace": md.namespace,
+            "labels": labels,
+            "ownerReferences": [md.owner_reference()],
+        },
+        "spec": {
+            "replicas": md.spec.replicas,
+            "selector": {"matchLabels": server_selector(md.name)},
+            # GPUs are scarce: replace pods one at a time rather than surge onto more GPUs.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {REVISION_ANNOTATION: served.revision},
+                },
+                "spec": {
+                    "serviceAccountName": runtime_account_name(md.name),
+                    "enableServiceLinks": False,
+                    "securityContext": restricted_pod_security(),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": volumes,
+                    **_scheduling(md),
+                },
+            },
+        },
+    }
+
+
+def render_service(md: ModelDeployment, config: OperatorConfig) -> dict[str, Any]:
+    """A ClusterIP Service in front of the ready replicas."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": md.name,
+            "namespace": md.namespace,
+            "labels": server_labels(md.name, md.spec.engine),
+            "ownerReferences": [md.owner_reference()],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": server_selector(md.name),
+            "ports": [
+                {
+                    "name": PORT_NAME,
+                    "port": config.service_port,
+                    "targetPort": PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }

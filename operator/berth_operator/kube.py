@@ -1,0 +1,131 @@
+"""The operator's writes to the API server: server-side apply, merge patches, create, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkube import AsyncClient, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import (
+    PersistentVolumeClaim,
+    Pod,
+    Secret,
+    Service,
+    ServiceAccount,
+)
+from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
+from lightkube.types import CascadeType, PatchType
+
+from berth_operator.api.modeldeployment import GROUP, KIND, PLURAL, VERSION
+
+FIELD_MANAGER = "berth-operator"
+
+ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+
+RESOURCES: dict[tuple[str, str], Any] = {
+    ("v1", "PersistentVolumeClaim"): PersistentVolumeClaim,
+    ("v1", "Service"): Service,
+    ("v1", "ServiceAccount"): ServiceAccount,
+    ("v1", "Secret"): Secret,
+    ("v1", "Pod"): Pod,
+    ("apps/v1", "Deployment"): Deployment,
+    ("batch/v1", "Job"): Job,
+    ("rbac.authorization.k8s.io/v1", "Role"): Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
+}
+
+
+def resource_of(manifest: dict[str, Any]) -> Any:
+    return RESOURCES[(manifest["apiVersion"], manifest["kind"])]
+
+
+class Kube:
+    """A thin async client; every write goes through here, so writes are counted in one place."""
+
+    def __init__(self, client: AsyncClient | None = None) -> None:
+        self._client = client
+        self.writes = 0
+
+    @property
+    def client(self) -> AsyncClient:
+        if self._client is None:
+            self._client = AsyncClient(field_manager=FIELD_MANAGER)
+        return self._client
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a whole object, as the operator's field manager."""
+        meta = manifest["metadata"]
+        self.writes += 1
+        result = await self.client.patch(
+            resource_of(manifest),
+            meta["name"],
+            manifest,
+            namespace=meta.get("namespace"),
+            patch_type=PatchType.APPLY,
+            field_manager=FIELD_MANAGER,
+            force=True,
+        )
+        return result.to_dict()
+
+    async def merge_patch(
+        self, kind: tuple[str, str], namespace: str, name: str, patch: dict
+    ) -> None:
+        """A JSON merge patch (used where several writers share an object)."""
+        self.writes += 1
+        await self.client.patch(
+            RESOURCES[kind], name, patch, namespace=namespace, patch_type=PatchType.MERGE
+        )
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patches the keys the operator owns in a ModelDeployment's status."""
+        self.writes += 1
+        await self.client.patch(
+            ModelDeploymentResource.Status,
+            name,
+            {"status": status},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    async def create_if_missing(self, manifest: dict[str, Any]) -> bool:
+        """Creates the object unless one of that name exists; never changes an existing one."""
+        res = resource_of(manifest)
+        meta = manifest["metadata"]
+        try:
+            await self.client.get(res, meta["name"], namespace=meta.get("namespace"))
+            return False
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+        self.writes += 1
+        try:
+            await self.client.create(codecs.from_dict(manifest), field_manager=FIELD_MANAGER)
+        except ApiError as error:
+            if error.status.code != 409:
+                raise
+            return False
+        return True
+
+    async def delete(self, kind: tuple[str, str], namespace: str, name: str) -> None:
+        """Deletes an object and, in the background, what it owns."""
+        self.writes += 1
+        try:
+            await self.client.delete(
+                RESOURCES[kind], name, namespace=namespace, cascade=CascadeType.BACKGROUND
+            )
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+
+    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
+        """The keys of a Secret (never its values), or None when it does not exist."""
+        try:
+            secret = await self.client.get(Secret, name, namespace=namespace)
+        except ApiError as error:
+            if error.status.code == 404:
+                return None
+            raise
+        return set(secret.data or {}) | set(secret.stringData or {})

@@ -1,0 +1,200 @@
+"""Wires the controller into kopf: watches feed the store, a work queue runs the reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Hashable
+from typing import Any
+
+import kopf
+
+from berth_operator.api.modeldeployment import GROUP, KIND, PLURAL, VERSION
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.naming import MANAGED_BY, MODEL_DEPLOYMENT_LABEL
+from berth_operator.controller.reconciler import Reconciler
+from berth_operator.kube import RESOURCES, Kube, ModelDeploymentResource
+from berth_operator.metrics import OperatorMetrics
+from berth_operator.store import Store
+from berth_operator.workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+# Child kinds the operator watches (only objects labelled as managed by Berth).
+CHILDREN: list[tuple[str, str, str, str]] = [
+    ("batch", "v1", "jobs", "Job"),
+    ("apps", "v1", "deployments", "Deployment"),
+    ("", "v1", "pods", "Pod"),
+    ("", "v1", "services", "Service"),
+    ("", "v1", "serviceaccounts", "ServiceAccount"),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+]
+
+
+def _resource(kind: str) -> Any:
+    return next(res for (_, k), res in RESOURCES.items() if k == kind)
+
+
+def plain(body: Any) -> dict[str, Any]:
+    """A deep, mutable copy of a kopf body."""
+    return copy.deepcopy(dict(body))
+
+
+class Operator:
+    """The running operator: store, queue, workers, metrics; kopf handlers call into it."""
+
+    def __init__(self, config: OperatorConfig, kube: Kube | None = None) -> None:
+        self.config = config
+        self.store = Store()
+        self.queue = WorkQueue()
+        self.metrics = OperatorMetrics()
+        self.kube = kube or Kube()
+        self.reconciler = Reconciler(self.store, self.kube, config)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- events -------------------------------------------------------------------------
+
+    def on_model_deployment(self, event_type: str | None, body: Any) -> None:
+        meta = body["metadata"]
+        if event_type == "DELETED":
+            self.store.remove(KIND, meta["namespace"], meta["name"])
+        else:
+            self.store.upsert(KIND, plain(body))
+        self.queue.add((meta["namespace"], meta["name"]))
+
+    def on_child(self, kind: str, event_type: str | None, body: Any) -> None:
+        meta = body["metadata"]
+        if event_type == "DELETED":
+            self.store.remove(kind, meta["namespace"], meta["name"])
+        else:
+            self.store.upsert(kind, plain(body))
+        for owner in self.owners_of(kind, body):
+            self.queue.add(owner)
+
+    def owners_of(self, kind: str, body: Any) -> list[tuple[str, str]]:
+        """The ModelDeployments a child event concerns."""
+        meta = body["metadata"]
+        ns = meta["namespace"]
+        labels = meta.get("labels") or {}
+        owners = {
+            ref["name"] for ref in meta.get("ownerReferences") or [] if ref.get("kind") == KIND
+        }
+        if name := labels.get(MODEL_DEPLOYMENT_LABEL):
+            owners.add(name)
+        if kind == "Pod" and (job_name := labels.get("job-name")):
+            job = self.store.get("Job", ns, job_name)
+            refs = (job or {}).get("metadata", {}).get("ownerReferences") or []
+            owners |= {ref["name"] for ref in refs if ref.get("kind") == KIND}
+        return [(ns, name) for name in sorted(owners)]
+
+    # ---- work ---------------------------------------------------------------------------
+
+    async def handle(self, key: Hashable) -> None:
+        namespace, name = key  # type: ignore[misc]
+        started = time.perf_counter()
+        writes_before = self.kube.writes
+        try:
+            await self.reconciler.reconcile(namespace, name)
+        except Exception:
+            self.metrics.reconciles.labels(result="error").inc()
+            raise
+        finally:
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
+            self.metrics.api_writes.inc(self.kube.writes - writes_before)
+            self.metrics.queue_depth.set(len(self.queue))
+        self.metrics.reconciles.labels(result="ok").inc()
+
+    async def resync_forever(self) -> None:
+        """Re-queues every resource now and then, so drift is noticed without any event."""
+        while True:
+            await asyncio.sleep(self.config.resync_seconds)
+            for key in self.store.keys(KIND):
+                self.queue.add(key)
+
+    async def count_phases_forever(self) -> None:
+        while True:
+            tally = Tally(
+                (body.get("status") or {}).get("phase") or "Unknown"
+                for body in (self.store.get(KIND, *k) for k in self.store.keys(KIND))
+                if body
+            )
+            self.metrics.by_phase.clear()
+            for phase, count in tally.items():
+                self.metrics.by_phase.labels(phase=phase).set(count)
+            await asyncio.sleep(15)
+
+    async def prefill(self, namespaces: list[str]) -> None:
+        """Lists every watched kind once, so the first passes see the whole cluster."""
+        selector = dict(MANAGED_BY)
+        kinds: list[tuple[str, Any, dict[str, str] | None]] = [
+            (KIND, ModelDeploymentResource, None)
+        ]
+        kinds += [(kind, _resource(kind), selector) for *_, kind in CHILDREN]
+        for kind, resource, labels in kinds:
+            for namespace in namespaces or ["*"]:
+                async for obj in self.kube.client.list(
+                    resource, namespace=namespace, labels=labels
+                ):
+                    self.store.upsert(kind, obj.to_dict() if hasattr(obj, "to_dict") else dict(obj))
+        for key in self.store.keys(KIND):
+            self.queue.add(key)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.queue.run_worker(self.handle)) for _ in range(self.config.workers)
+        ]
+        self._tasks += [
+            loop.create_task(self.resync_forever()),
+            loop.create_task(self.count_phases_forever()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def build_registry(operator: Operator, namespaces: list[str]) -> kopf.OperatorRegistry:
+    """kopf handlers bound to one Operator; nothing registered globally."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # Event handlers only: kopf keeps no progress or diff-base on our objects.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+        settings.posting.enabled = False
+        settings.watching.server_timeout = 300
+        settings.batching.worker_limit = 64
+        settings.batching.idle_timeout = 5
+
+        await operator.prefill(namespaces)
+        operator.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await operator.stop()
+
+    @kopf.on.probe(id="queue", registry=registry)
+    def queue_depth(**_: Any) -> int:
+        return len(operator.queue)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def model_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        operator.on_model_deployment(type, body)
+
+    for group, version, plural, kind in CHILDREN:
+
+        def child_event(type: str | None, body: kopf.Body, _kind: str = kind, **_: Any) -> None:
+            operator.on_child(_kind, type, body)
+
+        kopf.on.event(
+            group or "", version, plural, labels=dict(MANAGED_BY), registry=registry, id=f"{plural}"
+        )(child_event)
+
+    return registry

@@ -1,0 +1,72 @@
+"""The operator's view of the cluster: the latest copy of each watched object, indexed by label."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from berth_operator.controller.naming import DOWNLOAD_KEY_LABEL, MODEL_DEPLOYMENT_LABEL
+
+INDEXED_LABELS = (MODEL_DEPLOYMENT_LABEL, DOWNLOAD_KEY_LABEL, "job-name")
+Key = tuple[str, str]
+
+
+def _resource_version(obj: dict[str, Any]) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class Store:
+    """Objects by kind and (namespace, name); fed by watch events and by the initial listing."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+        self._index: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
+
+    def upsert(self, kind: str, obj: dict[str, Any]) -> bool:
+        """Stores `obj` unless a newer version is already there; True when stored."""
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        old = self._objects[kind].get(key)
+        if old is not None:
+            if _resource_version(old) > _resource_version(obj):
+                return False
+            self._unindex(kind, old)
+        self._objects[kind][key] = obj
+        namespace = key[0]
+        for label in INDEXED_LABELS:
+            if value := (obj["metadata"].get("labels") or {}).get(label):
+                self._index[(kind, namespace, label, value)].add(key[1])
+        return True
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        if old := self._objects[kind].pop((namespace, name), None):
+            self._unindex(kind, old)
+
+    def _unindex(self, kind: str, obj: dict[str, Any]) -> None:
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        for label in INDEXED_LABELS:
+            if value := (obj["metadata"].get("labels") or {}).get(label):
+                names = self._index.get((kind, namespace, label, value))
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del self._index[(kind, namespace, label, value)]
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._objects[kind].get((namespace, name))
+
+    def by_label(self, kind: str, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
+        """Objects of `kind` in `namespace` whose `label` (an indexed one) equals `value`."""
+        names = self._index.get((kind, namespace, label, value), set())
+        return [self._objects[kind][(namespace, n)] for n in sorted(names)]
+
+    def in_namespace(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        return [obj for (ns, _), obj in self._objects[kind].items() if ns == namespace]
+
+    def keys(self, kind: str) -> list[Key]:
+        return list(self._objects[kind])
+
+    def count(self, kind: str) -> int:
+        return len(self._objects[kind])

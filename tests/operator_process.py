@@ -1,0 +1,126 @@
+"""Runs the operator as a separate process against a test control plane, and helpers around it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.cluster import ControlPlane
+from tests.cluster.controlplane import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cache_volume_manifest(name: str, namespace: str, claim: str) -> dict[str, Any]:
+    """A PV pre-bound to `namespace/claim`, as an admin would provide for the model cache."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Ti"},
+            "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": f"/tmp/berth-test-volumes/{name}"},
+            "claimRef": {"namespace": namespace, "name": claim},
+        },
+    }
+
+
+class OperatorProcess:
+    """`python -m berth_operator` with the cluster's kubeconfig; metrics and health on free ports."""
+
+    def __init__(
+        self, cluster: ControlPlane, workdir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.extra_env = extra_env or {}
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+        self.health_port = 0
+        self.log = workdir / "operator.log"
+
+    def start(self, timeout: float = 30) -> None:
+        self.metrics_port, self.health_port = free_port(), free_port()
+        env = {
+            **self.cluster.env(),
+            "BERTH_RESYNC_SECONDS": "30",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "berth_operator",
+                    "--bind=127.0.0.1",
+                    f"--metrics-port={self.metrics_port}",
+                    f"--health-port={self.health_port}",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(
+                    f"operator exited with {self.popen.returncode}:\n{self.log_tail()}"
+                )
+            if self.healthy():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"operator not healthy after {timeout} s:\n{self.log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
+            ) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as r:
+            return r.read().decode()
+
+    def metric(self, name: str) -> float:
+        """Sum of a metric's samples (all label sets)."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith(name) and not line.startswith("#"):
+                head, _, value = line.rpartition(" ")
+                if head.split("{")[0] == name:
+                    total += float(value)
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies."""
+        assert self.popen is not None
+        os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
