@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2", "kopf.objects"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     operator = Operator(OperatorConfig.from_env())
     start_http_server(args.metrics_port, addr=args.bind, registry=operator.metrics.registry)
     registry = build_registry(operator, args.namespace)

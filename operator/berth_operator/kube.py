@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from lightkube import AsyncClient, codecs
@@ -22,6 +24,9 @@ from lightkube.types import CascadeType, PatchType
 from berth_operator.api.modeldeployment import GROUP, KIND, PLURAL, VERSION
 
 FIELD_MANAGER = "berth-operator"
+RETRYABLE = {429, 500, 502, 503, 504}
+
+logger = logging.getLogger(__name__)
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 
@@ -55,10 +60,28 @@ class Kube:
             self._client = AsyncClient(field_manager=FIELD_MANAGER)
         return self._client
 
+    async def list(
+        self, resource: Any, namespace: str, labels: dict[str, str] | None, attempts: int = 30
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind, as plain dicts; retries while the API server is not ready."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return [
+                    obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+                    async for obj in self.client.list(resource, namespace=namespace, labels=labels)
+                ]
+            except ApiError as error:
+                if error.status.code not in RETRYABLE or attempt == attempts:
+                    raise
+                logger.info("listing %s: %s; retrying", resource.__name__, error.status.message)
+                await asyncio.sleep(min(5.0, 0.2 * attempt))
+        return []
+
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of a whole object, as the operator's field manager."""
         meta = manifest["metadata"]
         self.writes += 1
+        logger.info("apply %s %s/%s", manifest["kind"], meta.get("namespace"), meta["name"])
         result = await self.client.patch(
             resource_of(manifest),
             meta["name"],
@@ -75,6 +98,7 @@ class Kube:
     ) -> None:
         """A JSON merge patch (used where several writers share an object)."""
         self.writes += 1
+        logger.info("merge-patch %s %s/%s", kind[1], namespace, name)
         await self.client.patch(
             RESOURCES[kind], name, patch, namespace=namespace, patch_type=PatchType.MERGE
         )
@@ -82,6 +106,7 @@ class Kube:
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patches the keys the operator owns in a ModelDeployment's status."""
         self.writes += 1
+        logger.debug("patch status %s/%s", namespace, name)
         await self.client.patch(
             ModelDeploymentResource.Status,
             name,

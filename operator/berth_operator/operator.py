@@ -136,10 +136,8 @@ class Operator:
         kinds += [(kind, _resource(kind), selector) for *_, kind in CHILDREN]
         for kind, resource, labels in kinds:
             for namespace in namespaces or ["*"]:
-                async for obj in self.kube.client.list(
-                    resource, namespace=namespace, labels=labels
-                ):
-                    self.store.upsert(kind, obj.to_dict() if hasattr(obj, "to_dict") else dict(obj))
+                for obj in await self.kube.list(resource, namespace, labels):
+                    self.store.upsert(kind, obj)
         for key in self.store.keys(KIND):
             self.queue.add(key)
 
@@ -175,6 +173,10 @@ def build_registry(operator: Operator, namespaces: list[str]) -> kopf.OperatorRe
 
         await operator.prefill(namespaces)
         operator.start()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:

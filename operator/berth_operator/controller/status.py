@@ -186,15 +186,14 @@ def phase(
         if cache.reason in WAITING_REASONS:
             return "Downloading" if cache.reason == "Downloading" else "Pending"
         return "Failed"
-    if ready_pods:
+    runtime_pending = runtime.reason in ("NotReported", "Loading", "ModelLoaded")
+    if ready_pods and (ready_pods < observed.md.spec.replicas or not runtime_pending):
         return "Degraded"
     if pods.reason == "Unschedulable":
         return "Pending"
-    if pods.reason in FAILING_POD_REASONS:
+    if pods.reason in FAILING_POD_REASONS or not runtime_pending:
         return "Failed"
-    if runtime.reason in ("NotReported", "Loading", "ModelLoaded"):
-        return "Starting"
-    return "Failed"
+    return "Starting"
 
 
 def download_fields(observed: Observed) -> dict[str, Any]:
