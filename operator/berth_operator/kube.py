@@ -47,6 +47,11 @@ def resource_of(manifest: dict[str, Any]) -> Any:
     return RESOURCES[(manifest["apiVersion"], manifest["kind"])]
 
 
+def namespace_terminating(error: ApiError) -> bool:
+    """The API refused a write because the namespace is being deleted: nothing to retry."""
+    return error.status.code == 403 and "being terminated" in (error.status.message or "")
+
+
 class Kube:
     """A thin async client; every write goes through here, so writes are counted in one place."""
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
+from lightkube.core.exceptions import ApiError
 
 from berth_operator.api.modeldeployment import ModelDeploymentStatus
 from berth_operator.config import OperatorConfig
@@ -23,7 +24,7 @@ from berth_operator.controller.naming import (
 from berth_operator.controller.observed import Observed, SecretCheck
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.status import derive_status
-from berth_operator.kube import Kube
+from berth_operator.kube import Kube, namespace_terminating
 from berth_operator.store import Store
 
 logger = logging.getLogger(__name__)
@@ -107,9 +108,12 @@ class Reconciler:
         """Everything this pass needs from the store."""
         ns = md.namespace
         job_name = md_download_job_name(md)
-        sharers = [m for m in self.model_deployments(ns) if md_download_job_name(m) == job_name]
-        if md not in sharers:
-            sharers.append(md)
+        sharers = [
+            m
+            for m in self.model_deployments(ns)
+            if md_download_job_name(m) == job_name and m.uid != md.uid
+        ]
+        sharers.append(md)
         jobs_of_md = [j for j in self.store.in_namespace("Job", ns) if _owned_by(j, md.uid)]
         server_pods = [
             p
@@ -198,6 +202,14 @@ class Reconciler:
 
     async def reconcile(self, namespace: str, name: str) -> None:
         """Brings one ModelDeployment's children and status in line with its spec."""
+        try:
+            await self._reconcile(namespace, name)
+        except ApiError as error:
+            if not namespace_terminating(error):
+                raise
+            logger.debug("namespace %s is being deleted; leaving %s alone", namespace, name)
+
+    async def _reconcile(self, namespace: str, name: str) -> None:
         body = self.store.get(MD_KIND, namespace, name)
         if body is None:
             return

@@ -186,12 +186,16 @@ def phase(
         if cache.reason in WAITING_REASONS:
             return "Downloading" if cache.reason == "Downloading" else "Pending"
         return "Failed"
-    runtime_pending = runtime.reason in ("NotReported", "Loading", "ModelLoaded")
-    if ready_pods and (ready_pods < observed.md.spec.replicas or not runtime_pending):
+    runtime_failed = (
+        observed.md.status.runtime is not None and observed.md.status.runtime.state == "Failed"
+    )
+    if runtime_failed and runtime.reason not in ("NotReported",):
+        return "Failed"
+    if 0 < ready_pods < observed.md.spec.replicas:
         return "Degraded"
     if pods.reason == "Unschedulable":
         return "Pending"
-    if pods.reason in FAILING_POD_REASONS or not runtime_pending:
+    if pods.reason in FAILING_POD_REASONS:
         return "Failed"
     return "Starting"
 

@@ -1,0 +1,77 @@
+"""Builders and readers for ModelDeployment tests on the control plane."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.cluster.kubectl import Kubectl
+
+
+def model_deployment(
+    name: str, engine: str = "pyannote", repo: str = "pyannote/speaker-diarization-3.1", **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "berth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"engine": engine, "model": {"repo": repo}, **spec},
+    }
+
+
+def condition(md: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in md.get("status", {}).get("conditions", []) if c["type"] == type_)
+
+
+def phase_is(phase: str, reason: str | None = None):
+    """A predicate on a ModelDeployment: status.phase (and the Ready reason) as given."""
+
+    def check(md: dict[str, Any]) -> bool:
+        status = md.get("status") or {}
+        if (
+            status.get("phase") != phase
+            or status.get("observedGeneration") != md["metadata"]["generation"]
+        ):
+            return False
+        return reason is None or condition(md, "Ready")["reason"] == reason
+
+    check.__name__ = f"phase {phase}" + (f" with Ready reason {reason}" if reason else "")
+    return check
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def server_container(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return kubectl.get("deployment", name)["spec"]["template"]["spec"]["containers"][0]
+
+
+def settings(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    return json.loads(env_of(server_container(kubectl, name))["BERTH_SETTINGS"])
+
+
+def report_runtime(
+    kubectl: Kubectl,
+    cluster: Any,
+    md_name: str,
+    runtime: dict[str, Any],
+    tmp_path: Any,
+    as_server_of: str | None = None,
+) -> Any:
+    """Patches status.runtime as a model server does: with the token of its service account
+    (the one of `as_server_of`, by default of `md_name` itself)."""
+    account = f"berth-{as_server_of or md_name}"
+    token = cluster.service_account_token(kubectl.namespace, account, seconds=600)
+    config = cluster.write_kubeconfig(tmp_path / f"{md_name}.kubeconfig", token, kubectl.namespace)
+    return cluster.kubectl(
+        f"--kubeconfig={config}",
+        "patch",
+        "md",
+        md_name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"runtime": runtime}}),
+        check=False,
+    )
