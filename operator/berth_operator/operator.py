@@ -40,8 +40,10 @@ def _resource(kind: str) -> Any:
 
 
 def plain(body: Any) -> dict[str, Any]:
-    """A deep, mutable copy of a kopf body."""
-    return copy.deepcopy(dict(body))
+    """A deep, mutable copy of a kopf body, without managedFields (large, and never read)."""
+    obj = copy.deepcopy(dict(body))
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
 
 
 class Operator:
@@ -137,6 +139,7 @@ class Operator:
         for kind, resource, labels in kinds:
             for namespace in namespaces or ["*"]:
                 for obj in await self.kube.list(resource, namespace, labels):
+                    obj.get("metadata", {}).pop("managedFields", None)
                     self.store.upsert(kind, obj)
         for key in self.store.keys(KIND):
             self.queue.add(key)

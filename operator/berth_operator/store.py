@@ -22,26 +22,29 @@ class Store:
     """Objects by kind and (namespace, name); fed by watch events and by the initial listing."""
 
     def __init__(self) -> None:
-        self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+        # kind -> namespace -> name -> object
+        self._objects: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
         self._index: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
 
     def upsert(self, kind: str, obj: dict[str, Any]) -> bool:
         """Stores `obj` unless a newer version is already there; True when stored."""
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        old = self._objects[kind].get(key)
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        objects = self._objects[kind][namespace]
+        old = objects.get(name)
         if old is not None:
             if _resource_version(old) > _resource_version(obj):
                 return False
             self._unindex(kind, old)
-        self._objects[kind][key] = obj
-        namespace = key[0]
+        objects[name] = obj
         for label in INDEXED_LABELS:
             if value := (obj["metadata"].get("labels") or {}).get(label):
-                self._index[(kind, namespace, label, value)].add(key[1])
+                self._index[(kind, namespace, label, value)].add(name)
         return True
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
-        if old := self._objects[kind].pop((namespace, name), None):
+        if old := self._objects[kind][namespace].pop(name, None):
             self._unindex(kind, old)
 
     def _unindex(self, kind: str, obj: dict[str, Any]) -> None:
@@ -55,18 +58,19 @@ class Store:
                         del self._index[(kind, namespace, label, value)]
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._objects[kind].get((namespace, name))
+        return self._objects[kind][namespace].get(name)
 
     def by_label(self, kind: str, namespace: str, label: str, value: str) -> list[dict[str, Any]]:
         """Objects of `kind` in `namespace` whose `label` (an indexed one) equals `value`."""
         names = self._index.get((kind, namespace, label, value), set())
-        return [self._objects[kind][(namespace, n)] for n in sorted(names)]
+        objects = self._objects[kind][namespace]
+        return [objects[n] for n in sorted(names) if n in objects]
 
     def in_namespace(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        return [obj for (ns, _), obj in self._objects[kind].items() if ns == namespace]
+        return list(self._objects[kind][namespace].values())
 
     def keys(self, kind: str) -> list[Key]:
-        return list(self._objects[kind])
+        return [(ns, name) for ns, objects in self._objects[kind].items() for name in objects]
 
     def count(self, kind: str) -> int:
-        return len(self._objects[kind])
+        return sum(len(objects) for objects in self._objects[kind].values())

@@ -53,18 +53,38 @@ class Reconciler:
     kube: Kube
     config: OperatorConfig
     known_claims: set[tuple[str, str]] = field(default_factory=set)
+    _parsed: dict[tuple[str, str], tuple[str, ModelDeployment | None, str]] = field(
+        default_factory=dict
+    )
 
     # ---- reading --------------------------------------------------------------------------
 
-    def model_deployments(self, namespace: str) -> list[ModelDeployment]:
-        """Every valid, live ModelDeployment in the namespace."""
+    def parsed(self, body: dict[str, Any]) -> tuple[ModelDeployment | None, str]:
+        """The parsed resource and its download Job's name; cached per resourceVersion."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        version = meta.get("resourceVersion", "")
+        cached = self._parsed.get(key)
+        if cached is None or cached[0] != version:
+            try:
+                md: ModelDeployment | None = ModelDeployment.from_body(body)
+            except pydantic.ValidationError:
+                md = None
+            cached = (version, md, md_download_job_name(md) if md else "")
+            self._parsed[key] = cached
+        return cached[1], cached[2]
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._parsed.pop((namespace, name), None)
+
+    def model_deployments(
+        self, namespace: str, job_name: str | None = None
+    ) -> list[ModelDeployment]:
+        """Every valid, live ModelDeployment in the namespace (that downloads with `job_name`)."""
         result = []
         for body in self.store.in_namespace(MD_KIND, namespace):
-            try:
-                md = ModelDeployment.from_body(body)
-            except pydantic.ValidationError:
-                continue
-            if not md.deleting:
+            md, its_job = self.parsed(body)
+            if md and not md.deleting and (job_name is None or its_job == job_name):
                 result.append(md)
         return result
 
@@ -108,11 +128,7 @@ class Reconciler:
         """Everything this pass needs from the store."""
         ns = md.namespace
         job_name = md_download_job_name(md)
-        sharers = [
-            m
-            for m in self.model_deployments(ns)
-            if md_download_job_name(m) == job_name and m.uid != md.uid
-        ]
+        sharers = [m for m in self.model_deployments(ns, job_name) if m.uid != md.uid]
         sharers.append(md)
         jobs_of_md = [j for j in self.store.in_namespace("Job", ns) if _owned_by(j, md.uid)]
         server_pods = [
@@ -177,10 +193,9 @@ class Reconciler:
     async def release_stale_jobs(self, observed: Observed) -> None:
         """Download Jobs this resource no longer needs: drop it as owner; delete orphans."""
         ns = observed.md.namespace
-        everyone = self.model_deployments(ns)
         for job in observed.stale_jobs:
             name = job["metadata"]["name"]
-            still = [m for m in everyone if md_download_job_name(m) == name]
+            still = self.model_deployments(ns, name)
             if still:
                 refs = download_owner_references(still)
                 await self.kube.merge_patch(JOB, ns, name, {"metadata": {"ownerReferences": refs}})
@@ -212,11 +227,14 @@ class Reconciler:
     async def _reconcile(self, namespace: str, name: str) -> None:
         body = self.store.get(MD_KIND, namespace, name)
         if body is None:
+            self.forget(namespace, name)
             return
-        try:
-            md = ModelDeployment.from_body(body)
-        except pydantic.ValidationError as error:
-            await self._report_invalid(body, error)
+        md, _ = self.parsed(body)
+        if md is None:
+            try:
+                ModelDeployment.from_body(body)
+            except pydantic.ValidationError as error:
+                await self._report_invalid(body, error)
             return
         if md.deleting:
             return

@@ -1,0 +1,127 @@
+"""Children rendered from the spec: names, GPU requests, env, probes, security."""
+
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.download import (
+    md_download_job_name,
+    render_download_access,
+    render_download_job,
+)
+from berth_operator.controller.engines import ENGINES
+from berth_operator.controller.workload import ServedModel, render_deployment, render_service
+
+from tests.unit.factories import md
+
+CONFIG = OperatorConfig()
+SERVED = ServedModel(revision="main", resolved_revision="abc123", model_bytes=62 * 2**30)
+
+
+def env(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_vllm_gpus_become_requests_tensor_parallelism_and_shared_memory():
+    resource = md(engine="vllm", repo="Qwen/Qwen3-VL-30B-A3B-Instruct", resources={"gpus": 4})
+    pod = render_deployment(resource, CONFIG, SERVED)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "4"}
+    assert '"tensorParallelSize": 4' in env(container)["BERTH_SETTINGS"]
+    assert '"servedModelName": "m"' in env(container)["BERTH_SETTINGS"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert env(container)["BERTH_MODEL_REVISION"] == "abc123"
+
+
+def test_cpu_deployment_has_no_gpu_request_nor_gpu_toleration():
+    resource = md(engine="nemo-asr", resources={"gpus": 0, "cpu": "4", "memory": "16Gi"})
+    pod = render_deployment(resource, CONFIG, SERVED)["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"] == {
+        "limits": {"cpu": "4", "memory": "16Gi"},
+        "requests": {"cpu": "4", "memory": "16Gi"},
+    }
+    assert pod["tolerations"] == []
+
+
+def test_mig_resource_name_is_requested_as_given():
+    resource = md(resources={"gpus": 1, "gpuResourceName": "nvidia.com/mig-1g.10gb"})
+    container = render_deployment(resource, CONFIG, SERVED)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["resources"]["limits"] == {"nvidia.com/mig-1g.10gb": "1"}
+
+
+def test_api_key_reaches_pods_only_as_env_from_the_secret():
+    resource = md(engine="vllm", auth={"apiKeySecretRef": {"name": "keys", "key": "k"}})
+    container = render_deployment(resource, CONFIG, SERVED)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    ref = {"secretKeyRef": {"name": "keys", "key": "k"}}
+    assert env(container)["VLLM_API_KEY"] == ref and env(container)["BERTH_API_KEYS"] == ref
+    assert "args" not in container and "command" not in container
+
+
+def test_runtime_pods_are_offline_restricted_and_mount_the_cache_read_only():
+    deployment = render_deployment(md(), CONFIG, SERVED)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert env(container)["HF_HUB_OFFLINE"] == "1" and "HF_TOKEN" not in env(container)
+    assert (
+        pod["securityContext"]["runAsNonRoot"]
+        and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    )
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "cache", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-m"
+
+
+def test_startup_budget_grows_with_model_size():
+    small = ENGINES["vllm"].startup_budget_seconds(1 * 2**30)
+    large = ENGINES["vllm"].startup_budget_seconds(62 * 2**30)
+    assert large > small >= ENGINES["vllm"].base_startup_seconds
+    probes = ENGINES["vllm"].probes("http", 62 * 2**30)
+    assert (
+        probes["startupProbe"]["failureThreshold"] * probes["startupProbe"]["periodSeconds"]
+        >= large
+    )
+
+
+def test_download_job_name_is_deterministic_and_tracks_what_is_downloaded():
+    base = md_download_job_name(md())
+    assert base == md_download_job_name(md(name="other"))  # shared by resources of one model
+    assert len(base) <= 63
+    assert base != md_download_job_name(md(model={"repo": "org/model", "revision": "v2"}))
+    assert base != md_download_job_name(
+        md(model={"repo": "org/model", "allowPatterns": ["*.json"]})
+    )
+    assert base != md_download_job_name(md(annotations={"berth.dev/redownload": "1"}))
+    assert base != md_download_job_name(
+        md(model={"repo": "org/model", "tokenSecretRef": {"name": "t", "key": "k"}})
+    )
+
+
+def test_download_job_carries_the_token_and_every_sharer_owns_it():
+    first = md(
+        name="a", model={"repo": "org/gated", "tokenSecretRef": {"name": "hf", "key": "token"}}
+    )
+    second = md(
+        name="b", model={"repo": "org/gated", "tokenSecretRef": {"name": "hf", "key": "token"}}
+    )
+    job = render_download_job(first, [second, first], CONFIG)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert env(container)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    assert [r["name"] for r in job["metadata"]["ownerReferences"]] == ["a", "b"]
+    assert not any(r["controller"] for r in job["metadata"]["ownerReferences"])
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2]
+    role = render_download_access(first, [second, first])[1]
+    assert role["rules"][0]["resourceNames"] == ["a", "b"]
+    assert role["rules"][0]["resources"] == ["modeldeployments/status"]
+
+
+def test_service_selects_the_server_pods():
+    service = render_service(md(), CONFIG)
+    assert service["spec"]["selector"] == {
+        "berth.dev/modeldeployment": "m",
+        "app.kubernetes.io/component": "model-server",
+    }
+    assert service["spec"]["ports"][0]["port"] == 8000

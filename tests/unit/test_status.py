@@ -1,0 +1,175 @@
+"""Status derived from what was observed: conditions, reasons, phase, stable transitions."""
+
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.download import md_download_job_name
+from berth_operator.controller.observed import SecretCheck
+from berth_operator.controller.status import derive_status
+
+from tests.unit.factories import job, md, observed, pod
+
+CONFIG = OperatorConfig()
+NOW = "2026-11-26T12:00:00Z"
+
+
+def conditions(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_downloading_shows_progress_in_words():
+    resource = md(
+        status={
+            "download": {
+                "job": md_download_job_name(md()),
+                "bytesDone": 3 * 2**30,
+                "bytesTotal": 12 * 2**30,
+                "percent": 25,
+                "bytesPerSecond": 200 * 2**20,
+            }
+        }
+    )
+    status = derive_status(observed(resource, job=job(md_download_job_name(resource))), CONFIG, NOW)
+    cache = conditions(status)["CacheReady"]
+    assert cache["reason"] == "Downloading"
+    assert "3.0 GiB of 12.0 GiB (25%), 200.0 MiB/s" in cache["message"]
+    assert status["phase"] == "Downloading"
+
+
+def test_new_download_job_resets_the_previous_progress():
+    resource = md(status={"download": {"job": "old-job", "bytesDone": 5, "percent": 100}})
+    status = derive_status(observed(resource), CONFIG, NOW)
+    assert status["download"]["bytesDone"] is None and status["download"]["percent"] is None
+    assert status["download"]["job"] == md_download_job_name(resource)
+
+
+def test_typed_download_failure_comes_from_the_termination_message():
+    failed_pod = {
+        "metadata": {"name": "p", "creationTimestamp": "t"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {
+                        "terminated": {
+                            "exitCode": 2,
+                            "message": '{"reason": "GatedAccessDenied", "message": "accept the conditions"}',
+                        }
+                    }
+                }
+            ]
+        },
+    }
+    status = derive_status(
+        observed(md(), job=job("j", "Failed"), job_pods=[failed_pod]), CONFIG, NOW
+    )
+    assert conditions(status)["Ready"]["reason"] == "GatedAccessDenied"
+    assert status["phase"] == "Failed"
+
+
+def test_job_failure_without_a_report_uses_the_jobs_reason():
+    status = derive_status(observed(md(), job=job("j", "Failed")), CONFIG, NOW)
+    assert conditions(status)["CacheReady"]["reason"] == "BackoffLimitExceeded"
+
+
+def test_ready_needs_pods_and_the_runtime():
+    resource = md(status={"runtime": {"state": "Ready", "pod": "p1"}})
+    parts = {
+        "job": job(md_download_job_name(resource), "Complete"),
+        "deployment": {"metadata": {}},
+        "pods": [pod("p1")],
+    }
+    status = derive_status(observed(resource, **parts), CONFIG, NOW)
+    assert conditions(status)["Ready"]["status"] == "True" and status["phase"] == "Ready"
+    assert status["ready"] == "1/1" and status["download"]["progress"] == "100%"
+
+    stale = md(status={"runtime": {"state": "Ready", "pod": "gone"}})
+    status = derive_status(observed(stale, **parts), CONFIG, NOW)
+    assert conditions(status)["RuntimeReady"]["reason"] == "NotReported"
+    assert status["phase"] == "Starting"
+
+
+def test_one_of_two_replicas_crashing_is_degraded():
+    resource = md(replicas=2, status={"runtime": {"state": "Ready", "pod": "p1"}})
+    crashing = pod(
+        "p2",
+        ready=False,
+        containerStatuses=[
+            {
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1}},
+                "restartCount": 4,
+            }
+        ],
+    )
+    status = derive_status(
+        observed(
+            resource,
+            job=job(md_download_job_name(resource), "Complete"),
+            deployment={"metadata": {}},
+            pods=[pod("p1"), crashing],
+        ),
+        CONFIG,
+        NOW,
+    )
+    assert status["phase"] == "Degraded"
+    assert conditions(status)["PodsReady"]["reason"] == "CrashLoopBackOff"
+    assert "4 restarts" in conditions(status)["PodsReady"]["message"]
+
+
+def test_scaled_to_zero_is_stopped_and_ready():
+    status = derive_status(observed(md(replicas=0)), CONFIG, NOW)
+    assert status["phase"] == "Stopped"
+    assert conditions(status)["Ready"] == conditions(status)["Ready"] | {
+        "status": "True",
+        "reason": "ScaledToZero",
+    }
+
+
+def test_missing_secret_fails_with_the_fix():
+    problem = SecretCheck(
+        "SecretKeyNotFound", "secret hf-token has no key 'token' (spec.model.tokenSecretRef.key)"
+    )
+    status = derive_status(observed(md(), token_problem=problem), CONFIG, NOW)
+    assert conditions(status)["Ready"]["message"] == problem.message
+    assert status["phase"] == "Failed"
+
+
+def test_transition_time_moves_only_when_status_changes():
+    first = derive_status(observed(md()), CONFIG, NOW)
+    again = derive_status(
+        observed(md(status={"conditions": first["conditions"]})), CONFIG, "2026-11-26T13:00:00Z"
+    )
+    assert all(c["lastTransitionTime"] == NOW for c in again["conditions"])
+    resource = md(status={"conditions": first["conditions"]})
+    done = derive_status(
+        observed(resource, job=job(md_download_job_name(resource), "Complete")),
+        CONFIG,
+        "2026-11-26T14:00:00Z",
+    )
+    assert conditions(done)["CacheReady"]["lastTransitionTime"] == "2026-11-26T14:00:00Z"
+    assert conditions(done)["Ready"]["lastTransitionTime"] == NOW
+    assert all(c["observedGeneration"] == 3 for c in done["conditions"])
+
+
+def test_unschedulable_pod_quotes_the_scheduler():
+    unscheduled = pod(
+        "p1",
+        ready=False,
+        scheduled={
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        },
+    )
+    resource = md()
+    status = derive_status(
+        observed(
+            resource,
+            job=job(md_download_job_name(resource), "Complete"),
+            deployment={"metadata": {}},
+            pods=[unscheduled],
+        ),
+        CONFIG,
+        NOW,
+    )
+    assert status["phase"] == "Pending"
+    assert "3 Insufficient nvidia.com/gpu" in conditions(status)["Ready"]["message"]
