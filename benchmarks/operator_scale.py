@@ -25,8 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def bench_nodes() -> list[FakeNode]:
-    """Enough fake capacity for every replica: 4 nodes of 512 GPUs and 2,000 pods each."""
-    return [FakeNode(f"gpu-node-{i}", gpus=512, pods="2000") for i in range(4)]
+    """Enough fake capacity for every replica: 4 nodes of 512 GPUs and 2,000 pods each, and a
+    CPU node for the download Jobs."""
+    gpu = [FakeNode(f"gpu-node-{i}", gpus=512, pods="2000") for i in range(4)]
+    return [*gpu, FakeNode("cpu-node-0", pods="2000")]
 
 
 def model_deployments(count: int, models: int) -> list[dict]:
@@ -37,13 +39,14 @@ def model_deployments(count: int, models: int) -> list[dict]:
     ]
     items = []
     for i in range(count):
-        engine, repo = engines[i % 3]
+        model = i % models
+        engine, repo = engines[model % 3]
         items.append(
             {
                 "apiVersion": "berth.dev/v1alpha1",
                 "kind": "ModelDeployment",
                 "metadata": {"name": f"md-{i:04d}"},
-                "spec": {"engine": engine, "model": {"repo": repo.format(i % models)}},
+                "spec": {"engine": engine, "model": {"repo": repo.format(model)}},
             }
         )
     return items
@@ -82,7 +85,7 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float) -> float:
     while time.monotonic() - started < timeout:
         if check():
             return time.monotonic() - started
-        time.sleep(1.0)
+        time.sleep(2.0)
     raise TimeoutError(f"{what} not reached in {timeout:.0f} s")
 
 

@@ -55,9 +55,20 @@ def namespace_terminating(error: ApiError) -> bool:
 class Kube:
     """A thin async client; every write goes through here, so writes are counted in one place."""
 
-    def __init__(self, client: AsyncClient | None = None) -> None:
+    def __init__(self, client: AsyncClient | None = None, on_write: Any = None) -> None:
         self._client = client
-        self.writes = 0
+        self._on_write = on_write
+        self._writes = 0
+
+    @property
+    def writes(self) -> int:
+        """Write requests sent so far."""
+        return self._writes
+
+    def _count_write(self) -> None:
+        self._writes += 1
+        if self._on_write is not None:
+            self._on_write()
 
     @property
     def client(self) -> AsyncClient:
@@ -85,7 +96,7 @@ class Kube:
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of a whole object, as the operator's field manager."""
         meta = manifest["metadata"]
-        self.writes += 1
+        self._count_write()
         logger.info("apply %s %s/%s", manifest["kind"], meta.get("namespace"), meta["name"])
         result = await self.client.patch(
             resource_of(manifest),
@@ -102,7 +113,7 @@ class Kube:
         self, kind: tuple[str, str], namespace: str, name: str, patch: dict
     ) -> None:
         """A JSON merge patch (used where several writers share an object)."""
-        self.writes += 1
+        self._count_write()
         logger.info("merge-patch %s %s/%s", kind[1], namespace, name)
         await self.client.patch(
             RESOURCES[kind], name, patch, namespace=namespace, patch_type=PatchType.MERGE
@@ -110,7 +121,7 @@ class Kube:
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patches the keys the operator owns in a ModelDeployment's status."""
-        self.writes += 1
+        self._count_write()
         logger.debug("patch status %s/%s", namespace, name)
         await self.client.patch(
             ModelDeploymentResource.Status,
@@ -130,7 +141,7 @@ class Kube:
         except ApiError as error:
             if error.status.code != 404:
                 raise
-        self.writes += 1
+        self._count_write()
         try:
             await self.client.create(codecs.from_dict(manifest), field_manager=FIELD_MANAGER)
         except ApiError as error:
@@ -141,7 +152,7 @@ class Kube:
 
     async def delete(self, kind: tuple[str, str], namespace: str, name: str) -> None:
         """Deletes an object and, in the background, what it owns."""
-        self.writes += 1
+        self._count_write()
         try:
             await self.client.delete(
                 RESOURCES[kind], name, namespace=namespace, cascade=CascadeType.BACKGROUND

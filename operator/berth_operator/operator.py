@@ -54,7 +54,7 @@ class Operator:
         self.store = Store()
         self.queue = WorkQueue()
         self.metrics = OperatorMetrics()
-        self.kube = kube or Kube()
+        self.kube = kube or Kube(on_write=self.metrics.api_writes.inc)
         self.reconciler = Reconciler(self.store, self.kube, config)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -98,7 +98,6 @@ class Operator:
     async def handle(self, key: Hashable) -> None:
         namespace, name = key  # type: ignore[misc]
         started = time.perf_counter()
-        writes_before = self.kube.writes
         try:
             await self.reconciler.reconcile(namespace, name)
         except Exception:
@@ -106,7 +105,6 @@ class Operator:
             raise
         finally:
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
-            self.metrics.api_writes.inc(self.kube.writes - writes_before)
             self.metrics.queue_depth.set(len(self.queue))
         self.metrics.reconciles.labels(result="ok").inc()
 

@@ -336,6 +336,9 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--controllers=*,-nodeipam",
+            # Client-side rate limits sized for tests that create a thousand objects at once.
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
             "--profiling=false",
             "--v=1",
         ]
@@ -346,6 +349,8 @@ class ControlPlane:
             f"--kubeconfig={self.kubeconfig}",
             f"--authentication-kubeconfig={self.kubeconfig}",
             f"--authorization-kubeconfig={self.kubeconfig}",
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
             "--bind-address=127.0.0.1",
             "--secure-port=0",
             "--leader-elect=false",

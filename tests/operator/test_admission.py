@@ -120,6 +120,11 @@ INVALID = [
         "spec.vllm.extraArgs",
     ),
     (
+        "extra-arg-abbreviates-a-managed-flag",
+        {**variant(VLLM), "spec": {**VLLM, "vllm": {"extraArgs": ["--tensor-parallel", "2"]}}},
+        "spec.vllm.extraArgs",
+    ),
+    (
         "extra-arg-sets-api-key",
         {**variant(VLLM), "spec": {**VLLM, "vllm": {"extraArgs": ["--api-key", "x"]}}},
         "spec.vllm.extraArgs",
@@ -175,6 +180,18 @@ def test_invalid_resource_is_refused(
     assert result.returncode != 0, f"{case} was accepted"
     assert expected in result.stderr, result.stderr
     assert "modeldeployment" not in kubectl("get", "md", "-o", "name").stdout
+
+
+def test_unmanaged_extra_args_are_accepted(crd: None, kubectl: Kubectl):
+    args = [
+        "--enable-prefix-caching",
+        "--max-num-seqs=64",
+        "--model-impl",
+        "vllm",
+        "--mm-encoder-tp-mode",
+        "data",
+    ]
+    kubectl.apply({**variant(VLLM, name="ok-args"), "spec": {**VLLM, "vllm": {"extraArgs": args}}})
 
 
 def test_valid_resource_is_accepted_with_defaults(crd: None, kubectl: Kubectl):

@@ -307,6 +307,20 @@ def test_nothing_is_written_when_nothing_changed(kubectl: Kubectl, operator: Ope
     assert operator.metric("berth_api_writes_total") == writes
     md = kubectl.get("md", "quiet")
     assert {c["type"]: c["lastTransitionTime"] for c in md["status"]["conditions"]} == transitions
+    # kopf keeps no bookkeeping on the resource: no finalizers, annotations or status of its own.
+    assert "finalizers" not in md["metadata"]
+    assert set(md["metadata"]["annotations"]) == {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "note",
+    }
+    assert "kopf" not in md["status"]
+    managers = {m["manager"] for m in md["metadata"]["managedFields"]}
+    assert managers <= {
+        "kubectl-client-side-apply",
+        "kubectl-annotate",
+        "python-httpx",
+        "berth-operator",
+    }, managers
 
 
 def test_operator_killed_mid_reconcile_converges(kubectl: Kubectl, operator: OperatorProcess):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 from berth_operator.api.crd import build_crd, render_crd_yaml
+from berth_operator.api.reference import render_reference
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.berth.dev.yaml"
 
@@ -73,3 +74,10 @@ def test_every_cel_rule_has_a_message_and_field_path():
     for rule in rules:
         # the root rule on metadata.name cannot carry a fieldPath: its message names the field
         assert rule.get("fieldPath", "").startswith(".") or "metadata.name" in rule["message"], rule
+
+
+def test_committed_api_reference_matches_the_crd():
+    reference = CRD_FILE.parents[1] / "doc" / "api.md"
+    assert reference.read_text() == render_reference(), (
+        "doc/api.md is stale: run `python -m berth_operator.api.reference` and commit the result"
+    )

@@ -246,10 +246,14 @@ MANAGED_VLLM_FLAGS = (
 
 
 def _managed_flags_rule() -> dict[str, str]:
-    checks = " || ".join(f"a == '{f}' || a.startsWith('{f}=')" for f in MANAGED_VLLM_FLAGS)
+    # argparse accepts abbreviations (--tensor-parallel 2), so a prefix of a managed flag is
+    # refused as well as the flag itself.
+    flags = ", ".join(f"'{f}'" for f in MANAGED_VLLM_FLAGS)
+    name = "(a.contains('=') ? a.substring(0, a.indexOf('=')) : a)"
     return rule(
-        f"!has(self.vllm) || !has(self.vllm.extraArgs) || !self.vllm.extraArgs.exists(a, {checks})",
-        "vllm.extraArgs must not set flags Berth manages ("
+        "!has(self.vllm) || !has(self.vllm.extraArgs) || !self.vllm.extraArgs.exists(a, "
+        f"a.startsWith('--') && a.size() > 3 && [{flags}].exists(f, f.startsWith({name})))",
+        "vllm.extraArgs must not set flags Berth manages, nor abbreviations of them ("
         + ", ".join(MANAGED_VLLM_FLAGS)
         + "): use the matching spec fields, and auth.apiKeySecretRef for the key",
         ".vllm.extraArgs",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,9 @@ class Reconciler:
     kube: Kube
     config: OperatorConfig
     known_claims: set[tuple[str, str]] = field(default_factory=set)
+    _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
     _parsed: dict[tuple[str, str], tuple[str, ModelDeployment | None, str]] = field(
         default_factory=dict
     )
@@ -240,12 +245,14 @@ class Reconciler:
             return
         await self.ensure_cache_claim(md)
         secrets = await self.check_secrets(md)
-        observed = self.observe(md, *secrets)
-        for manifest in desired_children(observed, self.config):
-            if kind_of(manifest) == "Job":
-                await self.apply_download_job(manifest)
-            else:
-                await self.apply_if_changed(manifest)
+        # Resources sharing a download write its Job and identity: one at a time.
+        async with self._download_locks[(namespace, md_download_job_name(md))]:
+            observed = self.observe(md, *secrets)
+            for manifest in desired_children(observed, self.config):
+                if kind_of(manifest) == "Job":
+                    await self.apply_download_job(manifest)
+                else:
+                    await self.apply_if_changed(manifest)
         if observed.stale_jobs:
             await self.release_stale_jobs(observed)
         observed = self.observe(md, *secrets)  # what was just applied counts too
