@@ -11,6 +11,7 @@ control plane takes to run 1,000 plain Deployments, i.e. the floor any operator 
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 import json
 import time
 from collections.abc import Callable
@@ -93,17 +94,24 @@ def list_json(plane: ControlPlane, *args: str) -> list[dict]:
     return json.loads(plane.kubectl("get", *args, "-o", "json", timeout=120).stdout)["items"]
 
 
-def apply_all(plane: ControlPlane, namespace: str, objects: list[dict]) -> None:
-    plane.kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "--server-side",
-        "-f",
-        "-",
-        input=yaml.safe_dump_all(objects),
-        timeout=300,
-    )
+def apply_all(plane: ControlPlane, namespace: str, objects: list[dict], clients: int = 10) -> None:
+    """Creates the objects with `clients` kubectl processes at once, as a GitOps sync would."""
+    chunks = [objects[i::clients] for i in range(clients)]
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in pool.map(
+            lambda chunk: plane.kubectl(
+                "apply",
+                "-n",
+                namespace,
+                "--server-side",
+                "-f",
+                "-",
+                input=yaml.safe_dump_all(chunk),
+                timeout=600,
+            ),
+            chunks,
+        ):
+            pass
 
 
 def settled(plane: ControlPlane, namespace: str, count: int) -> bool:
@@ -153,7 +161,7 @@ def main() -> None:
         )
         baseline = time.monotonic() - started
         print(f"baseline: {args.count} plain Deployments running in {baseline:.1f} s", flush=True)
-        plane.kubectl("delete", "namespace", "baseline", "--wait=false")
+        plane.kubectl("delete", "namespace", "baseline", "--timeout=600s", timeout=620)
 
         plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.berth.dev")

@@ -3,8 +3,9 @@
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.download import (
     md_download_job_name,
-    render_download_access,
+    render_download_identity,
     render_download_job,
+    render_download_role,
 )
 from berth_operator.controller.engines import ENGINES
 from berth_operator.controller.workload import ServedModel, render_deployment, render_service
@@ -113,9 +114,14 @@ def test_download_job_carries_the_token_and_every_sharer_owns_it():
     assert [r["name"] for r in job["metadata"]["ownerReferences"]] == ["a", "b"]
     assert not any(r["controller"] for r in job["metadata"]["ownerReferences"])
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2]
-    role = render_download_access(first, [second, first])[1]
+    role = render_download_role(first, [second, first])
     assert role["rules"][0]["resourceNames"] == ["a", "b"]
     assert role["rules"][0]["resources"] == ["modeldeployments/status"]
+    assert [r["name"] for r in role["metadata"]["ownerReferences"]] == ["a", "b"]
+    applied = {**role, "metadata": {**role["metadata"], "uid": "role-uid"}}
+    account, binding = render_download_identity(first, applied)
+    assert account["metadata"]["ownerReferences"][0]["uid"] == "role-uid"
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == account["metadata"]["name"]
 
 
 def test_service_selects_the_server_pods():

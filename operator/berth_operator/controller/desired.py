@@ -7,12 +7,13 @@ from typing import Any
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.download import (
     md_download_job_name,
-    render_download_access,
+    render_download_identity,
     render_download_job,
+    render_download_role,
 )
 from berth_operator.controller.naming import runtime_account_name, server_labels
 from berth_operator.controller.observed import Observed, job_condition
-from berth_operator.controller.rbac import service_account_objects
+from berth_operator.controller.rbac import account_and_binding, status_role
 from berth_operator.controller.workload import (
     REVISION_ANNOTATION,
     ServedModel,
@@ -62,15 +63,16 @@ def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[st
     md = observed.md
     children: list[dict[str, Any]] = []
     if observed.token_problem is None:
-        children += render_download_access(md, observed.sharers)
-        children.append(render_download_job(md, observed.sharers, config))
-    children += service_account_objects(
-        name=runtime_account_name(md.name),
-        namespace=md.namespace,
-        labels=server_labels(md.name, md.spec.engine),
-        owner_references=[md.owner_reference()],
-        status_of=[md.name],
-    )
+        children.append(render_download_role(md, observed.sharers))
+        # The Job waits for its pod's identity, which waits for the applied Role's uid.
+        if observed.download_role is not None:
+            children += render_download_identity(md, observed.download_role)
+            children.append(render_download_job(md, observed.sharers, config))
+    account = runtime_account_name(md.name)
+    labels = server_labels(md.name, md.spec.engine)
+    owner = [md.owner_reference()]
+    children.append(status_role(account, md.namespace, labels, owner, status_of=[md.name]))
+    children += account_and_binding(account, md.namespace, labels, owner)
     children.append(render_service(md, config))
     served = served_model(observed)
     if served is not None and not observed.secret_problems:

@@ -8,7 +8,7 @@ from typing import Any
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.cache import cache_claim_name
 from berth_operator.controller.naming import download_job_name, download_key, download_labels
-from berth_operator.controller.rbac import service_account_objects
+from berth_operator.controller.rbac import account_and_binding, role_owner_reference, status_role
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.security import (
     restricted_container_security,
@@ -134,12 +134,14 @@ def download_owner_references(sharers: list[ModelDeployment]) -> list[dict[str, 
     return [s.owner_reference(controller=False) for s in sorted(sharers, key=lambda s: s.name)]
 
 
-def render_download_access(
-    md: ModelDeployment, sharers: list[ModelDeployment]
-) -> list[dict[str, Any]]:
-    """The download pod's identity: it may read its Job and patch the sharers' status only."""
+def render_download_role(md: ModelDeployment, sharers: list[ModelDeployment]) -> dict[str, Any]:
+    """What the download pod may do: read its Job, patch the sharers' status; nothing else.
+
+    The sharers own the Role; the pod's ServiceAccount and RoleBinding are owned by the Role,
+    so a new sharer changes one object, and all three go when the last sharer does.
+    """
     name = md_download_job_name(md)
-    return service_account_objects(
+    return status_role(
         name=name,
         namespace=md.namespace,
         labels=download_labels(md_download_key(md)),
@@ -153,4 +155,14 @@ def render_download_access(
                 "verbs": ["get"],
             }
         ],
+    )
+
+
+def render_download_identity(md: ModelDeployment, role: dict[str, Any]) -> list[dict[str, Any]]:
+    """The download pod's ServiceAccount and RoleBinding, owned by its applied Role."""
+    return account_and_binding(
+        name=md_download_job_name(md),
+        namespace=md.namespace,
+        labels=download_labels(md_download_key(md)),
+        owner_references=[role_owner_reference(role)],
     )

@@ -23,6 +23,7 @@ class Observed:
     md: ModelDeployment
     sharers: list[ModelDeployment]
     job: dict[str, Any] | None = None
+    download_role: dict[str, Any] | None = None
     job_pods: list[dict[str, Any]] = field(default_factory=list)
     deployment: dict[str, Any] | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)

@@ -7,38 +7,38 @@ from typing import Any
 from berth_operator.api.modeldeployment import GROUP, PLURAL
 
 
-def service_account_objects(
+def status_role(
     name: str,
     namespace: str,
     labels: dict[str, str],
     owner_references: list[dict[str, Any]],
     status_of: list[str],
     extra_rules: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """A ServiceAccount `name` allowed to get and patch the status of `status_of` (and
-    `extra_rules`), nothing else."""
-    metadata = {
-        "name": name,
-        "namespace": namespace,
-        "labels": labels,
-        "ownerReferences": owner_references,
+) -> dict[str, Any]:
+    """A Role that may get and patch the status of `status_of` (and `extra_rules`), nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(name, namespace, labels, owner_references),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": [f"{PLURAL}/status"],
+                "resourceNames": sorted(status_of),
+                "verbs": ["get", "patch"],
+            },
+            *(extra_rules or []),
+        ],
     }
+
+
+def account_and_binding(
+    name: str, namespace: str, labels: dict[str, str], owner_references: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A ServiceAccount `name` bound to the Role of the same name."""
+    metadata = _metadata(name, namespace, labels, owner_references)
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": metadata,
-            "rules": [
-                {
-                    "apiGroups": [GROUP],
-                    "resources": [f"{PLURAL}/status"],
-                    "resourceNames": sorted(status_of),
-                    "verbs": ["get", "patch"],
-                },
-                *(extra_rules or []),
-            ],
-        },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
@@ -47,3 +47,26 @@ def service_account_objects(
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     ]
+
+
+def role_owner_reference(role: dict[str, Any]) -> dict[str, Any]:
+    """An ownerReference to an applied Role, so its account and binding go when it goes."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+        "uid": role["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+
+
+def _metadata(
+    name: str, namespace: str, labels: dict[str, str], owner_references: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "ownerReferences": owner_references,
+    }

@@ -145,6 +145,7 @@ class Reconciler:
             md=md,
             sharers=sharers,
             job=self.store.get("Job", ns, job_name),
+            download_role=self.store.get("Role", ns, job_name),
             job_pods=self.store.by_label("Pod", ns, "job-name", job_name),
             deployment=self.store.get("Deployment", ns, md.name),
             pods=server_pods,
@@ -194,6 +195,13 @@ class Reconciler:
                     }
                 },
             )
+
+    async def apply_children(self, observed: Observed) -> None:
+        for manifest in desired_children(observed, self.config):
+            if kind_of(manifest) == "Job":
+                await self.apply_download_job(manifest)
+            else:
+                await self.apply_if_changed(manifest)
 
     async def release_stale_jobs(self, observed: Observed) -> None:
         """Download Jobs this resource no longer needs: drop it as owner; delete orphans."""
@@ -248,11 +256,10 @@ class Reconciler:
         # Resources sharing a download write its Job and identity: one at a time.
         async with self._download_locks[(namespace, md_download_job_name(md))]:
             observed = self.observe(md, *secrets)
-            for manifest in desired_children(observed, self.config):
-                if kind_of(manifest) == "Job":
-                    await self.apply_download_job(manifest)
-                else:
-                    await self.apply_if_changed(manifest)
+            await self.apply_children(observed)
+            if observed.download_role is None:  # the Role now exists: its dependants can follow
+                observed = self.observe(md, *secrets)
+                await self.apply_children(observed)
         if observed.stale_jobs:
             await self.release_stale_jobs(observed)
         observed = self.observe(md, *secrets)  # what was just applied counts too
