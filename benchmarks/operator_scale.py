@@ -11,10 +11,10 @@ control plane takes to run 1,000 plain Deployments, i.e. the floor any operator 
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
