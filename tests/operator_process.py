@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.cluster import ControlPlane
 from tests.cluster.controlplane import free_port
+from tests.cluster.processes import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,7 @@ class OperatorProcess:
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                preexec_fn=die_with_parent,  # no operator outlives its test or benchmark
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -14,7 +14,7 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the kernel sends SIGKILL when the parent dies."""
     os.setsid()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -42,7 +42,7 @@ class ManagedProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=_die_with_parent if tied_to_parent else None,
+                preexec_fn=die_with_parent if tied_to_parent else None,
                 start_new_session=not tied_to_parent,
             )
         return cls(name=name, pid=popen.pid, log=log, popen=popen)
