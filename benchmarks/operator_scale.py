@@ -126,6 +126,23 @@ def settled(plane: ControlPlane, namespace: str, count: int) -> bool:
     return len(done) == count
 
 
+def changed_paths(old: object, new: object, path: str = "") -> list[str]:
+    """Where two objects differ, as dotted paths (for the steady-state report)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            p
+            for k in sorted(set(old) | set(new))
+            for p in changed_paths(old.get(k), new.get(k), f"{path}.{k}")
+        ]
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            p
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for p in changed_paths(a, b, f"{path}[{i}]")
+        ]
+    return [] if old == new else [path]
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -184,19 +201,26 @@ def main() -> None:
             jobs = list_json(plane, "jobs", "-n", "bench")
             print(f"download Jobs: {len(jobs)} for {args.models} models", flush=True)
 
-            time.sleep(10)  # let the last events drain
+            # Steady state starts once the operator has stopped writing for 20 s.
+            quiet_since, last = time.monotonic(), operator.metric("berth_api_writes_total")
+            while time.monotonic() - quiet_since < 20:
+                time.sleep(5)
+                now = operator.metric("berth_api_writes_total")
+                if now != last:
+                    quiet_since, last = time.monotonic(), now
             writes_before = operator.metric("berth_api_writes_total")
-            versions_before = {
-                m["metadata"]["name"]: m["metadata"]["resourceVersion"]
-                for m in list_json(plane, "md", "-n", "bench")
-            }
+            before = {m["metadata"]["name"]: m for m in list_json(plane, "md", "-n", "bench")}
             time.sleep(args.steady_seconds)
             writes = operator.metric("berth_api_writes_total") - writes_before
-            versions_after = {
-                m["metadata"]["name"]: m["metadata"]["resourceVersion"]
-                for m in list_json(plane, "md", "-n", "bench")
-            }
-            changed = sum(1 for k, v in versions_after.items() if versions_before.get(k) != v)
+            after = {m["metadata"]["name"]: m for m in list_json(plane, "md", "-n", "bench")}
+            changed = [
+                name
+                for name, m in after.items()
+                if before[name]["metadata"]["resourceVersion"] != m["metadata"]["resourceVersion"]
+            ]
+            for name in changed[:3]:
+                print(f"  changed: {name}: {changed_paths(before[name], after[name])}", flush=True)
+            changed = len(changed)
             reconciles = operator.metric("berth_reconciles_total")
             print(
                 f"steady state: {writes:.0f} API writes by the operator in {args.steady_seconds:.0f} s "

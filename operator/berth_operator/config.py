@@ -43,7 +43,7 @@ class OperatorConfig(BaseModel):
     service_port: int = 8000
     cluster_domain: str = "cluster.local"
     resync_seconds: float = 300.0
-    workers: int = 16
+    workers: int = 32
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
