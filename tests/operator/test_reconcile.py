@@ -291,7 +291,8 @@ def test_redownload_annotation_runs_a_clean_download(kubectl: Kubectl):
 
 def test_nothing_is_written_when_nothing_changed(kubectl: Kubectl, operator: OperatorProcess):
     kubectl.apply(model_deployment("quiet"))
-    md = kubectl.wait_for("md", "quiet", phase_is("Starting"))
+    kubectl.wait_for("md", "quiet", phase_is("Starting"))
+    md = kubectl.wait_for("md", "quiet", lambda m: m["status"]["ready"] == "1/1", what="1/1 ready")
     transitions = {c["type"]: c["lastTransitionTime"] for c in md["status"]["conditions"]}
     children = (
         "deployment/quiet",

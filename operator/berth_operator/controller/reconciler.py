@@ -32,6 +32,8 @@ from berth_operator.store import Store
 logger = logging.getLogger(__name__)
 
 JOB = ("batch/v1", "Job")
+IDENTITY_KINDS = {"Role", "ServiceAccount", "RoleBinding", "Service"}
+WORKLOAD_KINDS = {"Job", "Deployment"}
 MD_KIND = "ModelDeployment"
 
 
@@ -197,11 +199,17 @@ class Reconciler:
             )
 
     async def apply_children(self, observed: Observed) -> None:
-        for manifest in desired_children(observed, self.config):
-            if kind_of(manifest) == "Job":
-                await self.apply_download_job(manifest)
-            else:
-                await self.apply_if_changed(manifest)
+        """Applies in two waves, each concurrently: identities and the Service, then the
+        workloads whose pods need those identities."""
+        children = desired_children(observed, self.config)
+        for wave in (IDENTITY_KINDS, WORKLOAD_KINDS):
+            await asyncio.gather(
+                *(
+                    self.apply_download_job(m) if kind_of(m) == "Job" else self.apply_if_changed(m)
+                    for m in children
+                    if kind_of(m) in wave
+                )
+            )
 
     async def release_stale_jobs(self, observed: Observed) -> None:
         """Download Jobs this resource no longer needs: drop it as owner; delete orphans."""
