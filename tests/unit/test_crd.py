@@ -3,7 +3,12 @@
 from pathlib import Path
 
 import yaml
-from berth_operator.api.crd import build_crd, render_crd_yaml
+from berth_operator.api.crd import (
+    CHART_TEMPLATE,
+    build_crd,
+    render_chart_template,
+    render_crd_yaml,
+)
 from berth_operator.api.reference import render_reference
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.berth.dev.yaml"
@@ -12,6 +17,13 @@ CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "modeldeployments.bert
 def test_committed_crd_matches_the_models():
     assert CRD_FILE.read_text() == render_crd_yaml(), (
         "crds/ is stale: run `python -m berth_operator.api.crd` and commit the result"
+    )
+
+
+def test_chart_carries_the_same_crd():
+    chart = CRD_FILE.parents[1] / CHART_TEMPLATE
+    assert chart.read_text() == render_chart_template(), (
+        "the chart's CRD is stale: run `python -m berth_operator.api.crd` and commit the result"
     )
 
 

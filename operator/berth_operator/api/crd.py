@@ -143,21 +143,46 @@ def build_crd() -> dict[str, Any]:
     }
 
 
+HEADER = (
+    "# Generated from operator/berth_operator/api/modeldeployment.py by\n"
+    "# `python -m berth_operator.api.crd`; do not edit by hand.\n"
+)
+CHART_TEMPLATE = "charts/berth/templates/crd-modeldeployments.yaml"
+CRD_FILE = "crds/modeldeployments.berth.dev.yaml"
+
+
 def render_crd_yaml() -> str:
-    """The CRD as committed in crds/, with a header saying where it comes from."""
+    """The CRD as committed in crds/."""
     import yaml
 
-    header = (
-        "# Generated from operator/berth_operator/api/modeldeployment.py by\n"
-        "# `python -m berth_operator.api.crd`; do not edit by hand.\n"
+    return HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+
+
+def render_chart_template() -> str:
+    """The same CRD as a Helm template: behind crds.enabled, kept on uninstall by default."""
+    body = render_crd_yaml().removeprefix(HEADER)
+    name_line = f"  name: {CRD_NAME}\n"
+    helm_metadata = (
+        name_line
+        + "  labels:\n"
+        + "    app.kubernetes.io/managed-by: {{ .Release.Service }}\n"
+        + "  {{- if .Values.crds.keep }}\n"
+        + "  annotations:\n"
+        + "    helm.sh/resource-policy: keep\n"
+        + "  {{- end }}\n"
     )
-    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+    assert "{{" not in body, "the CRD must not contain template delimiters"
+    return (
+        HEADER
+        + "{{- if .Values.crds.enabled }}\n"
+        + body.replace(name_line, helm_metadata, 1)
+        + "{{- end }}\n"
+    )
 
 
 if __name__ == "__main__":
-    import sys
     from pathlib import Path
 
-    target = Path(sys.argv[1] if len(sys.argv) > 1 else "crds/modeldeployments.berth.dev.yaml")
-    target.write_text(render_crd_yaml())
-    print(f"wrote {target}")
+    for target, text in ((CRD_FILE, render_crd_yaml()), (CHART_TEMPLATE, render_chart_template())):
+        Path(target).write_text(text)
+        print(f"wrote {target}")

@@ -1,0 +1,209 @@
+"""The Helm chart: lint, rendered snapshots, strict values, install, upgrade, uninstall."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster import ControlPlane
+from tests.cluster.kubectl import Kubectl
+from tests.operator.helpers import model_deployment, phase_is
+from tests.operator_process import OperatorProcess, cache_volume_manifest
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "berth"
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+KUBE_VERSION = "1.34.4"
+
+# name -> --set values; each is rendered and compared with snapshots/<name>.yaml
+RENDERINGS = {
+    "defaults": [],
+    "namespaced-with-peering": [
+        "watchNamespaces={team-a,team-b}",
+        "peering.enabled=true",
+        "replicaCount=2",
+        "metrics.serviceMonitor.enabled=true",
+        "hfEndpoint=https://hf-mirror.internal",
+        "cache.storageClassName=fast-rwx",
+    ],
+    "crds-disabled": ["crds.enabled=false", "metrics.enabled=false"],
+}
+
+
+def helm(
+    cluster_or_none: ControlPlane | None, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    from tests.cluster.binaries import Binaries
+
+    binary = Binaries.from_cache().helm
+    env = cluster_or_none.env() if cluster_or_none else {**os.environ, "KUBECONFIG": "/dev/null"}
+    result = subprocess.run(
+        [str(binary), *args], capture_output=True, text=True, env=env, timeout=180
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def render(*sets: str) -> str:
+    args = [
+        "template",
+        "berth",
+        str(CHART),
+        "--namespace",
+        "berth-system",
+        "--kube-version",
+        KUBE_VERSION,
+    ]
+    for value in sets:
+        args += ["--set", value]
+    return helm(None, *args).stdout
+
+
+def test_lint_is_clean():
+    result = helm(None, "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION)
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("name", list(RENDERINGS))
+def test_rendering_matches_its_snapshot(name: str):
+    rendered = render(*RENDERINGS[name])
+    snapshot = SNAPSHOTS / f"{name}.yaml"
+    if os.environ.get("BERTH_UPDATE_SNAPSHOTS") == "1":
+        snapshot.write_text(rendered)
+    assert snapshot.read_text() == rendered, (
+        f"helm template changed; review it, then BERTH_UPDATE_SNAPSHOTS=1 pytest {__file__}"
+    )
+
+
+def test_rendered_objects_are_what_the_values_say():
+    objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds.count("Role") == 2
+    cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
+    assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [["customresourcedefinitions"]]
+    container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert "--namespace=team-a" in container["args"] and "--peering=berth" in container["args"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HF_ENDPOINT"] == "https://hf-mirror.internal"
+    assert env["BERTH_CACHE_STORAGE_CLASS"] == "fast-rwx"
+    crd = next(
+        o
+        for o in objects
+        if o["kind"] == "CustomResourceDefinition" and o["spec"]["group"] == "berth.dev"
+    )
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    defaults = [o for o in yaml.safe_load_all(render("crds.enabled=false")) if o]
+    assert not [o for o in defaults if o["kind"] == "CustomResourceDefinition"]
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("bogus=1", "additional properties 'bogus' not allowed"),
+        ("cache.size=lots", "/cache/size"),
+        ("workers=0", "/workers"),
+        ("logLevel=LOUD", "/logLevel"),
+        ("cache.accessModes={ReadWriteAlways}", "/cache/accessModes/0"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("replicaCount=2", "replicaCount > 1 needs peering.enabled=true"),
+    ],
+)
+def test_bad_values_are_refused_with_the_path(value: str, complaint: str):
+    args = ["template", "berth", str(CHART), "--kube-version", KUBE_VERSION, "--set", value]
+    result = helm(None, *args, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr, result.stderr
+
+
+# ---- on a control plane of its own: the chart owns the CRD there ---------------------------
+
+
+@pytest.fixture(scope="module")
+def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(workdir=tmp_path_factory.mktemp("chart-cluster"))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def previous_version(tmp_path: Path) -> Path:
+    """The chart as a previous release: same templates, an older version."""
+    old = tmp_path / "berth-previous"
+    shutil.copytree(CHART, old)
+    chart = yaml.safe_load((old / "Chart.yaml").read_text())
+    chart["version"] = "0.0.9"
+    (old / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    return old
+
+
+def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path: Path):
+    plane = chart_cluster
+    helm(
+        plane,
+        "install",
+        "berth",
+        str(previous_version(tmp_path)),
+        "-n",
+        "berth-system",
+        "--create-namespace",
+        "--wait",
+        "--timeout=60s",
+    )
+    system = Kubectl(plane, "berth-system")
+    assert system.get("deployment", "berth")["status"]["readyReplicas"] == 1
+
+    # Run the operator with the chart's ServiceAccount token: its RBAC must be enough.
+    token = plane.service_account_token("berth-system", "berth", seconds=3600)
+    kubeconfig = plane.write_kubeconfig(tmp_path / "operator.kubeconfig", token, "berth-system")
+    operator = OperatorProcess(plane, tmp_path, extra_env={"KUBECONFIG": str(kubeconfig)})
+    operator.start()
+    try:
+        plane.kubectl("create", "namespace", "models")
+        plane.apply(cache_volume_manifest("chart-cache", "models", "berth-model-cache"))
+        models = Kubectl(plane, "models")
+        models.apply(model_deployment("canary", engine="nemo-asr", repo="nvidia/canary-1b-v2"))
+        models.wait_for("md", "canary", phase_is("Starting"), timeout=60)
+        assert "Forbidden" not in operator.log.read_text(), operator.log_tail()
+
+        result = helm(
+            plane,
+            "upgrade",
+            "berth",
+            str(CHART),
+            "-n",
+            "berth-system",
+            "--set",
+            "workers=8",
+            "--wait",
+            "--timeout=60s",
+        )
+        assert "STATUS: deployed" in result.stdout
+        history = helm(plane, "history", "berth", "-n", "berth-system", "-o", "yaml").stdout
+        assert [h["chart"] for h in yaml.safe_load(history)] == ["berth-0.0.9", "berth-0.1.0"]
+        env = {
+            e["name"]: e["value"]
+            for e in system.get("deployment", "berth")["spec"]["template"]["spec"]["containers"][0][
+                "env"
+            ]
+        }
+        assert env["BERTH_WORKERS"] == "8"
+        assert models.get("md", "canary")["status"]["phase"] == "Starting"
+
+        helm(plane, "uninstall", "berth", "-n", "berth-system", "--wait")
+        assert (
+            plane.kubectl("get", "crd", "modeldeployments.berth.dev", check=False).returncode == 0
+        ), "CRD kept"
+        assert models.get("md", "canary")["metadata"]["name"] == "canary", "resources kept"
+        assert models.get("pvc", "berth-model-cache")
+    finally:
+        operator.stop()
