@@ -86,7 +86,9 @@ def test_rendered_objects_are_what_the_values_say():
     kinds = sorted(o["kind"] for o in objects)
     assert kinds.count("Role") == 2
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
-    assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [["customresourcedefinitions"]]
+    assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
+        ["customresourcedefinitions"]
+    ]
     container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"][
         "containers"
     ][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ def pinned_versions() -> dict[str, str]:
     return versions
 
 
+def kstatus_source_hash() -> str:
+    """The kstatus CLI is our own source: its cache key includes the source's hash."""
+    return hashlib.sha256((CLUSTER_DIR / "kstatus" / "main.go").read_bytes()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class Binaries:
     """Absolute paths of every binary the control plane runs."""
@@ -40,6 +46,7 @@ class Binaries:
     kubectl: Path
     kwok: Path
     helm: Path
+    kstatus: Path
 
     @classmethod
     def from_cache(cls) -> Binaries:
@@ -55,6 +62,9 @@ class Binaries:
             kubectl=kube / "kubectl",
             kwok=bin_dir / f"kwok-{v['KWOK_VERSION']}" / "kwok",
             helm=bin_dir / f"helm-{v['HELM_VERSION']}" / "helm",
+            kstatus=bin_dir
+            / f"kstatus-{v['CLI_UTILS_VERSION']}-{kstatus_source_hash()}"
+            / "kstatus",
         )
         missing = [str(p) for p in vars(binaries).values() if not Path(p).is_file()]
         if missing:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane binaries (etcd, Kubernetes, kwok, helm) from the Go module proxy
-# into a cache outside the work tree, keyed by version; reuses what is already there.
+# Builds the pinned control-plane binaries (etcd, Kubernetes, kwok, helm, a kstatus CLI) from the
+# Go module proxy into a cache outside the work tree, keyed by version; reuses what is there.
 set -euo pipefail
 
 # shellcheck source=versions.env
@@ -85,6 +85,14 @@ build_kwok() {
   GOBIN="$1" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
+build_kstatus() {
+  local out="$1" mod="$1/src"
+  new_module "$mod" berth/kstatus
+  cp "$(dirname "${BASH_SOURCE[0]}")/kstatus/main.go" "$mod/"
+  (cd "$mod" && go get "sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION" && go mod tidy && go build -ldflags "-s -w" -o "$out/kstatus" .)
+  rm -rf "$mod"
+}
+
 build_helm() {
   GOBIN="$1" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
@@ -95,4 +103,6 @@ run_step "etcd $ETCD_VERSION" "$BIN_DIR/etcd-$ETCD_VERSION" build_etcd
 run_step "kubernetes $KUBERNETES_VERSION" "$BIN_DIR/kubernetes-$KUBERNETES_VERSION" build_kubernetes
 run_step "kwok $KWOK_VERSION" "$BIN_DIR/kwok-$KWOK_VERSION" build_kwok
 run_step "helm $HELM_VERSION" "$BIN_DIR/helm-$HELM_VERSION" build_helm
+KSTATUS_SOURCE_HASH=$(sha256sum "$(dirname "${BASH_SOURCE[0]}")/kstatus/main.go" | cut -c1-8)
+run_step "kstatus (cli-utils $CLI_UTILS_VERSION)" "$BIN_DIR/kstatus-$CLI_UTILS_VERSION-$KSTATUS_SOURCE_HASH" build_kstatus
 step "all binaries ready in $BIN_DIR ($(( $(date +%s) - total_start )) s)"

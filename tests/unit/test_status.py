@@ -130,6 +130,8 @@ def test_missing_secret_fails_with_the_fix():
     status = derive_status(observed(md(), token_problem=problem), CONFIG, NOW)
     assert conditions(status)["Ready"]["message"] == problem.message
     assert status["phase"] == "Failed"
+    assert conditions(status)["Stalled"]["status"] == "True"
+    assert conditions(status)["Stalled"]["reason"] == "SecretKeyNotFound"
 
 
 def test_transition_time_moves_only_when_status_changes():

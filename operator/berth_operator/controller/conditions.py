@@ -11,7 +11,9 @@ CACHE_READY = "CacheReady"
 PODS_READY = "PodsReady"
 RUNTIME_READY = "RuntimeReady"
 READY = "Ready"
-CONDITION_ORDER = (READY, CACHE_READY, PODS_READY, RUNTIME_READY)
+# kstatus (Flux, kpt) reads Stalled=True as "failed: needs a person", not "still in progress".
+STALLED = "Stalled"
+CONDITION_ORDER = (READY, CACHE_READY, PODS_READY, RUNTIME_READY, STALLED)
 
 
 @dataclass(frozen=True)

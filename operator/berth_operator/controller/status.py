@@ -11,6 +11,7 @@ from berth_operator.controller.conditions import (
     PODS_READY,
     READY,
     RUNTIME_READY,
+    STALLED,
     Verdict,
     merge_conditions,
 )
@@ -222,12 +223,24 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
     pods = pods_verdict(observed)
     runtime = runtime_verdict(observed)
     ready = ready_verdict(observed, cache, pods, runtime)
-    verdicts = {READY: ready, CACHE_READY: cache, PODS_READY: pods, RUNTIME_READY: runtime}
+    summary = phase(observed, cache, pods, runtime, ready)
+    stalled = (
+        Verdict("True", ready.reason, ready.message)
+        if summary == "Failed"
+        else Verdict("False", "NoBlockingError", "")
+    )
+    verdicts = {
+        READY: ready,
+        CACHE_READY: cache,
+        PODS_READY: pods,
+        RUNTIME_READY: runtime,
+        STALLED: stalled,
+    }
     live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
     ready_count = sum(1 for p in live if is_ready(p))
     return {
         "observedGeneration": md.generation,
-        "phase": phase(observed, cache, pods, runtime, ready),
+        "phase": summary,
         "conditions": merge_conditions(md.status.conditions, verdicts, md.generation, now),
         "replicas": len(live),
         "readyReplicas": ready_count,
