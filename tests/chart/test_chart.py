@@ -13,11 +13,12 @@ import yaml
 
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
-from tests.operator.helpers import model_deployment, phase_is
+from tests.operator.helpers import phase_is
 from tests.operator_process import OperatorProcess, cache_volume_manifest
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "berth"
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+EXAMPLES = CHART.parents[1] / "examples"
 KUBE_VERSION = "1.34.4"
 
 # name -> --set values; each is rendered and compared with snapshots/<name>.yaml
@@ -173,8 +174,10 @@ def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path
         plane.kubectl("create", "namespace", "models")
         plane.apply(cache_volume_manifest("chart-cache", "models", "berth-model-cache"))
         models = Kubectl(plane, "models")
-        models.apply(model_deployment("canary", engine="nemo-asr", repo="nvidia/canary-1b-v2"))
-        models.wait_for("md", "canary", phase_is("Starting"), timeout=60)
+        models("create", "secret", "generic", "hf-token", "--from-literal=token=hf_x")
+        models("apply", "-f", str(EXAMPLES))
+        for name in ("qwen3-vl", "canary", "diarization"):
+            models.wait_for("md", name, phase_is("Starting"), timeout=60)
         assert "Forbidden" not in operator.log.read_text(), operator.log_tail()
 
         result = helm(
