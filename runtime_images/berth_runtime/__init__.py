@@ -1,0 +1,1 @@
+"""Berth's runtime: what runs in the pods — the download Job, the model server core, reporting."""

@@ -1,0 +1,1 @@
+"""The download Job: fetches repo@revision into the shared cache, with progress in status."""

@@ -1,0 +1,162 @@
+"""One download: plan, free-space check, fetch with progress, verify, mark complete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from berth_runtime.download.errors import DownloadError, classify
+from berth_runtime.download.plan import DownloadPlan, make_plan
+from berth_runtime.download.progress import DownloadProgress, ProgressMonitor, measure, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DownloadRequest:
+    """What the operator asks for, from the Job's environment."""
+
+    repo: str
+    revision: str = "main"
+    cache_dir: Path = Path("/models")
+    allow_patterns: list[str] = field(default_factory=list)
+    ignore_patterns: list[str] = field(default_factory=list)
+    token: str | None = None
+    force: bool = False
+    stall_seconds: float = 300.0
+    workers: int = 8
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> DownloadRequest:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            repo=env["BERTH_MODEL_REPO"],
+            revision=env.get("BERTH_MODEL_REVISION", "main"),
+            cache_dir=Path(env.get("MODEL_CACHE_DIR") or env.get("HF_HUB_CACHE") or "/models"),
+            allow_patterns=json.loads(env.get("BERTH_ALLOW_PATTERNS") or "[]"),
+            ignore_patterns=json.loads(env.get("BERTH_IGNORE_PATTERNS") or "[]"),
+            token=env.get("HF_TOKEN") or None,
+            force=env.get("BERTH_FORCE") == "1",
+            stall_seconds=float(env.get("BERTH_STALL_SECONDS") or 300),
+        )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 * 2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(plan: DownloadPlan, cache_dir: Path) -> None:
+    """Sizes of every file, and the hub's sha256 of LFS files; a mismatch removes the blob."""
+    blobs = plan.repo_dir(cache_dir) / "blobs"
+    for f in plan.files:
+        blob = blobs / f.blob
+        size = blob.stat().st_size if blob.exists() else -1
+        if size != f.size:
+            raise DownloadError(
+                "IntegrityCheckFailed",
+                f"{f.path}: {size} bytes on disk, the hub says {f.size}",
+                permanent=False,
+            )
+        if f.sha256 and sha256_of(blob) != f.sha256:
+            blob.unlink()
+            raise DownloadError(
+                "IntegrityCheckFailed",
+                f"{f.path}: sha256 differs from the hub's; the blob was removed, a retry downloads it again",
+                permanent=False,
+            )
+
+
+def write_marker(plan: DownloadPlan, cache_dir: Path) -> Path:
+    """Atomically records that this commit and these patterns are complete."""
+    marker = plan.marker(cache_dir)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(
+        json.dumps(
+            {
+                "repo": plan.repo,
+                "commit": plan.commit,
+                "completedAt": utcnow(),
+                "files": {f.path: f.size for f in plan.files},
+            }
+        )
+    )
+    os.replace(tmp, marker)
+    return marker
+
+
+def check_free_space(plan: DownloadPlan, cache_dir: Path) -> None:
+    missing = plan.bytes_total - measure(plan, cache_dir)[0]
+    free = shutil.disk_usage(cache_dir).free
+    if missing > free:
+        raise DownloadError(
+            "InsufficientStorage",
+            f"{plan.repo}@{plan.revision} needs {missing / 2**30:.1f} GiB more, the cache volume has "
+            f"{free / 2**30:.1f} GiB free: grow the cache claim or free space",
+        )
+
+
+def run_download(
+    request: DownloadRequest,
+    report: Callable[[DownloadProgress, bool], None],
+    on_stall: Callable[[float], None],
+) -> DownloadProgress:
+    """Downloads, verifies and marks; returns the final progress or raises DownloadError."""
+    from huggingface_hub import snapshot_download
+
+    request.cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        plan = make_plan(
+            request.repo,
+            request.revision,
+            request.token,
+            request.allow_patterns,
+            request.ignore_patterns,
+        )
+    except Exception as error:
+        raise classify(error, request.repo, request.revision, request.token is not None) from error
+    if request.force and plan.repo_dir(request.cache_dir).exists():
+        logger.info("force: removing %s", plan.repo_dir(request.cache_dir))
+        shutil.rmtree(plan.repo_dir(request.cache_dir))
+    check_free_space(plan, request.cache_dir)
+    monitor = ProgressMonitor(
+        plan, request.cache_dir, lambda p: report(p, False), on_stall, request.stall_seconds
+    )
+    if not plan.marker(request.cache_dir).exists():
+        monitor.start()
+        try:
+            snapshot_download(
+                request.repo,
+                revision=plan.commit,
+                cache_dir=request.cache_dir,
+                allow_patterns=request.allow_patterns or None,
+                ignore_patterns=request.ignore_patterns or None,
+                token=request.token,
+                max_workers=request.workers,
+            )
+        except Exception as error:
+            raise classify(
+                error, request.repo, request.revision, request.token is not None
+            ) from error
+        finally:
+            monitor.stop()
+        verify(plan, request.cache_dir)
+        ref = plan.repo_dir(request.cache_dir) / "refs" / request.revision
+        if request.revision != plan.commit:
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(plan.commit)
+        write_marker(plan, request.cache_dir)
+    final = monitor.sample()
+    final.completed_at = utcnow()
+    report(final, True)
+    return final

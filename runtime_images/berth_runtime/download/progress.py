@@ -1,0 +1,126 @@
+"""Progress read from the cache itself: bytes of the planned blobs on disk, rate, stalls."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from berth_runtime.download.plan import DownloadPlan
+
+
+def utcnow() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class DownloadProgress:
+    """One sample, in the shape of status.download (camelCase keys via as_status)."""
+
+    resolved_revision: str
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    bytes_per_second: int
+    started_at: str
+    completed_at: str | None = None
+
+    @property
+    def percent(self) -> int:
+        if not self.bytes_total:
+            return 100 if self.files_done == self.files_total else 0
+        return min(100, int(100 * self.bytes_done / self.bytes_total))
+
+    def as_status(self) -> dict[str, object]:
+        return {
+            "resolvedRevision": self.resolved_revision,
+            "bytesDone": self.bytes_done,
+            "bytesTotal": self.bytes_total,
+            "filesDone": self.files_done,
+            "filesTotal": self.files_total,
+            "percent": self.percent,
+            "progress": f"{self.percent}%",
+            "bytesPerSecond": self.bytes_per_second,
+            "startedAt": self.started_at,
+            "completedAt": self.completed_at,
+            "updatedAt": utcnow(),
+        }
+
+
+def measure(plan: DownloadPlan, cache_dir: Path) -> tuple[int, int]:
+    """(bytes, files) of the plan present in the cache, partial downloads included."""
+    blobs = plan.repo_dir(cache_dir) / "blobs"
+    done_bytes = done_files = 0
+    for f in plan.files:
+        complete = blobs / f.blob
+        if complete.exists() and complete.stat().st_size == f.size:
+            done_bytes += f.size
+            done_files += 1
+            continue
+        partial = blobs / f"{f.blob}.incomplete"
+        if partial.exists():
+            done_bytes += min(partial.stat().st_size, f.size)
+    return done_bytes, done_files
+
+
+class ProgressMonitor:
+    """Samples progress every `interval` s, hands it to `report`, and calls `on_stall` when no
+    byte arrived for `stall_seconds`."""
+
+    def __init__(
+        self,
+        plan: DownloadPlan,
+        cache_dir: Path,
+        report: Callable[[DownloadProgress], None],
+        on_stall: Callable[[float], None],
+        stall_seconds: float,
+        interval: float = 1.0,
+    ) -> None:
+        self.plan, self.cache_dir, self.report, self.on_stall = plan, cache_dir, report, on_stall
+        self.stall_seconds, self.interval = stall_seconds, interval
+        self.started_at = utcnow()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._window: list[tuple[float, int]] = []
+
+    def sample(self) -> DownloadProgress:
+        done, files = measure(self.plan, self.cache_dir)
+        now = time.monotonic()
+        self._window = [(t, b) for t, b in self._window if now - t <= 10] + [(now, done)]
+        (t0, b0) = self._window[0]
+        rate = int((done - b0) / (now - t0)) if now > t0 else 0
+        return DownloadProgress(
+            self.plan.commit,
+            done,
+            self.plan.bytes_total,
+            files,
+            len(self.plan.files),
+            rate,
+            self.started_at,
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        last_bytes, last_change = -1, time.monotonic()
+        while not self._stop.wait(self.interval):
+            progress = self.sample()
+            self.report(progress)
+            now = time.monotonic()
+            if progress.bytes_done != last_bytes:
+                last_bytes, last_change = progress.bytes_done, now
+            elif (
+                progress.files_done < progress.files_total
+                and now - last_change >= self.stall_seconds
+            ):
+                self.on_stall(now - last_change)
+                return

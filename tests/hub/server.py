@@ -1,0 +1,226 @@
+"""A local Hugging Face hub: serves generated repos to the real huggingface_hub client.
+
+It answers like the hub does where the client looks: model info with sha and siblings (sizes
+and LFS sha256 with ?blobs=true), resolve with ETag / X-Linked-Etag, X-Repo-Commit and
+Content-Length, Range requests, and 401/403/404 with the hub's X-Error-Code. Faults on
+demand: throttling, a disconnect or a stall after some bytes, an error status for everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class HubRepo:
+    """A model repository: files by path; `lfs` paths are served as LFS (sha256 ETags)."""
+
+    repo_id: str
+    files: dict[str, bytes]
+    lfs: set[str] = field(default_factory=set)
+    gated: bool = False
+    private: bool = False
+    tokens: set[str] = field(default_factory=set)
+    branches: dict[str, str] = field(default_factory=dict)
+    claimed_sizes: dict[str, int] = field(default_factory=dict)  # size announced, if not true
+    corrupt: set[str] = field(default_factory=set)  # served with one byte flipped
+
+    def __post_init__(self) -> None:
+        listing = "".join(
+            f"{p}:{hashlib.sha1(c).hexdigest()}" for p, c in sorted(self.files.items())
+        )
+        self.commit = hashlib.sha1(f"{self.repo_id}/{listing}".encode()).hexdigest()
+        self.branches.setdefault("main", self.commit)
+
+    def etag(self, path: str) -> str:
+        content = self.files[path]
+        if path in self.lfs:
+            return hashlib.sha256(content).hexdigest()
+        return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+    def size(self, path: str) -> int:
+        return self.claimed_sizes.get(path, len(self.files[path]))
+
+    def body(self, path: str) -> bytes:
+        content = self.files[path]
+        if path in self.corrupt:
+            return bytes([content[0] ^ 0xFF]) + content[1:]
+        return content
+
+
+@dataclass
+class Faults:
+    """Misbehaviour, for every download request."""
+
+    bytes_per_second: float | None = None
+    disconnect_after: int | None = None  # bytes of one response, then the connection drops
+    stall_after: int | None = None  # bytes of one response, then nothing more is sent
+    status: int | None = None  # answer every request with this status
+
+
+class LocalHub:
+    """The server, on 127.0.0.1 in a thread of its own; `endpoint` goes into HF_ENDPOINT."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, HubRepo] = {}
+        self.faults = Faults()
+        self.bytes_sent = 0
+        self.requests: list[tuple[str, str]] = []
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.port = 0
+
+    def add(self, repo: HubRepo) -> HubRepo:
+        self.repos[repo.repo_id] = repo
+        return repo
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalHub:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/api/models/{org}/{name}/revision/{revision}", self.model_info)
+        app.router.add_route("*", "/{org}/{name}/resolve/{revision}/{path:.+}", self.resolve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    # ---- the hub's answers ------------------------------------------------------------------
+
+    @staticmethod
+    def _error(status: int, code: str, message: str) -> web.Response:
+        return web.json_response(
+            {"error": message},
+            status=status,
+            headers={"X-Error-Code": code, "X-Error-Message": message},
+        )
+
+    def _authorize(self, request: web.Request) -> tuple[HubRepo | None, web.Response | None]:
+        repo_id = f"{request.match_info['org']}/{request.match_info['name']}"
+        self.requests.append((request.method, request.path))
+        if self.faults.status:
+            return None, web.json_response({"error": "injected"}, status=self.faults.status)
+        repo = self.repos.get(repo_id)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if repo is None or (repo.private and token not in repo.tokens):
+            status = 404 if token else 401
+            return None, self._error(
+                status, "RepoNotFound", f"Repository Not Found for url: {request.url}."
+            )
+        if repo.gated and token not in repo.tokens:
+            status = 403 if token else 401
+            return None, self._error(
+                status, "GatedRepo", f"Access to model {repo_id} is restricted."
+            )
+        return repo, None
+
+    def _commit(self, repo: HubRepo, revision: str) -> str | None:
+        if revision in repo.branches:
+            return repo.branches[revision]
+        return revision if revision == repo.commit else None
+
+    async def model_info(self, request: web.Request) -> web.Response:
+        repo, error = self._authorize(request)
+        if error:
+            return error
+        assert repo is not None
+        commit = self._commit(repo, request.match_info["revision"])
+        if commit is None:
+            return self._error(
+                404, "RevisionNotFound", f"Invalid rev id: {request.match_info['revision']}"
+            )
+        blobs = request.query.get("blobs") == "true"
+        siblings: list[dict[str, Any]] = []
+        for path in sorted(repo.files):
+            entry: dict[str, Any] = {"rfilename": path}
+            if blobs:
+                entry |= {"size": repo.size(path), "blobId": repo.etag(path)}
+                if path in repo.lfs:
+                    entry["lfs"] = {
+                        "sha256": repo.etag(path),
+                        "size": repo.size(path),
+                        "pointerSize": 134,
+                    }
+            siblings.append(entry)
+        info = {
+            "_id": commit[:24],
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "sha": commit,
+            "private": repo.private,
+            "gated": "auto" if repo.gated else False,
+            "disabled": False,
+            "tags": [],
+            "siblings": siblings,
+        }
+        return web.json_response(info)
+
+    async def resolve(self, request: web.Request) -> web.StreamResponse:
+        repo, error = self._authorize(request)
+        if error:
+            return error
+        assert repo is not None
+        commit = self._commit(repo, request.match_info["revision"])
+        path = request.match_info["path"]
+        if commit is None:
+            return self._error(
+                404, "RevisionNotFound", f"Invalid rev id: {request.match_info['revision']}"
+            )
+        if path not in repo.files:
+            return self._error(404, "EntryNotFound", f"{path} does not exist on {commit}")
+        body = repo.body(path)
+        etag = f'"{repo.etag(path)}"'
+        headers = {"X-Repo-Commit": commit, "ETag": etag, "Accept-Ranges": "bytes"}
+        if path in repo.lfs:
+            headers |= {"X-Linked-Etag": etag, "X-Linked-Size": str(repo.size(path))}
+        start = 0
+        if range_header := request.headers.get("Range"):
+            start = int(range_header.removeprefix("bytes=").split("-")[0])
+        if request.method == "HEAD":
+            return web.Response(headers={**headers, "Content-Length": str(len(body))})
+        chunk = body[start:]
+        status = 206 if start else 200
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+        response = web.StreamResponse(
+            status=status, headers={**headers, "Content-Length": str(len(chunk))}
+        )
+        await response.prepare(request)
+        await self._send(request, response, chunk)
+        return response
+
+    async def _send(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+        faults, sent, piece = self.faults, 0, 64 * 1024
+        while sent < len(data):
+            if faults.stall_after is not None and sent >= faults.stall_after:
+                await asyncio.sleep(3600)
+            if faults.disconnect_after is not None and sent >= faults.disconnect_after:
+                assert request.transport is not None
+                request.transport.close()
+                return
+            block = data[sent : sent + piece]
+            await response.write(block)
+            sent += len(block)
+            self.bytes_sent += len(block)
+            if faults.bytes_per_second:
+                await asyncio.sleep(len(block) / faults.bytes_per_second)
