@@ -75,6 +75,7 @@ class LocalHub:
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._release: asyncio.Event | None = None  # set on stop: stalled responses end
         self.port = 0
 
     def add(self, repo: HubRepo) -> HubRepo:
@@ -91,11 +92,14 @@ class LocalHub:
         return self
 
     def stop(self) -> None:
+        if self._release is not None:
+            self._loop.call_soon_threadsafe(self._release.set)
         if self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
 
     async def _start(self) -> None:
+        self._release = asyncio.Event()
         app = web.Application()
         app.router.add_get("/api/models/{org}/{name}/revision/{revision}", self.model_info)
         app.router.add_route("*", "/{org}/{name}/resolve/{revision}/{path:.+}", self.resolve)
@@ -149,7 +153,7 @@ class LocalHub:
             return self._error(
                 404, "RevisionNotFound", f"Invalid rev id: {request.match_info['revision']}"
             )
-        blobs = request.query.get("blobs") == "true"
+        blobs = request.query.get("blobs", "").lower() in ("true", "1")
         siblings: list[dict[str, Any]] = []
         for path in sorted(repo.files):
             entry: dict[str, Any] = {"rfilename": path}
@@ -213,7 +217,9 @@ class LocalHub:
         faults, sent, piece = self.faults, 0, 64 * 1024
         while sent < len(data):
             if faults.stall_after is not None and sent >= faults.stall_after:
-                await asyncio.sleep(3600)
+                assert self._release is not None
+                await self._release.wait()
+                return
             if faults.disconnect_after is not None and sent >= faults.disconnect_after:
                 assert request.transport is not None
                 request.transport.close()
