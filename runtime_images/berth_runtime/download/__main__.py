@@ -64,7 +64,7 @@ def main() -> None:
         except Exception as error:
             logger.warning("could not read Job %s: %s", job_name, error)
             return
-        patcher.patch(owners, "download", progress.as_status(), force=final)
+        patcher.patch(owners, "download", {"job": job_name, **progress.as_status()}, force=final)
 
     def on_stall(seconds: float) -> None:
         terminate(

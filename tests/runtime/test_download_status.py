@@ -1,0 +1,74 @@
+"""The download Job reports live progress into the status of every resource sharing it,
+with the Job's own service account (RBAC-limited), on the control plane."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.cluster import ControlPlane
+from tests.cluster.kubectl import Kubectl
+from tests.hub.server import LocalHub
+from tests.operator.helpers import model_deployment
+from tests.runtime.conftest import finish, start_download
+from tests.runtime.test_download import MiB, tiny_repo
+
+pytestmark = pytest.mark.usefixtures("operator", "cache_volume")
+
+
+def test_progress_reaches_every_sharer(
+    cluster: ControlPlane, kubectl: Kubectl, hub: LocalHub, tmp_path
+):
+    repo = hub.add(tiny_repo(weights_mib=40))
+    hub.faults.bytes_per_second = 10 * MiB
+    kubectl.apply(
+        model_deployment("first", repo="org/tiny"), model_deployment("second", repo="org/tiny")
+    )
+    md = kubectl.wait_for(
+        "md",
+        "first",
+        lambda m: (m.get("status") or {}).get("download", {}).get("job"),
+        what="a download job",
+    )
+    job = md["status"]["download"]["job"]
+    kubectl.wait_for(
+        "role",
+        job,
+        lambda r: len(r["rules"][0]["resourceNames"]) == 2,
+        what="both sharers in the Role",
+    )
+
+    token = cluster.service_account_token(kubectl.namespace, job, seconds=600)
+    kubeconfig = cluster.write_kubeconfig(
+        tmp_path / "download.kubeconfig", token, kubectl.namespace
+    )
+    cache = tmp_path / "cache"
+    process = start_download(
+        hub,
+        cache,
+        "org/tiny",
+        KUBECONFIG=str(kubeconfig),
+        POD_NAMESPACE=kubectl.namespace,
+        BERTH_JOB_NAME=job,
+        BERTH_REPORT_SECONDS="1",
+    )
+    seen_midway = set()
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        for name in ("first", "second"):
+            download = kubectl.get("md", name)["status"].get("download", {})
+            if 0 < (download.get("bytesDone") or 0) < repo.size("model.safetensors"):
+                seen_midway.add(name)
+        time.sleep(0.3)
+    result = finish(process, cache)
+    assert result.returncode == 0, result.output
+    assert seen_midway == {"first", "second"}, "progress was visible while downloading"
+    for name in ("first", "second"):
+        download = kubectl.get("md", name)["status"]["download"]
+        assert download["resolvedRevision"] == repo.commit
+        assert download["bytesTotal"] == sum(len(c) for c in repo.files.values())
+        assert download["bytesDone"] == download["bytesTotal"]
+        assert download["filesDone"] == download["filesTotal"] == 3
+        assert download["completedAt"] and download["job"] == job
+    assert "could not write" not in result.output, result.output
