@@ -197,15 +197,16 @@ class LocalHub:
         headers = {"X-Repo-Commit": commit, "ETag": etag, "Accept-Ranges": "bytes"}
         if path in repo.lfs:
             headers |= {"X-Linked-Etag": etag, "X-Linked-Size": str(repo.size(path))}
-        start = 0
+        start, end = 0, len(body) - 1
         if range_header := request.headers.get("Range"):
-            start = int(range_header.removeprefix("bytes=").split("-")[0])
+            first, _, last = range_header.removeprefix("bytes=").partition("-")
+            start, end = int(first), min(int(last) if last else end, end)
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(len(body))})
-        chunk = body[start:]
-        status = 206 if start else 200
-        if start:
-            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+        chunk = body[start : end + 1]
+        status = 206 if range_header else 200
+        if range_header:
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
         response = web.StreamResponse(
             status=status, headers={**headers, "Content-Length": str(len(chunk))}
         )
