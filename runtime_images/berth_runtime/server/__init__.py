@@ -1,0 +1,1 @@
+"""The model server core: one aiohttp app around an engine wrapper, with health and status."""

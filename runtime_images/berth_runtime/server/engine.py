@@ -1,0 +1,46 @@
+"""The engine wrapper interface: what each model server (vLLM, NeMo, pyannote) implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+
+class Engine(ABC):
+    """Resolves its files from the cache, loads, adds its routes, describes itself.
+
+    `load` runs in a worker thread, so heavy imports and weight loading never block the server;
+    requests to the engine's routes get 503 until it returns.
+    """
+
+    #: distribution names whose versions the dependency inspector reports
+    libraries: tuple[str, ...] = ()
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+
+    def resolve(self, cache_dir: Path, repo: str, revision: str) -> Path:
+        """The local snapshot directory of repo@revision, offline."""
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(repo, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        )
+
+    @abstractmethod
+    def load(self, model_dir: Path) -> None:
+        """Loads the model (blocking; runs in a thread)."""
+
+    @abstractmethod
+    def routes(self) -> list[web.RouteDef]:
+        """The inference routes (API keys apply to them)."""
+
+    def details(self) -> dict[str, Any]:
+        """What status shows about the loaded model (device, sample rate, ...)."""
+        return {}
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Frees what load took; called on shutdown."""

@@ -1,0 +1,71 @@
+"""The model server's state as status.runtime shows it: Loading, Ready or Failed, and why."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def utcnow() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class RuntimeState:
+    pod: str | None = None
+    state: str = "Loading"
+    details: dict[str, Any] = field(default_factory=dict)
+    dependencies: dict[str, Any] = field(default_factory=dict)
+    mismatches: list[str] = field(default_factory=list)
+    last_error: dict[str, Any] | None = None
+    load_seconds: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "Ready"
+
+    def fail(self, reason: str, message: str) -> None:
+        self.state = "Failed"
+        self.last_error = {
+            "time": utcnow(),
+            "reason": reason,
+            "message": message[:2000],
+            "pod": self.pod,
+        }
+
+    def as_status(self) -> dict[str, Any]:
+        """status.runtime (camelCase), GPU telemetry in compact form."""
+        return {
+            "state": self.state,
+            "pod": self.pod,
+            "updatedAt": utcnow(),
+            "details": self.details,
+            "dependencies": {k: v for k, v in self.dependencies.items() if k != "gpus"},
+            "gpus": [
+                {
+                    k: g[k]
+                    for k in (
+                        "index",
+                        "name",
+                        "memoryUsedMiB",
+                        "memoryTotalMiB",
+                        "utilizationPercent",
+                        "temperatureC",
+                    )
+                }
+                for g in self.dependencies.get("gpus", [])
+            ],
+            "mismatches": self.mismatches,
+            "lastError": self.last_error,
+        }
+
+    def as_api(self) -> dict[str, Any]:
+        """GET /api/status (snake_case, as the earlier gateway answered)."""
+        return {
+            "state": self.state,
+            "details": self.details,
+            "dependencies": self.dependencies,
+            "mismatches": self.mismatches,
+            "last_error": self.last_error,
+        }
