@@ -1,0 +1,45 @@
+"""An engine for tests of the server core: echoes JSON, loads from a real cache snapshot."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from berth_runtime.server.app import accepts
+from berth_runtime.server.engine import Engine
+from berth_runtime.server.errors import BadRequest
+
+
+class EchoEngine(Engine):
+    libraries = ("aiohttp",)
+
+    def load(self, model_dir: Path) -> None:
+        time.sleep(float(self.settings.get("loadSeconds", 0)))
+        if self.settings.get("failWith"):
+            raise RuntimeError(self.settings["failWith"])
+        self.config = json.loads((model_dir / "config.json").read_text())
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/echo", self.echo),
+            web.post("/v1/bad", self.bad),
+            web.post("/v1/boom", self.boom),
+        ]
+
+    @accepts("application/json")
+    async def echo(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"echo": await request.json(), "model_type": self.config["model_type"]}
+        )
+
+    async def bad(self, request: web.Request) -> web.Response:
+        raise BadRequest("language 'xx' is not supported: use one of en, fr")
+
+    async def boom(self, request: web.Request) -> web.Response:
+        raise ValueError("engine bug")
+
+    def details(self) -> dict[str, Any]:
+        return {"device": "cpu", "sample_rate": 16000}
