@@ -1,0 +1,140 @@
+"""The model server reports into its own resource's status.runtime, with its own account,
+and the operator turns that into Ready; an API outage never blocks serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import ControlPlane
+from tests.cluster.controlplane import free_port
+from tests.cluster.kubectl import Kubectl
+from tests.hub.server import LocalHub
+from tests.operator.helpers import condition, model_deployment, phase_is
+from tests.runtime.conftest import REPO, finish, start_download
+from tests.runtime.test_download import tiny_repo
+
+ENGINE = "tests.runtime.dummy_engine:EchoEngine"
+
+
+def start_server(cache: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "berth_runtime.server"],
+        env={
+            **os.environ,
+            "BERTH_ENGINE": ENGINE,
+            "BERTH_MODEL_REPO": "org/tiny",
+            "MODEL_CACHE_DIR": str(cache),
+            "HF_HUB_OFFLINE": "1",
+            "BERTH_HOST": "127.0.0.1",
+            "BERTH_PORT": str(port),
+            "BERTH_REPORT_SECONDS": "1",
+            **env,
+        },
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def get(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status
+    except OSError as error:
+        return getattr(error, "code", 0)
+
+
+@pytest.fixture
+def cache(hub: LocalHub, tmp_path: Path) -> Path:
+    hub.add(tiny_repo())
+    cache = tmp_path / "cache"
+    assert finish(start_download(hub, cache, "org/tiny"), cache).returncode == 0
+    return cache
+
+
+@pytest.mark.usefixtures("operator", "cache_volume")
+def test_runtime_report_makes_the_resource_ready(
+    cluster: ControlPlane, kubectl: Kubectl, cache: Path, tmp_path: Path
+):
+    kubectl.apply(model_deployment("echo", repo="org/tiny"))
+    kubectl.wait_for("md", "echo", phase_is("Starting"))
+    pod = kubectl.get("pods", None, "-l", "berth.dev/modeldeployment=echo")["items"][0]["metadata"][
+        "name"
+    ]
+    token = cluster.service_account_token(kubectl.namespace, "berth-echo", seconds=600)
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "runtime.kubeconfig", token, kubectl.namespace)
+    port = free_port()
+    server = start_server(
+        cache,
+        port,
+        KUBECONFIG=str(kubeconfig),
+        POD_NAME=pod,
+        POD_NAMESPACE=kubectl.namespace,
+        BERTH_MODELDEPLOYMENT="echo",
+        BERTH_SETTINGS=json.dumps({"loadSeconds": 1}),
+        BERTH_EXPECTED_DEPENDENCIES=json.dumps({"cudaRuntime": "12.8"}),
+    )
+    try:
+        kubectl.wait_for("md", "echo", condition_is_runtime("Loading"), timeout=20)
+        md = kubectl.wait_for("md", "echo", phase_is("Ready", reason="ModelServing"), timeout=30)
+        runtime = md["status"]["runtime"]
+        assert runtime["pod"] == pod and runtime["details"]["load_seconds"] >= 1
+        assert runtime["dependencies"]["python"]["version"]
+        assert any(m.startswith("CudaRuntimeMismatch") for m in runtime["mismatches"]), runtime
+        assert condition(md, "RuntimeReady")["reason"] == "ModelLoaded"
+        assert get(port, "/readyz") == 200
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output  # graceful shutdown on SIGTERM
+
+
+def condition_is_runtime(state: str):
+    def check(md: dict) -> bool:
+        return ((md.get("status") or {}).get("runtime") or {}).get("state") in (state, "Ready")
+
+    check.__name__ = f"runtime state {state}"
+    return check
+
+
+def test_serving_goes_on_while_the_api_server_is_away(cache: Path, tmp_path: Path):
+    unreachable = tmp_path / "unreachable.kubeconfig"
+    unreachable.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u, namespace: ns}}]\n"
+        "current-context: c\n"
+    )
+    port = free_port()
+    server = start_server(
+        cache,
+        port,
+        KUBECONFIG=str(unreachable),
+        POD_NAMESPACE="ns",
+        BERTH_MODELDEPLOYMENT="echo",
+        POD_NAME="p",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while get(port, "/readyz") != 200:
+            assert time.monotonic() < deadline, "the server must not wait for the API"
+            time.sleep(0.1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/echo",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "could not write status.runtime" in output
