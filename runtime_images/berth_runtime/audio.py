@@ -12,6 +12,7 @@ import numpy as np
 from berth_runtime.server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 SAMPLE_RATE = 16_000
+RESAMPLE_BLOCK = 65_536  # input samples per resampler call
 
 
 class EmptyAudio(BadRequest):
@@ -42,22 +43,36 @@ def decode_audio(data: bytes, max_seconds: float = 3 * 3600) -> np.ndarray:
         streams = [s for s in container.streams if s.type == "audio"]
         if not streams:
             raise UndecodableAudio("the file has no audio stream")
+        # Decoded frames are small (1152 samples for MP3): gather them in FFmpeg's FIFO and
+        # resample in large blocks, which keeps the per-frame Python work to one call.
+        fifo = av.AudioFifo()
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         limit = int(max_seconds * SAMPLE_RATE)
         chunks: list[np.ndarray] = []
+
+        def drain(block: av.AudioFrame | None) -> int:
+            produced = 0
+            for out in resampler.resample(block):
+                chunks.append(out.to_ndarray()[0])
+                produced += out.samples
+            return produced
+
         total = 0
         try:
             for frame in container.decode(streams[0]):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray()[0])
-                    total += out.samples
-                if total > limit:
-                    raise AudioTooLong(f"audio longer than the limit of {max_seconds:.0f} s")
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray()[0])
-                total += out.samples
+                frame.pts = None
+                fifo.write(frame)
+                if fifo.samples >= RESAMPLE_BLOCK:
+                    total += drain(fifo.read(RESAMPLE_BLOCK))
+                    if total > limit:
+                        raise AudioTooLong(f"audio longer than the limit of {max_seconds:.0f} s")
+            if fifo.samples:
+                total += drain(fifo.read())
+            total += drain(None)
         except av.error.FFmpegError as error:
             raise UndecodableAudio(f"the audio could not be decoded: {error}") from error
+        if total > limit:
+            raise AudioTooLong(f"audio longer than the limit of {max_seconds:.0f} s")
     if total == 0:
         raise EmptyAudio("the audio file holds no samples")
     return np.concatenate(chunks).astype(np.float32, copy=False)
