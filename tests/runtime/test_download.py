@@ -166,3 +166,27 @@ def test_force_removes_the_repository_first(hub: LocalHub, run_download):
     assert run_download("org/tiny", BERTH_FORCE="1").returncode == 0
     assert not stray.exists()
     assert hub.bytes_sent > sent, "everything was downloaded again"
+
+
+def test_two_jobs_on_one_cache_do_not_corrupt_each_other(hub: LocalHub, tmp_path):
+    repo = hub.add(tiny_repo(weights_mib=24))
+    hub.faults.bytes_per_second = 24 * MiB
+    cache = tmp_path / "shared"
+    first, second = start_download(hub, cache, "org/tiny"), start_download(hub, cache, "org/tiny")
+    results = [finish(first, cache), finish(second, cache)]
+    assert [r.returncode for r in results] == [0, 0], [r.output for r in results]
+    for path, content in repo.files.items():
+        assert (snapshot(cache, repo) / path).read_bytes() == content
+
+
+def test_a_dropped_connection_is_retried_and_resumed(hub: LocalHub, run_download):
+    repo = hub.add(tiny_repo(weights_mib=24))
+    hub.faults.disconnect_after = 12 * MiB
+    first = run_download("org/tiny")
+    hub.faults.disconnect_after = None
+    if first.returncode != 0:  # the client gave up: the Job's next attempt resumes
+        assert (first.returncode, first.reason) == (1, "NetworkError"), first.output
+        assert run_download("org/tiny").returncode == 0
+    assert (snapshot(run_download.cache, repo) / "model.safetensors").read_bytes() == repo.files[
+        "model.safetensors"
+    ]

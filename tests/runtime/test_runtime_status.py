@@ -82,6 +82,7 @@ def test_runtime_report_makes_the_resource_ready(
         BERTH_MODELDEPLOYMENT="echo",
         BERTH_SETTINGS=json.dumps({"loadSeconds": 1}),
         BERTH_EXPECTED_DEPENDENCIES=json.dumps({"cudaRuntime": "12.8"}),
+        BERTH_API_KEYS="sk-never-in-status",
     )
     try:
         kubectl.wait_for("md", "echo", condition_is_runtime("Loading"), timeout=20)
@@ -92,6 +93,7 @@ def test_runtime_report_makes_the_resource_ready(
         assert any(m.startswith("CudaRuntimeMismatch") for m in runtime["mismatches"]), runtime
         assert condition(md, "RuntimeReady")["reason"] == "ModelLoaded"
         assert get(port, "/readyz") == 200
+        assert "sk-never-in-status" not in kubectl("get", "md", "echo", "-o", "yaml").stdout
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
