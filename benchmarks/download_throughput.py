@@ -54,14 +54,19 @@ def main() -> None:
     total = args.files * args.file_mib * MiB
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)
-        curl_seconds = curl_all(hub, repo, work_dir / "curl")
-        cache = work_dir / "cache"
-        started = time.monotonic()
-        result = finish(start_download(hub, cache, repo.repo_id), cache, timeout=600)
-        job_seconds = time.monotonic() - started
-        assert result.returncode == 0, result.output
+        # Best of three each, alternating, so both see the same machine.
+        curl_seconds = job_seconds = phase = float("inf")
+        for attempt in range(3):
+            curl_seconds = min(curl_seconds, curl_all(hub, repo, work_dir / f"curl-{attempt}"))
+            cache = work_dir / f"cache-{attempt}"
+            started = time.monotonic()
+            result = finish(start_download(hub, cache, repo.repo_id), cache, timeout=600)
+            job_seconds = min(job_seconds, time.monotonic() - started)
+            assert result.returncode == 0, result.output
+            logged = re.search(r"download phase: ([0-9.]+) s", result.output)
+            assert logged is not None, result.output
+            phase = min(phase, float(logged.group(1)))
         curl_rate, job_rate = total / curl_seconds / MiB, total / job_seconds / MiB
-        phase = float(re.search(r"download phase: ([0-9.]+) s", result.output).group(1))  # type: ignore[union-attr]
         phase_rate = total / phase / MiB
         print(
             f"curl (4 at once): {total / MiB:.0f} MiB in {curl_seconds:.2f} s = {curl_rate:.0f} MiB/s"
