@@ -38,22 +38,34 @@ def _torch() -> dict[str, Any] | None:
     }
 
 
+def torchaudio_build(version: str, cuda_op: int | None) -> str:
+    """cuda, cpu or unknown: the local version tag says it (2.9.0+cu128, 2.9.0+cpu); without
+    one, torchaudio's own CUDA op, where this version still has it."""
+    tag = version.partition("+")[2]
+    if tag.startswith(("cu", "rocm")):
+        return "cuda"
+    if tag == "cpu":
+        return "cpu"
+    if cuda_op is not None:
+        return "cuda" if cuda_op else "cpu"
+    return "unknown"
+
+
 def _torchaudio() -> dict[str, Any] | None:
     if _version("torchaudio") is None:
         return None
     import torchaudio
 
-    cuda: int | None = None
+    cuda_op: int | None = None
     try:
         import torch
 
-        cuda = torch.ops.torchaudio.cuda_version()
-    except Exception:  # older or CPU-only builds lack the op
-        cuda = None
+        cuda_op = int(torch.ops.torchaudio.cuda_version() or 0)
+    except Exception:  # torchaudio >= 2.9 dropped most of its C++ ops
+        cuda_op = None
     return {
         "version": torchaudio.__version__,
-        "build": "cuda" if cuda else "cpu",
-        "cuda_version": cuda,
+        "build": torchaudio_build(torchaudio.__version__, cuda_op),
     }
 
 

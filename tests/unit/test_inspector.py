@@ -1,6 +1,6 @@
 """The dependency inspector's comparison with expected versions."""
 
-from berth_runtime.inspector import compare, inspect_dependencies
+from berth_runtime.inspector import compare, inspect_dependencies, torchaudio_build
 
 CUDA_TORCH = {"torch": {"version": "2.9.0+cu128", "cuda_runtime": "12.8"}}
 
@@ -33,3 +33,12 @@ def test_this_process_is_inspected_without_torch_or_gpu():
     assert report["python"]["version"].count(".") == 2
     assert report["aiohttp"]["version"]
     assert report["gpus"] == []
+
+
+def test_torchaudio_build_comes_from_its_version_tag_first():
+    # torchaudio 2.11.0+cu130 on an H100 has no CUDA op any more, yet is a CUDA build
+    assert torchaudio_build("2.11.0+cu130", None) == "cuda"
+    assert torchaudio_build("2.9.0+cpu", None) == "cpu"
+    assert torchaudio_build("2.6.0", 12040) == "cuda"
+    assert torchaudio_build("2.6.0", 0) == "cpu"
+    assert torchaudio_build("2.9.0", None) == "unknown"
