@@ -17,12 +17,8 @@ from tests.operator_process import OperatorProcess, cache_volume_manifest
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """One control plane for the whole session, torn down at the end (also on failure)."""
-    plane = ControlPlane(workdir=tmp_path_factory.mktemp("cluster"))
-    plane.start()
-    try:
+    with ControlPlane(workdir=tmp_path_factory.mktemp("cluster")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture

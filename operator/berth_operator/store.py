@@ -71,6 +71,3 @@ class Store:
 
     def keys(self, kind: str) -> list[Key]:
         return [(ns, name) for ns, objects in self._objects[kind].items() for name in objects]
-
-    def count(self, kind: str) -> int:
-        return sum(len(objects) for objects in self._objects[kind].values())

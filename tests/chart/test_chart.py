@@ -131,12 +131,8 @@ def test_bad_values_are_refused_with_the_path(value: str, complaint: str):
 
 @pytest.fixture(scope="module")
 def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(workdir=tmp_path_factory.mktemp("chart-cluster"))
-    plane.start()
-    try:
+    with ControlPlane(workdir=tmp_path_factory.mktemp("chart-cluster")) as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 def previous_version(tmp_path: Path) -> Path:

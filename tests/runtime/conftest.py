@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hub.server import Faults, LocalHub
+from tests.hub.server import HubRepo, LocalHub
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,4 +80,27 @@ def run_download(hub: LocalHub, tmp_path: Path):
     return run
 
 
-__all__ = ["Faults"]
+MiB = 2**20
+
+
+def tiny_repo(repo_id: str = "org/tiny", weights_mib: int = 2, **options: object) -> HubRepo:
+    """A small model repository: two JSON files and an LFS weights file of random bytes."""
+    return HubRepo(
+        repo_id,
+        files={
+            "config.json": b'{"model_type": "tiny"}',
+            "tokenizer.json": b'{"version": "1.0"}',
+            "model.safetensors": os.urandom(weights_mib * MiB),
+        },
+        lfs={"model.safetensors"},
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def cache(hub: LocalHub, tmp_path: Path) -> Path:
+    """A real cache: the download Job fetched org/tiny into it."""
+    hub.add(tiny_repo())
+    directory = tmp_path / "cache"
+    assert finish(start_download(hub, directory, "org/tiny"), directory).returncode == 0
+    return directory

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
 from tests.hub.server import HubRepo, LocalHub
-from tests.runtime.conftest import finish, start_download
-
-MiB = 2**20
-
-
-def tiny_repo(repo_id: str = "org/tiny", weights_mib: int = 2, **options) -> HubRepo:
-    return HubRepo(
-        repo_id,
-        files={
-            "config.json": b'{"model_type": "tiny"}',
-            "tokenizer.json": b'{"version": "1.0"}',
-            "model.safetensors": os.urandom(weights_mib * MiB),
-        },
-        lfs={"model.safetensors"},
-        **options,
-    )
+from tests.runtime.conftest import MiB, finish, start_download, tiny_repo
 
 
 def snapshot(cache, repo: HubRepo):

@@ -11,8 +11,7 @@ from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
 from tests.hub.server import LocalHub
 from tests.operator.helpers import model_deployment
-from tests.runtime.conftest import finish, start_download
-from tests.runtime.test_download import MiB, tiny_repo
+from tests.runtime.conftest import MiB, finish, start_download, tiny_repo
 
 pytestmark = pytest.mark.usefixtures("operator", "cache_volume")
 

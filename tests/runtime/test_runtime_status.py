@@ -16,10 +16,8 @@ import pytest
 from tests.cluster import ControlPlane
 from tests.cluster.controlplane import free_port
 from tests.cluster.kubectl import Kubectl
-from tests.hub.server import LocalHub
 from tests.operator.helpers import condition, model_deployment, phase_is
-from tests.runtime.conftest import REPO, finish, start_download
-from tests.runtime.test_download import tiny_repo
+from tests.runtime.conftest import REPO
 
 ENGINE = "tests.runtime.dummy_engine:EchoEngine"
 
@@ -51,14 +49,6 @@ def get(port: int, path: str) -> int:
             return response.status
     except OSError as error:
         return getattr(error, "code", 0)
-
-
-@pytest.fixture
-def cache(hub: LocalHub, tmp_path: Path) -> Path:
-    hub.add(tiny_repo())
-    cache = tmp_path / "cache"
-    assert finish(start_download(hub, cache, "org/tiny"), cache).returncode == 0
-    return cache
 
 
 @pytest.mark.usefixtures("operator", "cache_volume")

@@ -17,19 +17,7 @@ from berth_runtime.server.app import ModelServer, ServerConfig
 from berth_runtime.server.state import RuntimeState
 
 from tests.cluster.controlplane import free_port
-from tests.hub.server import LocalHub
-from tests.runtime.conftest import finish, start_download
 from tests.runtime.dummy_engine import EchoEngine
-from tests.runtime.test_download import tiny_repo
-
-
-@pytest.fixture
-def cache(hub: LocalHub, tmp_path: Path) -> Path:
-    """A real cache: the download Job fetched org/tiny into it."""
-    hub.add(tiny_repo())
-    cache = tmp_path / "cache"
-    assert finish(start_download(hub, cache, "org/tiny"), cache).returncode == 0
-    return cache
 
 
 class Running:
