@@ -46,10 +46,15 @@ class OperatorProcess:
         self.popen: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
         self.health_port = 0
+        self.dashboard_port = 0
         self.log = workdir / "operator.log"
 
     def start(self, timeout: float = 30) -> None:
-        self.metrics_port, self.health_port = free_port(), free_port()
+        self.metrics_port, self.health_port, self.dashboard_port = (
+            free_port(),
+            free_port(),
+            free_port(),
+        )
         env = {
             **self.cluster.env(),
             "BERTH_RESYNC_SECONDS": "30",
@@ -65,6 +70,7 @@ class OperatorProcess:
                     "--bind=127.0.0.1",
                     f"--metrics-port={self.metrics_port}",
                     f"--health-port={self.health_port}",
+                    f"--dashboard-port={self.dashboard_port}",
                 ],
                 cwd=REPO,
                 env=env,

@@ -11,6 +11,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from berth_operator.config import OperatorConfig
+from berth_operator.dashboard.server import Dashboard
 from berth_operator.operator import Operator, build_registry
 
 
@@ -30,6 +31,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--bind", default=os.environ.get("BERTH_BIND", "0.0.0.0"))
     parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=int(os.environ.get("BERTH_DASHBOARD_PORT", 8081)),
+        help="port of the read-only dashboard; 0 turns it off (token: BERTH_DASHBOARD_TOKEN)",
+    )
+    parser.add_argument(
         "--peering",
         default=os.environ.get("BERTH_PEERING") or None,
         help="kopf peering name, for several replicas (needs kopf's peering CRDs); default: standalone",
@@ -46,8 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     for noisy in ("httpx", "httpx2", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     operator = Operator(OperatorConfig.from_env())
+    if args.dashboard_port:
+        token = os.environ.get("BERTH_DASHBOARD_TOKEN") or None
+        operator.dashboard = Dashboard(operator.model_deployments, token)
     start_http_server(args.metrics_port, addr=args.bind, registry=operator.metrics.registry)
-    registry = build_registry(operator, args.namespace)
+    registry = build_registry(operator, args.namespace, (args.bind, args.dashboard_port))
     asyncio.run(
         kopf.operator(
             registry=registry,

@@ -16,6 +16,7 @@ from berth_operator.api.modeldeployment import GROUP, KIND, PLURAL, VERSION
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.naming import MANAGED_BY, MODEL_DEPLOYMENT_LABEL
 from berth_operator.controller.reconciler import Reconciler
+from berth_operator.dashboard.server import Dashboard
 from berth_operator.kube import RESOURCES, Kube, ModelDeploymentResource
 from berth_operator.metrics import OperatorMetrics
 from berth_operator.store import Store
@@ -49,7 +50,9 @@ def plain(body: Any) -> dict[str, Any]:
 class Operator:
     """The running operator: store, queue, workers, metrics; kopf handlers call into it."""
 
-    def __init__(self, config: OperatorConfig, kube: Kube | None = None) -> None:
+    def __init__(
+        self, config: OperatorConfig, kube: Kube | None = None, dashboard: Dashboard | None = None
+    ) -> None:
         self.config = config
         self.store = Store()
         self.queue = WorkQueue()
@@ -57,6 +60,7 @@ class Operator:
         self.kube = kube or Kube(on_write=self.metrics.api_writes.inc)
         self.reconciler = Reconciler(self.store, self.kube, config)
         self._tasks: list[asyncio.Task[None]] = []
+        self.dashboard = dashboard
 
     # ---- events -------------------------------------------------------------------------
 
@@ -67,6 +71,9 @@ class Operator:
         else:
             self.store.upsert(KIND, plain(body))
         self.queue.add((meta["namespace"], meta["name"]))
+        if self.dashboard is not None:
+            current = self.store.get(KIND, meta["namespace"], meta["name"])
+            self.dashboard.changed(current, f"{meta['namespace']}/{meta['name']}")
 
     def on_child(self, kind: str, event_type: str | None, body: Any) -> None:
         meta = body["metadata"]
@@ -142,6 +149,10 @@ class Operator:
         for key in self.store.keys(KIND):
             self.queue.add(key)
 
+    def model_deployments(self) -> list[dict[str, Any]]:
+        """Every ModelDeployment the operator watches, as last seen."""
+        return [body for key in self.store.keys(KIND) if (body := self.store.get(KIND, *key))]
+
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -158,7 +169,9 @@ class Operator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def build_registry(operator: Operator, namespaces: list[str]) -> kopf.OperatorRegistry:
+def build_registry(
+    operator: Operator, namespaces: list[str], dashboard_address: tuple[str, int] | None = None
+) -> kopf.OperatorRegistry:
     """kopf handlers bound to one Operator; nothing registered globally."""
     registry = kopf.OperatorRegistry()
 
@@ -174,6 +187,8 @@ def build_registry(operator: Operator, namespaces: list[str]) -> kopf.OperatorRe
 
         await operator.prefill(namespaces)
         operator.start()
+        if operator.dashboard is not None and dashboard_address:
+            await operator.dashboard.start(*dashboard_address)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -182,6 +197,8 @@ def build_registry(operator: Operator, namespaces: list[str]) -> kopf.OperatorRe
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         await operator.stop()
+        if operator.dashboard is not None:
+            await operator.dashboard.stop()
 
     @kopf.on.probe(id="queue", registry=registry)
     def queue_depth(**_: Any) -> int:

@@ -1,0 +1,118 @@
+"""The dashboard's HTTP side: static page, JSON API and server-sent events; read-only."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from berth_operator.dashboard.cards import card
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class Dashboard:
+    """Serves cards of the resources in `list_resources()`; `changed()` pushes updates."""
+
+    def __init__(
+        self, list_resources: Callable[[], list[dict[str, Any]]], token: str | None = None
+    ) -> None:
+        self.list_resources = list_resources
+        self.token = token
+        self._listeners: set[asyncio.Queue[str]] = set()
+        self._runner: web.AppRunner | None = None
+
+    # ---- events from the operator ----------------------------------------------------------
+
+    def changed(self, md: dict[str, Any] | None, key: str) -> None:
+        """A resource changed (or went away, `md` None): tell every open page."""
+        message = (
+            f"event: update\ndata: {json.dumps(card(md))}\n\n"
+            if md is not None
+            else f"event: delete\ndata: {json.dumps({'key': key})}\n\n"
+        )
+        for queue in list(self._listeners):
+            if queue.qsize() < 1000:  # a page that stopped reading does not grow memory
+                queue.put_nowait(message)
+
+    # ---- HTTP -----------------------------------------------------------------------------------
+
+    def cards(self) -> list[dict[str, Any]]:
+        return sorted((card(md) for md in self.list_resources()), key=lambda c: c["key"])
+
+    @web.middleware
+    async def authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """With a token set: the API needs `Authorization: Bearer` or `?token=` (EventSource
+        cannot send headers); the static page itself holds no data and stays open."""
+        if self.token and request.path.startswith("/api/"):
+            presented = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            presented = presented or request.query.get("token", "")
+            if not hmac.compare_digest(presented.encode(), self.token.encode()):
+                return web.json_response(
+                    {"error": {"type": "Unauthorized", "message": "a dashboard token is needed"}},
+                    status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="berth-dashboard"'},
+                )
+        return await handler(request)
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def api_cards(self, request: web.Request) -> web.Response:
+        return web.json_response({"items": self.cards()})
+
+    async def api_events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._listeners.add(queue)
+        try:
+            await response.write(
+                f"event: snapshot\ndata: {json.dumps({'items': self.cards()})}\n\n".encode()
+            )
+            while True:
+                try:
+                    message = await asyncio.wait_for(queue.get(), timeout=15)
+                except TimeoutError:
+                    message = ": keep-alive\n\n"
+                await response.write(message.encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._listeners.discard(queue)
+        return response
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.authorize])
+        app.add_routes(
+            [
+                web.get("/", self.index),
+                web.get("/api/modeldeployments", self.api_cards),
+                web.get("/api/events", self.api_events),
+                web.static("/static", STATIC),
+            ]
+        )
+        return app
+
+    async def start(self, host: str, port: int) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        logger.info("dashboard on http://%s:%d/", host, port)
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
