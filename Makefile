@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: setup venv binaries test test-unit lint demo cluster-up cluster-down clean
+.PHONY: setup venv binaries browser test test-unit lint demo cluster-up cluster-down clean
 
-setup: venv binaries ## Python environment and control-plane binaries
+setup: venv binaries browser ## Python environment, control-plane binaries, a browser for UI tests
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,11 @@ $(VENV)/.installed: pyproject.toml
 binaries: ## etcd, Kubernetes, kwok and helm, built once into ~/.cache/berth
 	@command -v go >/dev/null || { echo "Go is needed to build the control plane: install it from https://go.dev/dl"; exit 1; }
 	bash tests/cluster/build.sh
+
+browser: ## Debian's Chromium, which the dashboard's browser tests drive
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		else echo "the browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
 
 test: setup ## lint and the whole test suite
 	$(PY) -m ruff check .

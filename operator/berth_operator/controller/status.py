@@ -153,7 +153,8 @@ def runtime_verdict(observed: Observed) -> Verdict:
         error = runtime.last_error
         reason = (error and error.reason) or "RuntimeFailed"
         return Verdict("False", reason, (error and error.message) or "the model server failed")
-    return Verdict("False", runtime.state, f"pod {runtime.pod}: {runtime.state}")
+    source = f"pod {runtime.pod}" if runtime.pod else "the model server"
+    return Verdict("False", runtime.state, f"{source} reports {runtime.state}")
 
 
 def ready_verdict(observed: Observed, cache: Verdict, pods: Verdict, runtime: Verdict) -> Verdict:

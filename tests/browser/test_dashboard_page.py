@@ -1,0 +1,112 @@
+"""The dashboard in a real browser (Debian's Chromium, driven by Playwright) on the control plane."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.cluster.kubectl import Kubectl
+from tests.operator.helpers import model_deployment, phase_is
+from tests.operator_process import OperatorProcess
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("BERTH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.usefixtures("cache_volume")
+
+
+@pytest.fixture
+def page(operator: OperatorProcess) -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        origin = f"http://127.0.0.1:{operator.dashboard_port}"
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+        page = context.new_page()
+        page.goto(origin + "/")
+        expect(page.locator("#connection")).to_have_text("live")
+        yield page
+        browser.close()
+
+
+def card(page: Page, namespace: str, name: str):
+    return page.locator(f'article[data-key="{namespace}/{name}"]')
+
+
+def patch_status(kubectl: Kubectl, name: str, status: dict) -> None:
+    kubectl(
+        "patch",
+        "md",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+
+
+def test_dashboard_shows_the_truth_live(page: Page, kubectl: Kubectl):
+    ns = kubectl.namespace
+    kubectl("create", "secret", "generic", "hf-token", "--from-literal=token=hf_x")
+    kubectl("apply", "-f", str(REPO / "examples"))
+    kubectl.apply(model_deployment("gated", repo="berth-test/gated"))
+    for name in ("qwen3-vl", "canary", "diarization"):
+        kubectl.wait_for("md", name, phase_is("Starting"))
+        expect(card(page, ns, name)).to_be_visible()
+
+    # a failing resource shows its reason
+    kubectl.wait_for("md", "gated", phase_is("Failed", reason="AuthRequired"))
+    expect(card(page, ns, "gated").locator(".reason")).to_contain_text("AuthRequired")
+    expect(card(page, ns, "gated").locator(".phase")).to_have_text("Failed")
+
+    # the progress bar follows status.download, without a reload
+    download = {"bytesTotal": 62 * 2**30, "bytesPerSecond": 500 * 2**20}
+    patch_status(
+        kubectl, "qwen3-vl", {"download": {**download, "bytesDone": 6 * 2**30, "percent": 10}}
+    )
+    bar = card(page, ns, "qwen3-vl").locator("progress")
+    expect(bar).to_have_attribute("value", "10")
+    patch_status(
+        kubectl, "qwen3-vl", {"download": {**download, "bytesDone": 40 * 2**30, "percent": 64}}
+    )
+    expect(bar).to_have_attribute("value", "64")
+    expect(card(page, ns, "qwen3-vl").locator(".download")).to_contain_text("40.0 GiB of 62.0 GiB")
+
+    # a dependency mismatch stands out
+    mismatch = "CudaRuntimeMismatch: torch runs on CUDA runtime 12.4, 12.8 expected"
+    runtime = {
+        "state": "Loading",
+        "dependencies": {"torch": {"version": "2.6.0+cu124", "cuda_runtime": "12.4"}},
+        "mismatches": [mismatch],
+    }
+    patch_status(kubectl, "canary", {"runtime": runtime})
+    flagged = card(page, ns, "canary").locator(".mismatch")
+    expect(flagged).to_have_text(mismatch)
+    expect(flagged).to_have_css("color", "rgb(207, 34, 46)")
+
+    # copying the endpoint puts the right URL on the clipboard, from the keyboard too
+    endpoint = kubectl.get("md", "canary")["status"]["endpoint"]
+    button = card(page, ns, "canary").get_by_role("button", name="Copy endpoint of canary")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(button).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == endpoint
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    card(page, ns, "qwen3-vl").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=False)
