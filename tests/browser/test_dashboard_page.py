@@ -28,6 +28,7 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.usefixtures("cache_volume")
+expect.set_options(timeout=20_000)  # CI machines are busy: events may take seconds
 
 
 @pytest.fixture
