@@ -175,3 +175,16 @@ def test_unschedulable_pod_quotes_the_scheduler():
     )
     assert status["phase"] == "Pending"
     assert "3 Insufficient nvidia.com/gpu" in conditions(status)["Ready"]["message"]
+
+
+def test_complete_job_keeps_the_downloaders_own_figures():
+    resource = md()
+    name = md_download_job_name(resource)
+    reported = md(
+        status={"download": {"job": name, "bytesDone": 40, "bytesTotal": 62, "percent": 64}}
+    )
+    status = derive_status(observed(reported, job=job(name, "Complete")), CONFIG, NOW)
+    assert "percent" not in status["download"], "no 100 % beside 40 of 62 bytes"
+    silent = md(status={"download": {"job": name}})
+    status = derive_status(observed(silent, job=job(name, "Complete")), CONFIG, NOW)
+    assert status["download"]["percent"] == 100

@@ -208,12 +208,16 @@ def download_fields(observed: Observed) -> dict[str, Any]:
     job_name = md_download_job_name(md)
     fields: dict[str, Any] = {"job": job_name, "revision": md.spec.model.revision}
     previous = md.status.download
-    if previous is None or previous.job != job_name:
+    fresh = previous is None or previous.job != job_name
+    if fresh:
         fields |= dict.fromkeys(DOWNLOAD_PROGRESS_FIELDS)
     if job_condition(observed.job, "Complete"):
-        fields |= {"percent": 100, "progress": "100%"}
         if completed := observed.job.get("status", {}).get("completionTime"):
             fields["completedAt"] = completed
+        # The downloader reports its own final bytes; 100 % comes from the operator only when
+        # nothing was reported, so status never shows 100 % beside fewer bytes.
+        if fresh or previous is None or previous.bytes_done is None:
+            fields |= {"percent": 100, "progress": "100%"}
     return fields
 
 
