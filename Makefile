@@ -36,10 +36,10 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-demo: setup ## a local cluster with fake GPU nodes, and what Berth does on it
+demo: venv binaries ## a local cluster with fake GPU nodes, and what Berth does on it
 	$(PY) -m demo
 
-cluster-up: setup ## a control plane that stays up; then: eval "$$($(PY) -m tests.cluster env)"
+cluster-up: venv binaries ## a control plane that stays up; then: eval "$$($(PY) -m tests.cluster env)"
 	$(PY) -m tests.cluster up
 
 cluster-down:
