@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from berth_runtime.clock import utcnow
 from berth_runtime.download.errors import DownloadError, classify
 from berth_runtime.download.plan import DownloadPlan, PlannedFile, make_plan
-from berth_runtime.download.progress import DownloadProgress, ProgressMonitor, measure, utcnow
+from berth_runtime.download.progress import DownloadProgress, ProgressMonitor, measure
 
 logger = logging.getLogger(__name__)
 
