@@ -22,7 +22,7 @@ binaries: ## etcd, Kubernetes, kwok and helm, built once into ~/.cache/berth
 
 browser: ## Debian's Chromium, which the dashboard's browser tests drive
 	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else echo "the browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
 
 test: setup ## lint and the whole test suite
