@@ -58,15 +58,8 @@ class Kube:
     def __init__(self, client: AsyncClient | None = None, on_write: Any = None) -> None:
         self._client = client
         self._on_write = on_write
-        self._writes = 0
-
-    @property
-    def writes(self) -> int:
-        """Write requests sent so far."""
-        return self._writes
 
     def _count_write(self) -> None:
-        self._writes += 1
         if self._on_write is not None:
             self._on_write()
 

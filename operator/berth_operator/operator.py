@@ -126,8 +126,7 @@ class Operator:
         while True:
             tally = Tally(
                 (body.get("status") or {}).get("phase") or "Unknown"
-                for body in (self.store.get(KIND, *k) for k in self.store.keys(KIND))
-                if body
+                for body in self.model_deployments()
             )
             self.metrics.by_phase.clear()
             for phase, count in tally.items():

@@ -15,7 +15,6 @@ SEVERITY = {
     "ImagePullBackOff": 4,
     "CreateContainerConfigError": 4,
     "Unschedulable": 3,
-    "ContainerTerminated": 2,
 }
 
 
