@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.hub.download import finish, start_download
 from tests.hub.server import HubRepo, LocalHub
-from tests.runtime.conftest import finish, start_download
 
 MiB = 2**20
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from tests.hub.download import MiB, finish, start_download, tiny_repo
 from tests.hub.server import HubRepo, LocalHub
-from tests.runtime.conftest import MiB, finish, start_download, tiny_repo
 
 
 def snapshot(cache, repo: HubRepo):

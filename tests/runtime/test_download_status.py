@@ -9,9 +9,9 @@ import pytest
 
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
+from tests.hub.download import MiB, finish, start_download, tiny_repo
 from tests.hub.server import LocalHub
 from tests.operator.helpers import model_deployment
-from tests.runtime.conftest import MiB, finish, start_download, tiny_repo
 
 pytestmark = pytest.mark.usefixtures("operator", "cache_volume")
 

@@ -16,8 +16,8 @@ import pytest
 from tests.cluster import ControlPlane
 from tests.cluster.controlplane import free_port
 from tests.cluster.kubectl import Kubectl
+from tests.hub.download import REPO
 from tests.operator.helpers import condition, model_deployment, phase_is
-from tests.runtime.conftest import REPO
 
 ENGINE = "tests.runtime.dummy_engine:EchoEngine"
 

@@ -1,0 +1,1 @@
+"""Engine wrappers: one module per model server (vllm, nemo_asr, pyannote)."""
