@@ -76,8 +76,6 @@ def tiny_repo(repo_id: str = "org/tiny", weights_mib: int = 2, **options: object
     )
 
 
-
-
 def repo_from_directory(repo_id: str, directory: Path, lfs_over: int = 10_000) -> HubRepo:
     """A hub repository holding a directory's files; files over `lfs_over` bytes are LFS."""
     files = {
