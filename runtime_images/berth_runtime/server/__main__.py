@@ -21,10 +21,11 @@ from berth_runtime.server.reporter import RuntimeReporter
 from berth_runtime.server.state import RuntimeState
 
 BUILT_IN_ENGINES = {
-    "vllm": "berth_runtime.engines.vllm:VllmEngine",
     "nemo-asr": "berth_runtime.engines.nemo_asr:NemoAsrEngine",
     "pyannote": "berth_runtime.engines.pyannote:PyannoteEngine",
 }
+#: engines whose own server holds the port: BERTH_ENGINE runs their entry point instead
+SUPERVISED_ENGINES = {"vllm": "berth_runtime.engines.vllm:main"}
 
 
 def engine_class(name: str) -> type[Engine]:
@@ -53,6 +54,9 @@ def build_server(env: dict[str, str] | None = None) -> ModelServer:
 
 
 def main() -> None:
+    if entry := SUPERVISED_ENGINES.get(os.environ.get("BERTH_ENGINE", "")):
+        module, _, function = entry.partition(":")
+        return getattr(importlib.import_module(module), function)()
     logging.basicConfig(
         level=os.environ.get("BERTH_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

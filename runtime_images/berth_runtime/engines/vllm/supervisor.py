@@ -1,0 +1,229 @@
+"""Runs vLLM's own OpenAI server (`vllm serve`) on the service port and reports its state.
+
+No proxy: vLLM answers /v1, /health and /metrics itself. The supervisor resolves the model's
+snapshot offline, starts vLLM, forwards its output, reports Loading until /health answers, then
+Ready; when vLLM exits it reports Failed with the cause read from vLLM's log and exits non-zero
+so the pod restarts. SIGTERM is forwarded to vLLM for a graceful stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shlex
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from berth_runtime.engines.vllm.args import child_env, serve_args, tensor_parallel_size
+from berth_runtime.engines.vllm.failures import classify, clean, failure_message
+from berth_runtime.inspector import compare, inspect_dependencies
+from berth_runtime.report import StatusPatcher
+from berth_runtime.server.reporter import RuntimeReporter
+from berth_runtime.server.state import RuntimeState
+
+logger = logging.getLogger(__name__)
+
+LIBRARIES = ("vllm", "transformers")
+
+
+class VllmSupervisor:
+    """Owns the `vllm serve` child process and the pod's status.runtime."""
+
+    def __init__(
+        self, env: Mapping[str, str], reporter: RuntimeReporter | None = None, tail_lines: int = 200
+    ) -> None:
+        self.env = dict(env)
+        self.settings: dict[str, Any] = json.loads(env.get("BERTH_SETTINGS") or "{}")
+        self.repo = env["BERTH_MODEL_REPO"]
+        self.revision = env.get("BERTH_MODEL_REVISION") or "main"
+        self.settings.setdefault("servedModelName", self.repo)
+        self.cache_dir = Path(env.get("MODEL_CACHE_DIR") or env.get("HF_HUB_CACHE") or "/models")
+        self.host = env.get("BERTH_HOST") or "0.0.0.0"
+        self.port = int(env.get("BERTH_PORT") or 8000)
+        self.command = shlex.split(env.get("BERTH_VLLM_COMMAND") or "vllm")
+        self.expected: dict[str, str] = json.loads(env.get("BERTH_EXPECTED_DEPENDENCIES") or "{}")
+        self.grace_seconds = float(env.get("BERTH_SHUTDOWN_SECONDS") or 25)
+        self.poll_seconds = float(env.get("BERTH_HEALTH_POLL_SECONDS") or 1)
+        self.termination_log = Path(env.get("BERTH_TERMINATION_LOG") or "/dev/termination-log")
+        self.state = RuntimeState(pod=env.get("POD_NAME"))
+        self.reporter = reporter
+        self.tail: deque[str] = deque(maxlen=tail_lines)
+        self.process: asyncio.subprocess.Process | None = None
+        self.stopping = False
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def refresh_dependencies(self) -> None:
+        self.state.dependencies = inspect_dependencies(LIBRARIES)
+        self.state.mismatches = [
+            f"{m.reason}: {m.message}" for m in compare(self.state.dependencies, self.expected)
+        ]
+
+    async def report(self) -> None:
+        logger.info("state %s", self.state.state)
+        if self.reporter:
+            await self.reporter.report(self.state, force=True)
+
+    async def fail(self, reason: str, message: str) -> None:
+        self.state.fail(reason, message)
+        logger.error("%s: %s", reason, message)
+        with contextlib.suppress(OSError):  # not in a pod: the log and status say it
+            self.termination_log.write_text(json.dumps({"reason": reason, "message": message}))
+        await self.report()
+
+    # ---- the child --------------------------------------------------------------------------
+
+    def argv(self, model_dir: Path) -> list[str]:
+        return [*self.command, *serve_args(self.settings, model_dir, self.host, self.port)]
+
+    def _resolve(self) -> Path:
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(
+                self.repo, revision=self.revision, cache_dir=self.cache_dir, local_files_only=True
+            )
+        )
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        """Forwards the child's output to ours and keeps its last lines."""
+        partial = ""
+        out = sys.stdout.buffer
+        while chunk := await stream.read(65536):
+            out.write(chunk)
+            out.flush()
+            *lines, partial = (
+                (partial + chunk.decode(errors="replace")).replace("\r", "\n").split("\n")
+            )
+            self.tail.extend(clean(line) for line in lines if line.strip())
+            partial = partial[-4000:]
+        if partial.strip():
+            self.tail.append(clean(partial))
+
+    async def _wait_healthy(self, started: float) -> None:
+        """Polls vLLM's /health until it answers 200, then reports Ready."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        url = f"http://{host}:{self.port}/health"
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                try:
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            break
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                await asyncio.sleep(self.poll_seconds)
+        self.state.load_seconds = round(time.monotonic() - started, 3)
+        self.state.details = {
+            "tensor_parallel_size": tensor_parallel_size(self.settings),
+            "max_model_len": int(self.settings.get("maxModelLen") or 8192),
+            "served_model_name": self.settings["servedModelName"],
+            "load_seconds": self.state.load_seconds,
+        }
+        self.state.state = "Ready"
+        await self.report()
+
+    def stop(self) -> None:
+        """SIGTERM: passed on to vLLM, which drains and exits; killed after the grace period."""
+        if self.stopping:
+            return
+        self.stopping = True
+        logger.info("stopping vLLM")
+        if self.process and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            asyncio.get_running_loop().call_later(self.grace_seconds, self._kill)
+
+    def _kill(self) -> None:
+        if self.process and self.process.returncode is None:
+            logger.warning("vLLM did not stop in %.0f s: killing it", self.grace_seconds)
+            self.process.kill()
+
+    # ---- the whole run ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Runs vLLM to its end; returns the exit code for the supervisor."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        await loop.run_in_executor(None, self.refresh_dependencies)
+        await self.report()
+        if self.reporter:
+            self.reporter.start(self.state, self.refresh_dependencies)
+        try:
+            return await self._run()
+        finally:
+            if self.reporter:
+                await self.reporter.stop()
+
+    async def _run(self) -> int:
+        try:
+            model_dir = await asyncio.get_running_loop().run_in_executor(None, self._resolve)
+        except Exception as error:
+            await self.fail(
+                "ModelFilesMissing",
+                f"{self.repo}@{self.revision} is not in the cache {self.cache_dir}: "
+                f"{type(error).__name__}: {error}",
+            )
+            return 1
+        if self.stopping:
+            return 0
+        argv = self.argv(model_dir)
+        logger.info("starting %s", shlex.join(argv))  # no secret: the API key stays in the env
+        started = time.monotonic()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=child_env(self.env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except OSError as error:
+            await self.fail(
+                "EngineNotStarted", f"could not run {shlex.join(self.command)}: {error}"
+            )
+            return 1
+        assert self.process.stdout is not None
+        pump = asyncio.ensure_future(self._pump(self.process.stdout))
+        health = asyncio.ensure_future(self._wait_healthy(started))
+        returncode = await self.process.wait()
+        health.cancel()
+        await asyncio.gather(pump, health, return_exceptions=True)
+        if self.stopping:
+            logger.info("vLLM stopped (exit code %s)", returncode)
+            return 0
+        lines = list(self.tail)
+        failure = classify(returncode, lines)
+        await self.fail(failure.reason, failure_message(failure, returncode, lines))
+        if returncode > 0:
+            return returncode
+        return 128 - returncode if returncode < 0 else 1
+
+
+def reporter_from_env(env: Mapping[str, str]) -> RuntimeReporter | None:
+    """Reports into BERTH_MODELDEPLOYMENT's status.runtime when running in a pod."""
+    if not (env.get("BERTH_MODELDEPLOYMENT") and env.get("POD_NAMESPACE")):
+        return None
+    patcher = StatusPatcher(env["POD_NAMESPACE"], float(env.get("BERTH_REPORT_SECONDS") or 5))
+    return RuntimeReporter(env["BERTH_MODELDEPLOYMENT"], patcher)
+
+
+def main() -> None:
+    """`python -m berth_runtime.server` with BERTH_ENGINE=vllm ends here."""
+    logging.basicConfig(
+        level=os.environ.get("BERTH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    env = dict(os.environ)
+    sys.exit(asyncio.run(VllmSupervisor(env, reporter_from_env(env)).run()))
