@@ -1,0 +1,190 @@
+"""The nemo-asr Engine: loads Canary, serves the OpenAI audio routes and the earlier alias."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from berth_runtime.audio import SAMPLE_RATE, decode_audio
+from berth_runtime.engines.nemo_asr.batching import Batcher
+from berth_runtime.engines.nemo_asr.formats import TIMED_FORMATS, render
+from berth_runtime.engines.nemo_asr.forms import AudioForm, InvalidField, read_form
+from berth_runtime.engines.nemo_asr.languages import check_language
+from berth_runtime.engines.nemo_asr.model import CanaryModel, Task, find_nemo_file
+from berth_runtime.engines.nemo_asr.transcript import Transcript
+from berth_runtime.server.app import accepts
+from berth_runtime.server.engine import Engine
+from berth_runtime.server.errors import NotFound
+
+logger = logging.getLogger(__name__)
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+class ModelNotFound(NotFound):
+    type = "ModelNotFound"
+
+
+def pick_device() -> tuple[str, str | None]:
+    """cuda:0 when a GPU is visible, else the CPU with a warning."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda:0", None
+    return "cpu", "no GPU visible: Canary runs on the CPU, which is slow"
+
+
+class NemoAsrEngine(Engine):
+    """Canary (canary2 prompt format): speech recognition and X<->en speech translation."""
+
+    libraries = ("nemo_toolkit", "lhotse", "sentencepiece", "av", "numpy")
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        super().__init__(settings)
+        self.source_default = str(settings.get("sourceLang") or "en")
+        self.target_default = str(settings.get("targetLang") or "en")
+        self.pnc = bool(settings.get("pnc", True))
+        self.timestamps = bool(settings.get("timestamps", False))
+        self.chunk_seconds = float(settings.get("chunkSeconds") or 30)
+        self.max_audio_seconds = float(settings.get("maxAudioSeconds") or 3 * 3600)
+        self.batcher: Batcher[Task, Any, Transcript] = Batcher(
+            self._run_batch,
+            max_size=int(settings.get("maxBatchSize") or 8),
+            wait_seconds=float(settings.get("batchWaitMs", 20)) / 1000,
+        )
+        self.repo: str | None = None
+        self.model: CanaryModel | None = None
+        self.nemo_file = ""
+        self.device = "cpu"
+        self.warning: str | None = None
+
+    # ---- loading ----------------------------------------------------------------------------
+
+    def resolve(self, cache_dir: Path, repo: str, revision: str) -> Path:
+        self.repo = repo
+        return super().resolve(cache_dir, repo, revision)
+
+    def load(self, model_dir: Path) -> None:
+        nemo_file = find_nemo_file(model_dir)
+        self.device, self.warning = pick_device()
+        if self.warning:
+            logger.warning(self.warning)
+        self.model = CanaryModel(
+            nemo_file, self.device, self.chunk_seconds, max_batch=self.batcher.max_size
+        )
+        self.nemo_file = nemo_file.name
+        for role, language in (("source", self.source_default), ("target", self.target_default)):
+            check_language(language, self.model.languages, f"the default {role}")
+
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {
+            "sample_rate": SAMPLE_RATE,
+            "device": self.device,
+            "chunk_seconds": self.chunk_seconds,
+            "max_audio_seconds": self.max_audio_seconds,
+            "source_lang": self.source_default,
+            "target_lang": self.target_default,
+            # a live view: status shows batches as they run
+            "batching": self.batcher.stats.view,
+        }
+        if self.model is not None:
+            details |= {
+                "model_class": self.model.class_name,
+                "model_file": self.nemo_file,
+                "tokenizer": self.model.tokenizer_name,
+                "languages": self.model.languages,
+                "timestamps": "aligner" if self.model.aligner else "decoder",
+            }
+        if self.warning:
+            details["warning"] = self.warning
+        return details
+
+    async def close(self) -> None:
+        await self.batcher.close()
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/audio/transcriptions", self.transcriptions),
+            web.post("/v1/audio/translations", self.translations),
+            web.post("/api/audio/transcribe", self.alias),
+        ]
+
+    def model_names(self) -> list[str]:
+        names = [self.settings.get("servedModelName"), self.repo]
+        if self.repo:
+            names.append(self.repo.rsplit("/", 1)[-1])
+        return list(dict.fromkeys(str(n) for n in names if n))
+
+    def check_model(self, name: str | None, required: bool) -> None:
+        accepted = self.model_names()
+        if name is None:
+            if required:
+                raise InvalidField(
+                    f"the form has no 'model' field; use one of: {', '.join(accepted)}"
+                )
+            return
+        if name not in accepted:
+            raise ModelNotFound(
+                f"model '{name}' is not served here; use one of: {', '.join(accepted)}"
+            )
+
+    def languages(self, form: AudioForm, route: str) -> tuple[str, str]:
+        """(source, target): transcriptions keep the source language unless target_lang says
+        otherwise; translations and the alias fall back on the configured target."""
+        assert self.model is not None
+        source = form.source() or self.source_default
+        if route == "transcriptions":
+            target = form.target_lang or source
+        else:
+            target = form.target_lang or self.target_default
+        supported = self.model.languages
+        return check_language(source, supported, "source"), check_language(
+            target, supported, "target"
+        )
+
+    def wants_timestamps(self, form: AudioForm) -> bool:
+        return (
+            self.timestamps
+            or form.response_format in TIMED_FORMATS
+            or (form.response_format == "verbose_json" and bool(form.timestamp_granularities))
+        )
+
+    def _run_batch(self, task: Task, audios: list[Any]) -> list[Transcript]:
+        assert self.model is not None
+        return self.model.transcribe(task, audios)
+
+    async def _answer(self, request: web.Request, route: str) -> web.Response:
+        form, data = await read_form(request)
+        self.check_model(form.model, required=route != "alias")
+        source, target = self.languages(form, route)
+        pnc = self.pnc if form.pnc is None else form.pnc
+        task = Task(source, target, pnc, self.wants_timestamps(form))
+        loop = asyncio.get_running_loop()
+        audio = await loop.run_in_executor(None, decode_audio, data, self.max_audio_seconds)
+        transcript = await self.batcher.submit(task, audio)
+        body, content_type = render(
+            transcript,
+            form.response_format,
+            task="translate" if source != target else "transcribe",
+            granularities=frozenset(form.timestamp_granularities),
+        )
+        if isinstance(body, dict):
+            return web.json_response(body)
+        return web.Response(text=body, content_type=content_type, charset="utf-8")
+
+    @accepts(*FORM_TYPES)
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        return await self._answer(request, "transcriptions")
+
+    @accepts(*FORM_TYPES)
+    async def translations(self, request: web.Request) -> web.Response:
+        return await self._answer(request, "translations")
+
+    @accepts(*FORM_TYPES)
+    async def alias(self, request: web.Request) -> web.Response:
+        return await self._answer(request, "alias")

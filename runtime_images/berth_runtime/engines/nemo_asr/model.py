@@ -1,0 +1,148 @@
+"""The NeMo side: restores a Canary `.nemo` and transcribes batches of chunked audio with it."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from berth_runtime.engines.nemo_asr.languages import supported_languages
+from berth_runtime.engines.nemo_asr.transcript import (
+    SAMPLE_RATE,
+    ChunkResult,
+    Segment,
+    Transcript,
+    Word,
+    assemble,
+    split_chunks,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a batch shares: requests are grouped by it."""
+
+    source: str
+    target: str
+    pnc: bool
+    timestamps: bool
+
+
+def find_nemo_file(model_dir: Path) -> Path:
+    """The one `.nemo` file of a snapshot (the one named like the repo if there are several)."""
+    files = sorted(model_dir.rglob("*.nemo"))
+    if not files:
+        raise FileNotFoundError(f"no .nemo file in {model_dir}")
+    if len(files) > 1:
+        named = [f for f in files if f.stem == model_dir.parent.parent.name.rsplit("--", 1)[-1]]
+        if len(named) != 1:
+            raise FileNotFoundError(
+                f"several .nemo files in {model_dir}: {', '.join(f.name for f in files)}"
+            )
+        return named[0]
+    return files[0]
+
+
+def write_wav(path: Path, audio: np.ndarray) -> None:
+    """16-bit PCM mono WAV at 16 kHz."""
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(SAMPLE_RATE)
+        writer.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def _times(entries: Any, text_key: str) -> list[tuple[str, float, float]]:
+    return [
+        (str(e.get(text_key, "")), float(e.get("start", -1)), float(e.get("end", -1)))
+        for e in entries or []
+        if isinstance(e, dict)
+    ]
+
+
+class CanaryModel:
+    """An `EncDecMultiTaskModel` on one device; `transcribe` is called from one thread at a time."""
+
+    def __init__(self, nemo_file: Path, device: str, chunk_seconds: float, max_batch: int) -> None:
+        import torch
+        from nemo.collections.asr.models import ASRModel
+
+        self.device, self.chunk_seconds, self.max_batch = device, chunk_seconds, max_batch
+        self.model = ASRModel.restore_from(str(nemo_file), map_location=torch.device(device))
+        self.model.eval()
+        self.languages = supported_languages(self.model.tokenizer)
+        # canary-1b-v2 aligns with a CTC model kept in its .nemo, which reads audio files only
+        self.aligner = getattr(self.model, "timestamps_asr_model", None) is not None
+
+    @property
+    def class_name(self) -> str:
+        return type(self.model).__name__
+
+    @property
+    def tokenizer_name(self) -> str:
+        return type(self.model.tokenizer).__name__
+
+    def transcribe(self, task: Task, audios: list[np.ndarray]) -> list[Transcript]:
+        """One `transcribe` call for every chunk of every request; results regrouped per request."""
+        chunked = [split_chunks(audio, self.chunk_seconds) for audio in audios]
+        flat = [chunk for chunks in chunked for chunk in chunks]
+        results = self._run(task, flat)
+        transcripts, at = [], 0
+        for chunks in chunked:
+            transcripts.append(assemble(results[at : at + len(chunks)], task.source, task.target))
+            at += len(chunks)
+        return transcripts
+
+    def _run(self, task: Task, chunks: list[np.ndarray]) -> list[ChunkResult]:
+        from nemo.collections.asr.models.aed_multitask_models import MultiTaskTranscriptionConfig
+
+        prompt = {
+            "source_lang": task.source,
+            "target_lang": task.target,
+            "pnc": "yes" if task.pnc else "no",
+            # with an aligner, NeMo asks the decoder for no timestamp tokens and aligns afterwards
+            "timestamp": "yes" if task.timestamps and not self.aligner else "no",
+        }
+        config = MultiTaskTranscriptionConfig(
+            batch_size=min(len(chunks), self.max_batch),
+            return_hypotheses=True,
+            verbose=False,
+            enable_chunking=False,  # we chunk ourselves; NeMo's path breaks on a one-array list
+            prompt=prompt,
+        )
+        timestamps = True if task.timestamps else None
+        if task.timestamps and self.aligner:
+            with tempfile.TemporaryDirectory(prefix="berth-asr-") as tmp:
+                paths = []
+                for index, chunk in enumerate(chunks):
+                    path = Path(tmp) / f"chunk-{index}.wav"
+                    write_wav(path, chunk)
+                    paths.append(str(path))
+                hypotheses = self.model.transcribe(
+                    paths, override_config=config, timestamps=timestamps
+                )
+        else:
+            hypotheses = self.model.transcribe(
+                list(chunks), override_config=config, timestamps=timestamps
+            )
+        return [
+            self._result(hypothesis, len(chunk) / SAMPLE_RATE, task.timestamps)
+            for hypothesis, chunk in zip(hypotheses, chunks, strict=True)
+        ]
+
+    @staticmethod
+    def _result(hypothesis: Any, duration: float, timestamps: bool) -> ChunkResult:
+        text = hypothesis if isinstance(hypothesis, str) else str(hypothesis.text or "")
+        result = ChunkResult(text=text.strip(), duration=duration)
+        stamps = getattr(hypothesis, "timestamp", None)
+        if timestamps and isinstance(stamps, dict):
+            result.words = [Word(*t) for t in _times(stamps.get("word"), "word")]
+            result.segments = [Segment(*t) for t in _times(stamps.get("segment"), "segment")]
+        return result

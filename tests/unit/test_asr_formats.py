@@ -1,0 +1,159 @@
+"""The nemo-asr engine's pure parts: chunking, joining, response formats, languages, batching."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from berth_runtime.engines.nemo_asr.batching import Batcher
+from berth_runtime.engines.nemo_asr.formats import clock, render
+from berth_runtime.engines.nemo_asr.forms import AudioForm, InvalidField
+from berth_runtime.engines.nemo_asr.languages import (
+    UnsupportedLanguage,
+    check_language,
+    languages_from_tokens,
+    supported_languages,
+)
+from berth_runtime.engines.nemo_asr.transcript import (
+    SAMPLE_RATE,
+    ChunkResult,
+    Segment,
+    Word,
+    assemble,
+    split_chunks,
+)
+
+
+def test_split_chunks_keeps_every_sample_and_folds_a_short_tail() -> None:
+    audio = np.arange(70 * SAMPLE_RATE, dtype=np.float32)
+    chunks = split_chunks(audio, 30)
+    assert [len(c) / SAMPLE_RATE for c in chunks] == [30, 30, 10]
+    assert np.array_equal(np.concatenate(chunks), audio)
+    tail = split_chunks(np.zeros(int(60.5 * SAMPLE_RATE), dtype=np.float32), 30)
+    assert [len(c) / SAMPLE_RATE for c in tail] == [30, 30.5]
+    assert len(split_chunks(np.zeros(10, dtype=np.float32), 30)) == 1
+
+
+def test_assemble_offsets_times_and_falls_back_to_chunk_segments() -> None:
+    first = ChunkResult(
+        "Hello there. Bye.",
+        30.0,
+        words=[Word("Hello", 0.5, 0.9), Word("there.", 1.0, 1.4), Word("Bye.", -1, -1)],
+        segments=[Segment("Hello there.", 0.5, 1.4), Segment("Bye.", -1, -1)],
+    )
+    second = ChunkResult("again", 10.0)  # nothing aligned: one segment over the chunk
+    transcript = assemble([first, second, ChunkResult("", 5.0)], "en", "de")
+    assert transcript.text == "Hello there. Bye. again"
+    assert transcript.duration == 45.0
+    assert [(w.word, w.start) for w in transcript.words] == [("Hello", 0.5), ("there.", 1.0)]
+    assert [(s.text, s.start, s.end) for s in transcript.segments] == [
+        ("Hello there.", 0.5, 1.4),
+        ("again", 30.0, 40.0),
+    ]
+    assert (transcript.language, transcript.target_language) == ("en", "de")
+
+
+def sample() -> object:
+    chunk = ChunkResult(
+        "One two.",
+        4.0,
+        [Word("One", 0.2, 0.5), Word("two.", 0.6, 1.0)],
+        [Segment("One two.", 0.2, 1.0)],
+    )
+    return assemble([chunk, ChunkResult("Three", 3723.5)], "en", "en")
+
+
+def test_clock() -> None:
+    assert clock(3723.456, ",") == "01:02:03,456"
+    assert clock(0.0004, ".") == "00:00:00.000"
+
+
+def test_render_every_format() -> None:
+    transcript = sample()
+    assert render(transcript, "json") == ({"text": "One two. Three"}, "application/json")
+    assert render(transcript, "text") == ("One two. Three", "text/plain")
+    srt, kind = render(transcript, "srt")
+    assert kind == "application/x-subrip"
+    assert (
+        srt
+        == "1\n00:00:00,200 --> 00:00:01,000\nOne two.\n\n2\n00:00:04,000 --> 01:02:07,500\nThree\n"
+    )
+    vtt, _ = render(transcript, "vtt")
+    assert vtt.startswith("WEBVTT\n\n00:00:00.200 --> 00:00:01.000\nOne two.\n")
+    verbose, _ = render(transcript, "verbose_json", "translate", frozenset({"word"}))
+    assert isinstance(verbose, dict) and "segments" not in verbose
+    assert verbose["task"] == "translate" and verbose["words"][1] == {
+        "word": "two.",
+        "start": 0.6,
+        "end": 1.0,
+    }
+    default, _ = render(transcript, "verbose_json")
+    assert isinstance(default, dict) and "words" not in default
+    assert [s["id"] for s in default["segments"]] == [0, 1]
+    json.dumps(default)
+
+
+# what CanaryBPETokenizer offers: one vocabulary holding the prompt tokens
+SINGLE_SENTENCEPIECE = SimpleNamespace(
+    vocab=["<unk>", "<|endoftext|>", "<|pnc|>", "<|itn|>", "<|en|>", "<|de|>", "<|emo:sad|>", "▁a"]
+)
+# what CanaryTokenizer offers: language parts and the special tokens' ids
+AGGREGATE = SimpleNamespace(
+    langs=["spl_tokens", "en", "fr", "xx"], special_tokens={"<|en|>": 5, "<|fr|>": 6}
+)
+
+
+def test_languages_of_both_tokenizer_kinds() -> None:
+    assert supported_languages(SINGLE_SENTENCEPIECE) == ["en", "de"]
+    assert supported_languages(AGGREGATE) == ["en", "fr"]
+    assert languages_from_tokens(["<|en-US|>", "<|nopnc|>", "<|12|>"]) == ["en-US"]
+    assert check_language("fr", ["en", "fr"], "source") == "fr"
+    with pytest.raises(UnsupportedLanguage, match=r"'ja'.*supported: en, fr"):
+        check_language("ja", ["en", "fr"], "target")
+
+
+def test_form_validation() -> None:
+    form = AudioForm.model_validate(
+        {"language": " EN ", "response_format": "srt", "timestamp_granularities": ["word"]}
+    )
+    assert form.source() == "en" and form.model is None
+    with pytest.raises(InvalidField):
+        AudioForm(language="en", source_lang="de").source()
+
+
+def test_batcher_groups_by_key_and_caps_the_size() -> None:
+    calls: list[tuple[str, list[int]]] = []
+
+    def run(key: str, items: list[int]) -> list[int]:
+        calls.append((key, items))
+        return [item * 10 for item in items]
+
+    async def main() -> list[int]:
+        batcher: Batcher[str, int, int] = Batcher(run, max_size=3, wait_seconds=0.05)
+        jobs = [batcher.submit("a" if i % 2 else "b", i) for i in range(8)]
+        results = await asyncio.gather(*jobs)
+        await batcher.close()
+        assert batcher.stats.view["requests"] == 8 and batcher.stats.view["largestBatch"] == 3
+        return list(results)
+
+    assert asyncio.run(main()) == [i * 10 for i in range(8)]
+    assert all(len(items) <= 3 and len({i % 2 for i in items}) == 1 for _, items in calls)
+    assert len(calls) == 4  # 4 of each key: 3 + 1 twice
+
+
+def test_batcher_passes_errors_to_every_caller() -> None:
+    def run(key: str, items: list[int]) -> list[int]:
+        raise RuntimeError("model broke")
+
+    async def main() -> None:
+        batcher: Batcher[str, int, int] = Batcher(run, wait_seconds=0.01)
+        results = await asyncio.gather(
+            *(batcher.submit("k", i) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, RuntimeError) for r in results)
+        await batcher.close()
+
+    asyncio.run(main())
