@@ -31,7 +31,7 @@ def _torch() -> dict[str, Any] | None:
 
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
-        "version": torch.__version__,
+        "version": str(torch.__version__),  # a TorchVersion, which JSON cannot encode
         "cuda_runtime": torch.version.cuda,
         "cudnn": cudnn,
         "cuda_available": torch.cuda.is_available(),
@@ -64,8 +64,8 @@ def _torchaudio() -> dict[str, Any] | None:
     except Exception:  # torchaudio >= 2.9 dropped most of its C++ ops
         cuda_op = None
     return {
-        "version": torchaudio.__version__,
-        "build": torchaudio_build(torchaudio.__version__, cuda_op),
+        "version": str(torchaudio.__version__),
+        "build": torchaudio_build(str(torchaudio.__version__), cuda_op),
     }
 
 
