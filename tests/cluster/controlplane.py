@@ -120,6 +120,19 @@ class ControlPlane:
         self.processes.clear()
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
 
+    def restart_apiserver(self, down_seconds: float = 0.0, timeout: float = 60.0) -> float:
+        """Stops kube-apiserver, waits `down_seconds`, starts it again on the same port and
+        storage; returns the seconds the API was unavailable."""
+        began = time.monotonic()
+        process = next(p for p in self.processes if p.name == "kube-apiserver")
+        process.stop()
+        self.processes.remove(process)
+        time.sleep(down_seconds)
+        self._launch("kube-apiserver", self._apiserver_args())
+        self._wait(time.monotonic() + timeout, "kube-apiserver", self._apiserver_ready)
+        self._save_state()
+        return time.monotonic() - began
+
     def destroy(self) -> None:
         """Stops the control plane and removes its working directory."""
         self.stop()

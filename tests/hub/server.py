@@ -18,6 +18,16 @@ from aiohttp import web
 
 
 @dataclass
+class Faults:
+    """Misbehaviour, for every download request."""
+
+    bytes_per_second: float | None = None
+    disconnect_after: int | None = None  # bytes of one response, then the connection drops
+    stall_after: int | None = None  # bytes of one response, then nothing more is sent
+    status: int | None = None  # answer every request with this status
+
+
+@dataclass
 class HubRepo:
     """A model repository: files by path; `lfs` paths are served as LFS (sha256 ETags)."""
 
@@ -30,6 +40,7 @@ class HubRepo:
     branches: dict[str, str] = field(default_factory=dict)
     claimed_sizes: dict[str, int] = field(default_factory=dict)  # size announced, if not true
     corrupt: set[str] = field(default_factory=set)  # served with one byte flipped
+    faults: Faults | None = None  # this repo's own misbehaviour, over the hub's
 
     def __post_init__(self) -> None:
         listing = "".join(
@@ -54,16 +65,6 @@ class HubRepo:
         return content
 
 
-@dataclass
-class Faults:
-    """Misbehaviour, for every download request."""
-
-    bytes_per_second: float | None = None
-    disconnect_after: int | None = None  # bytes of one response, then the connection drops
-    stall_after: int | None = None  # bytes of one response, then nothing more is sent
-    status: int | None = None  # answer every request with this status
-
-
 class LocalHub:
     """The server, on 127.0.0.1 in a thread of its own; `endpoint` goes into HF_ENDPOINT."""
 
@@ -71,6 +72,7 @@ class LocalHub:
         self.repos: dict[str, HubRepo] = {}
         self.faults = Faults()
         self.bytes_sent = 0
+        self.responses: list[dict[str, Any]] = []  # file responses: path, first byte, bytes sent
         self.requests: list[tuple[str, str]] = []
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -122,9 +124,9 @@ class LocalHub:
     def _authorize(self, request: web.Request) -> tuple[HubRepo | None, web.Response | None]:
         repo_id = f"{request.match_info['org']}/{request.match_info['name']}"
         self.requests.append((request.method, request.path))
-        if self.faults.status:
-            return None, web.json_response({"error": "injected"}, status=self.faults.status)
         repo = self.repos.get(repo_id)
+        if status := self._faults(repo).status:
+            return None, web.json_response({"error": "injected"}, status=status)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if repo is None or (repo.private and token not in repo.tokens):
             status = 404 if token else 401
@@ -137,6 +139,9 @@ class LocalHub:
                 status, "GatedRepo", f"Access to model {repo_id} is restricted."
             )
         return repo, None
+
+    def _faults(self, repo: HubRepo | None) -> Faults:
+        return (repo.faults if repo is not None else None) or self.faults
 
     def _commit(self, repo: HubRepo, revision: str) -> str | None:
         if revision in repo.branches:
@@ -211,11 +216,15 @@ class LocalHub:
             status=status, headers={**headers, "Content-Length": str(len(chunk))}
         )
         await response.prepare(request)
-        await self._send(request, response, chunk)
+        await self._send(request, response, chunk, self._faults(repo))
         return response
 
-    async def _send(self, request: web.Request, response: web.StreamResponse, data: bytes) -> None:
-        faults, sent, piece = self.faults, 0, 64 * 1024
+    async def _send(
+        self, request: web.Request, response: web.StreamResponse, data: bytes, faults: Faults
+    ) -> None:
+        sent, piece = 0, 64 * 1024
+        record = {"path": request.path, "start": request.http_range.start or 0, "sent": 0}
+        self.responses.append(record)
         while sent < len(data):
             if faults.stall_after is not None and sent >= faults.stall_after:
                 assert self._release is not None
@@ -229,5 +238,6 @@ class LocalHub:
             await response.write(block)
             sent += len(block)
             self.bytes_sent += len(block)
+            record["sent"] = sent
             if faults.bytes_per_second:
                 await asyncio.sleep(len(block) / faults.bytes_per_second)

@@ -11,13 +11,16 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from berth_runtime.download.errors import DownloadError
 from berth_runtime.download.job import DownloadRequest, run_download
 from berth_runtime.download.progress import DownloadProgress
+from berth_runtime.report import StatusPatcher
 
 logger = logging.getLogger("berth_runtime.download")
+FINAL_REPORT_SECONDS = float(os.environ.get("BERTH_FINAL_REPORT_SECONDS", "60"))
 TERMINATION_LOG = Path(os.environ.get("BERTH_TERMINATION_LOG", "/dev/termination-log"))
 
 
@@ -44,8 +47,6 @@ def main() -> None:
     namespace, job_name = os.environ.get("POD_NAMESPACE"), os.environ.get("BERTH_JOB_NAME")
     patcher = None
     if namespace and job_name:
-        from berth_runtime.report import StatusPatcher
-
         patcher = StatusPatcher(namespace, float(os.environ.get("BERTH_REPORT_SECONDS", "5")))
 
     def report(progress: DownloadProgress, final: bool) -> None:
@@ -59,12 +60,20 @@ def main() -> None:
         )
         if patcher is None or not (final or patcher.due()):
             return
+        # The last report is the truth users read: retry it through an API outage, for a while.
+        deadline = time.monotonic() + (FINAL_REPORT_SECONDS if final else 0)
+        while not write(patcher, progress, final) and time.monotonic() < deadline:
+            time.sleep(2)
+
+    def write(patcher: StatusPatcher, progress: DownloadProgress, final: bool) -> bool:
         try:
             owners = owners_of_job(namespace, job_name, patcher.client)  # type: ignore[arg-type]
         except Exception as error:
             logger.warning("could not read Job %s: %s", job_name, error)
-            return
-        patcher.patch(owners, "download", {"job": job_name, **progress.as_status()}, force=final)
+            return False
+        return patcher.patch(
+            owners, "download", {"job": job_name, **progress.as_status()}, force=final
+        )
 
     def on_stall(seconds: float) -> None:
         terminate(
