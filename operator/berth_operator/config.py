@@ -40,6 +40,7 @@ class OperatorConfig(BaseModel):
     cache_access_modes: tuple[str, ...] = ("ReadWriteMany",)
     cache_mount_path: str = "/models"
     hf_endpoint: str | None = None
+    download_stall_seconds: int = 300
     service_port: int = 8000
     cluster_domain: str = "cluster.local"
     resync_seconds: float = 300.0
@@ -59,6 +60,7 @@ class OperatorConfig(BaseModel):
             ("cache_storage_class", "BERTH_CACHE_STORAGE_CLASS", str),
             ("cache_access_modes", "BERTH_CACHE_ACCESS_MODES", lambda v: tuple(v.split(","))),
             ("hf_endpoint", "HF_ENDPOINT", str),
+            ("download_stall_seconds", "BERTH_DOWNLOAD_STALL_SECONDS", int),
             ("cluster_domain", "BERTH_CLUSTER_DOMAIN", str),
             ("resync_seconds", "BERTH_RESYNC_SECONDS", float),
             ("workers", "BERTH_WORKERS", int),

@@ -43,6 +43,7 @@ def _env(md: ModelDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
         {"name": "HF_HUB_CACHE", "value": config.cache_mount_path},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
         {"name": "HOME", "value": "/tmp"},
+        {"name": "BERTH_STALL_SECONDS", "value": str(config.download_stall_seconds)},
         {
             "name": "BERTH_JOB_NAME",
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}},

@@ -85,7 +85,8 @@ ENGINES: dict[str, EngineProfile] = {
 
 def engine_settings(spec: ModelDeploymentSpec, name: str) -> dict[str, Any]:
     """The engine's settings with defaults filled in, as the runtime reads them (BERTH_SETTINGS)."""
-    settings: dict[str, Any] = {"gpus": spec.resources.gpus}
+    # the name clients send as `model` (OpenAI APIs): the resource's, unless vllm sets another
+    settings: dict[str, Any] = {"gpus": spec.resources.gpus, "servedModelName": name}
     if spec.engine == "vllm":
         vllm = spec.vllm or VllmSettings()
         settings |= vllm.model_dump(by_alias=True, exclude_none=True)

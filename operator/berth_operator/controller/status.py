@@ -15,7 +15,7 @@ from berth_operator.controller.conditions import (
     Verdict,
     merge_conditions,
 )
-from berth_operator.controller.download import md_download_job_name
+from berth_operator.controller.download import DOWNLOAD_RETRIES, md_download_job_name
 from berth_operator.controller.naming import selector_string, server_selector
 from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.podtruth import is_ready, worst_problem
@@ -34,7 +34,8 @@ DOWNLOAD_PROGRESS_FIELDS = (
     "completedAt",
     "updatedAt",
 )
-WAITING_REASONS = {"DownloadPending", "Downloading", "Unschedulable"}
+WAITING_REASONS = {"DownloadPending", "Downloading", "DownloadRetrying", "Unschedulable"}
+DOWNLOADING_REASONS = {"Downloading", "DownloadRetrying"}
 FAILING_POD_REASONS = {
     "CrashLoopBackOff",
     "OOMKilled",
@@ -52,30 +53,57 @@ def _human_bytes(n: int | None) -> str:
     return f"{value:.1f} TiB"
 
 
-def download_failure(observed: Observed) -> Verdict | None:
-    """Why the download Job failed, preferring the downloader's own typed reason."""
-    failed = job_condition(observed.job, "Failed")
-    if not failed:
-        return None
+def _typed_failures(observed: Observed) -> list[Verdict]:
+    """What each failed download pod said, newest first: the downloader's typed reason when it
+    wrote one, else the last line of its message."""
+    found: list[Verdict] = []
     for pod in sorted(
         observed.job_pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
     ):
         for status in pod.get("status", {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated") or {}
             text = (terminated.get("message") or "").strip()
+            if not text or terminated.get("exitCode") == 0:
+                continue
             try:
-                report = json.loads(text.splitlines()[-1]) if text else {}
+                report = json.loads(text.splitlines()[-1])
             except (ValueError, IndexError):
                 report = {}
             if isinstance(report, dict) and report.get("reason"):
-                return Verdict("False", str(report["reason"]), str(report.get("message", "")))
-            if text:
-                return Verdict("False", "DownloadFailed", text.splitlines()[-1][:500])
+                found.append(
+                    Verdict("False", str(report["reason"]), str(report.get("message", "")))
+                )
+            else:
+                found.append(Verdict("False", "DownloadFailed", text.splitlines()[-1][:500]))
+    return found
+
+
+def download_failure(observed: Observed) -> Verdict | None:
+    """Why the download Job failed, preferring the downloader's own typed reason."""
+    failed = job_condition(observed.job, "Failed")
+    if not failed:
+        return None
+    if failures := _typed_failures(observed):
+        return failures[0]
     reason = failed.get("reason") or "DownloadFailed"
     return Verdict(
         "False",
         reason,
         f"download Job {observed.job['metadata']['name']} failed: {failed.get('message', reason)}",
+    )
+
+
+def download_retry(observed: Observed) -> Verdict | None:
+    """While the Job retries: how many attempts failed, and why the last one did."""
+    failures = _typed_failures(observed)
+    if not failures:
+        return None
+    last = failures[0]
+    return Verdict(
+        "False",
+        "DownloadRetrying",
+        f"attempt {len(failures)} of {DOWNLOAD_RETRIES + 1} failed with {last.reason}: "
+        f"{last.message}; the Job tries again after its back-off",
     )
 
 
@@ -99,6 +127,10 @@ def cache_verdict(observed: Observed) -> Verdict:
         ]
     ):
         return Verdict("False", problem.reason, f"download: {problem.message}")
+    if (retry := download_retry(observed)) and not any(
+        p.get("status", {}).get("phase") == "Running" for p in observed.job_pods
+    ):
+        return retry
     progress = md.status.download
     if progress and progress.job == observed.job["metadata"]["name"] and progress.bytes_total:
         rate = f", {_human_bytes(progress.bytes_per_second)}/s" if progress.bytes_per_second else ""
@@ -186,7 +218,7 @@ def phase(
         return "Failed"
     if observed.deployment is None:
         if cache.reason in WAITING_REASONS:
-            return "Downloading" if cache.reason == "Downloading" else "Pending"
+            return "Downloading" if cache.reason in DOWNLOADING_REASONS else "Pending"
         return "Failed"
     runtime_failed = (
         observed.md.status.runtime is not None and observed.md.status.runtime.state == "Failed"
