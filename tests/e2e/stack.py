@@ -3,7 +3,6 @@ pods for real, a local hub serving tiny models, and the operator."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -106,16 +105,22 @@ class LocalStack:
         return self.workdir / "node" / "claims" / f"{self.namespace}-{self.config.cache_claim_name}"
 
     def service_url(self, name: str) -> str:
-        """The Service's address as kube-proxy would route it: a ready endpoint of its slice."""
-        slices = self.kubectl.get(
-            "endpointslices", None, "-l", f"kubernetes.io/service-name={name}"
-        )["items"]
-        for item in slices:
-            port = item["ports"][0]["port"]
-            for endpoint in item.get("endpoints") or []:
-                if endpoint.get("conditions", {}).get("ready"):
-                    return f"http://{endpoint['addresses'][0]}:{port}"
-        raise LookupError(f"service {name} has no ready endpoint: {json.dumps(slices)[:2000]}")
+        """The Service's address as kube-proxy would route it: a ready pod its selector picks,
+        on the target port. (EndpointSlices refuse the loopback pod IPs of the local node, so
+        the selector is followed here as the endpoint controller would.)"""
+        service = self.kubectl.get("service", name)["spec"]
+        selector = ",".join(f"{k}={v}" for k, v in service["selector"].items())
+        target = service["ports"][0]["targetPort"]
+        for pod in self.kubectl.get("pods", None, "-l", selector)["items"]:
+            conditions = pod.get("status", {}).get("conditions", [])
+            if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                continue
+            port = target
+            if isinstance(target, str):
+                ports = [p for c in pod["spec"]["containers"] for p in c.get("ports", [])]
+                port = next(p["containerPort"] for p in ports if p.get("name") == target)
+            return f"http://{pod['status']['podIP']}:{port}"
+        raise LookupError(f"service {name} has no ready pod")
 
     def wait_phase(self, name: str, phase: str, timeout: float) -> tuple[dict[str, Any], float]:
         """Waits until the resource shows `phase`; returns it and the seconds it took."""
