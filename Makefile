@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: setup venv binaries browser test test-unit lint demo cluster-up cluster-down clean
+.PHONY: setup venv binaries engines system-packages test test-unit lint demo cluster-up cluster-down clean
 
-setup: venv binaries browser ## Python environment, control-plane binaries, a browser for UI tests
+setup: venv binaries engines system-packages ## Python environments, control-plane binaries, test tools
 
 venv: $(VENV)/.installed
 
@@ -20,10 +20,15 @@ binaries: ## etcd, Kubernetes, kwok and helm, built once into ~/.cache/berth
 	@command -v go >/dev/null || { echo "Go is needed to build the control plane: install it from https://go.dev/dl"; exit 1; }
 	bash tests/cluster/build.sh
 
-browser: ## Debian's Chromium, which the dashboard's browser tests drive
-	@command -v chromium >/dev/null || { \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-		else echo "the browser tests need Chromium: sudo apt-get install chromium"; exit 1; fi; }
+engines: venv ## each engine's environment from its image's lock file, once per lock, in ~/.cache/berth/envs
+	@for engine in pyannote nemo-asr vllm; do runtime_images/engine_env.sh $$engine >/dev/null || exit 1; done
+
+system-packages: ## Debian's Chromium (dashboard tests) and espeak-ng (speech for the engine tests)
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "the tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
 test: setup ## lint and the whole test suite
 	$(PY) -m ruff check .
@@ -36,7 +41,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-demo: venv binaries ## a local cluster with fake GPU nodes, and what Berth does on it
+demo: venv binaries engines system-packages ## a local cluster with fake GPU nodes, and what Berth does on it
 	$(PY) -m demo
 
 cluster-up: venv binaries ## a control plane that stays up; then: eval "$$($(PY) -m tests.cluster env)"

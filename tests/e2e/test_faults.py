@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,13 @@ from tests.hub.server import Faults, HubRepo
 
 pytestmark = pytest.mark.cluster
 OPERATOR_ENV = {"BERTH_DOWNLOAD_STALL_SECONDS": "20"}
+
+
+@pytest.fixture(autouse=True)
+def remove_models(stack: LocalStack) -> Iterator[None]:
+    """Each test's resources go after it, and with them their model servers."""
+    yield
+    stack.kubectl("delete", "md", "--all", "--wait=false")
 
 
 def model(name: str, repo: str, engine: str = "pyannote", **model_spec: Any) -> dict[str, Any]:

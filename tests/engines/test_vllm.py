@@ -28,57 +28,9 @@ from tests.operator.helpers import model_deployment
 HERE = Path(__file__).resolve().parent
 REPO_ID = "Qwen/Qwen3-VL-30B-A3B-Instruct"
 
-#: Qwen3-VL-30B-A3B-Instruct's shape (config.json only: no weights are needed to check ranges)
-QWEN3_VL_CONFIG: dict[str, Any] = {
-    "architectures": ["Qwen3VLMoeForConditionalGeneration"],
-    "model_type": "qwen3_vl_moe",
-    "image_token_id": 151655,
-    "video_token_id": 151656,
-    "vision_start_token_id": 151652,
-    "vision_end_token_id": 151653,
-    "tie_word_embeddings": False,
-    "text_config": {
-        "model_type": "qwen3_vl_moe_text",
-        "hidden_size": 2048,
-        "num_hidden_layers": 48,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 4,
-        "head_dim": 128,
-        "intermediate_size": 6144,
-        "moe_intermediate_size": 768,
-        "num_experts": 128,
-        "num_experts_per_tok": 8,
-        "decoder_sparse_step": 1,
-        "max_position_embeddings": 262144,
-        "vocab_size": 151936,
-        "rope_theta": 5000000,
-        "rms_norm_eps": 1e-6,
-        "rope_scaling": {
-            "rope_type": "default",
-            "mrope_section": [24, 20, 20],
-            "mrope_interleaved": True,
-        },
-        "dtype": "bfloat16",
-        "hidden_act": "silu",
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-    },
-    "vision_config": {
-        "model_type": "qwen3_vl_moe",
-        "depth": 27,
-        "hidden_size": 1152,
-        "num_heads": 16,
-        "intermediate_size": 4304,
-        "out_hidden_size": 2048,
-        "patch_size": 16,
-        "spatial_merge_size": 2,
-        "temporal_patch_size": 2,
-        "num_position_embeddings": 2304,
-        "deepstack_visual_indexes": [8, 16, 24],
-        "hidden_act": "gelu_pytorch_tanh",
-        "in_channels": 3,
-    },
-}
+#: Qwen3-VL-30B-A3B-Instruct's config.json (no weights are needed to check ranges)
+QWEN3_VL_DIR = HERE / "qwen3-vl-30b-a3b"
+QWEN3_VL_CONFIG: dict[str, Any] = json.loads((QWEN3_VL_DIR / "config.json").read_text())
 
 # ---- (a) the arguments, through vLLM's own parser ----------------------------------------------
 
