@@ -15,6 +15,7 @@ import openai
 import yaml
 
 from tests.e2e.stack import LocalStack, tiny_model_manifest
+from tests.engines.forms import multipart
 from tests.engines.speech import conversation, wav_bytes
 from tests.hub.download import MiB, repo_from_directory
 from tests.hub.server import Faults
@@ -62,20 +63,8 @@ def ask_the_models(stack: LocalStack) -> None:
         )
     )
     url = stack.service_url("diarization")
-    boundary = "berth-demo"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="talk.wav"\r\n'
-            f"Content-Type: audio/wav\r\n\r\n"
-        ).encode()
-        + speech
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    request = urllib.request.Request(
-        url + "/api/diarization/process",
-        data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-    )
+    body, headers = multipart({}, speech)
+    request = urllib.request.Request(url + "/api/diarization/process", data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=120) as reply:
         answer = json.loads(reply.read())
     print(f"POST {url}/api/diarization/process (two espeak-ng voices, {len(speech)} bytes)")

@@ -7,30 +7,17 @@ import io
 import json
 import time
 import urllib.request
-import uuid
 
 import openai
 import pytest
 
 from tests.e2e.stack import LocalStack, tiny_model_manifest
+from tests.engines.forms import multipart
 from tests.engines.speech import conversation, wav_bytes
 from tests.hub.download import MiB
 from tests.hub.server import Faults
 
 pytestmark = pytest.mark.cluster
-
-
-def multipart(field: str, filename: str, payload: bytes) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: audio/wav\r\n\r\n"
-        ).encode()
-        + payload
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def get_md_rows(stack: LocalStack) -> dict[str, dict[str, str]]:
@@ -94,11 +81,9 @@ def test_tiny_models_from_apply_to_an_answer(stack: LocalStack) -> None:
             ]
         )
     )
-    body, content_type = multipart("file", "talk.wav", speech)
+    body, headers = multipart({}, speech)
     request = urllib.request.Request(
-        stack.service_url("diarization") + "/api/diarization/process",
-        data=body,
-        headers={"Content-Type": content_type},
+        stack.service_url("diarization") + "/api/diarization/process", data=body, headers=headers
     )
     with urllib.request.urlopen(request, timeout=120) as reply:
         diarized = json.loads(reply.read())

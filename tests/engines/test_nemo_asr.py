@@ -16,6 +16,7 @@ import pytest
 from openai import APIStatusError, OpenAI
 
 from tests.engines.conftest import EngineServer, cached_tiny_model
+from tests.engines.forms import multipart
 from tests.engines.speech import SAMPLE_RATE, conversation, speak, wav_bytes
 
 REPO_ID = "nvidia/canary-tiny"
@@ -192,23 +193,6 @@ def test_defaults_translations_and_alias(
     assert status == 200, payload
     alias = json.loads(payload)
     assert (alias["language"], alias["target_language"]) == ("fr", "de")
-
-
-def multipart(fields: dict[str, str], data: bytes) -> tuple[bytes, dict[str, str]]:
-    """A multipart/form-data body with `fields` and the file."""
-    boundary = "berth-test-boundary"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        "Content-Type: audio/wav\r\n\r\n".encode()
-        + data
-        + b"\r\n"
-    )
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 def test_long_audio_is_chunked(client: OpenAI) -> None:

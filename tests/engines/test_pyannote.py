@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.engines.conftest import EngineServer, cached_tiny_model, run_in_engine
+from tests.engines.forms import multipart
 from tests.engines.speech import SAMPLE_RATE, conversation, wav_bytes
 from tests.hub.download import download_into, repo_from_directory
 from tests.hub.server import LocalHub
@@ -86,26 +86,6 @@ def speech() -> bytes:
             ]
         )
     )
-
-
-def multipart(
-    fields: dict[str, str], file: bytes | None = None, filename: str = "talk.wav"
-) -> tuple[bytes, dict[str, str]]:
-    """A multipart/form-data body (as curl -F writes it) and its headers."""
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    if file is not None:
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: audio/wav\r\n\r\n".encode()
-            + file
-            + b"\r\n"
-        )
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
 def post_file(server: EngineServer, audio: bytes | None, **fields: Any) -> tuple[int, Any]:

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.engines.forms import multipart
 from tests.engines.runner import EngineServer, tiny_model_dir
 from tests.engines.speech import conversation, wav_bytes
 from tests.hub.download import download_into, repo_from_directory
@@ -25,23 +26,6 @@ CHECKS = {
     "pyannote": ("berth-test/tiny-diarization", "tiny_pyannote.py", "/api/diarization/process"),
     "nemo-asr": ("berth-test/tiny-canary", "tiny_canary.py", "/v1/audio/transcriptions"),
 }
-
-
-def multipart(audio: bytes, **fields: str) -> tuple[bytes, str]:
-    boundary = "berth-gpu-check"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
-        f"Content-Type: audio/wav\r\n\r\n".encode()
-        + audio
-        + b"\r\n"
-    )
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), (
-        f"multipart/form-data; boundary={boundary}"
-    )
 
 
 def check(engine: str, work: Path, audio: bytes) -> bool:
@@ -58,9 +42,9 @@ def check(engine: str, work: Path, audio: bytes) -> bool:
         status = server.wait_ready(timeout=600)
         ready = time.monotonic() - began
         fields = {"model": "tiny"} if engine == "nemo-asr" else {}
-        body, content_type = multipart(audio, **fields)
+        body, headers = multipart(fields, audio)
         started = time.monotonic()
-        code, _, _ = server.call(route, body, {"Content-Type": content_type})
+        code, _, _ = server.call(route, body, headers)
         answer = time.monotonic() - started
     finally:
         server.stop()

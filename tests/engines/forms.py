@@ -1,0 +1,25 @@
+"""multipart/form-data bodies, as curl -F writes them, for the speech engines' routes."""
+
+from __future__ import annotations
+
+import uuid
+
+
+def multipart(
+    fields: dict[str, str], file: bytes | None = None, filename: str = "talk.wav"
+) -> tuple[bytes, dict[str, str]]:
+    """The body holding `fields` and, when given, the audio `file`; and its headers."""
+    boundary = uuid.uuid4().hex
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    if file is not None:
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: audio/wav\r\n\r\n".encode()
+            + file
+            + b"\r\n"
+        )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
