@@ -2,7 +2,9 @@
 
 Serves a generated repo from the local hub, then in the same run:
 - curl fetches every file (the baseline), then the download Job fetches the same repo
-  (target: at least 90 % of curl's throughput);
+  (target: at least 90 % of curl's throughput). As on the real hub, the LFS files redirect to
+  a CDN: nginx (Debian's nginx-light) when it is installed, so that both clients are measured
+  against a server that costs little CPU; without nginx the Python hub serves them itself;
 - the download Job is killed at about 50 % and started again (target: less than one file
   downloaded again).
 
@@ -12,17 +14,55 @@ Serves a generated repo from the local hub, then in the same run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from tests.cluster.controlplane import free_port
 from tests.hub.download import finish, start_download
 from tests.hub.server import HubRepo, LocalHub
 
 MiB = 2**20
+
+
+@contextlib.contextmanager
+def nginx(root: Path, work: Path) -> Iterator[str | None]:
+    """nginx serving `root` on loopback (its URL), or None when nginx is not installed."""
+    binary = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None
+    )
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"""daemon off; worker_processes 1; pid {work}/nginx.pid; error_log {work}/nginx.log;
+events {{ worker_connections 64; }}
+http {{ access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path {work}; proxy_temp_path {work}; fastcgi_temp_path {work};
+  uwsgi_temp_path {work}; scgi_temp_path {work};
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+"""
+    )
+    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(work)])
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(
+            ["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/"], check=False
+        ).returncode not in (0, 22):
+            assert time.monotonic() < deadline, (work / "nginx.log").read_text()
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def curl_all(hub: LocalHub, repo: HubRepo, target: Path) -> float:
@@ -31,7 +71,7 @@ def curl_all(hub: LocalHub, repo: HubRepo, target: Path) -> float:
     urls = [f"{hub.endpoint}/{repo.repo_id}/resolve/main/{path}" for path in repo.files]
     started = time.monotonic()
     processes = [
-        subprocess.Popen(["curl", "-sSf", "-o", str(target / Path(url).name), url]) for url in urls
+        subprocess.Popen(["curl", "-sSfL", "-o", str(target / Path(url).name), url]) for url in urls
     ]
     for process in processes:
         assert process.wait() == 0
@@ -52,8 +92,16 @@ def main() -> None:
     }
     repo = hub.add(HubRepo("bench/model", files=files, lfs=set(files)))
     total = args.files * args.file_mib * MiB
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, contextlib.ExitStack() as stack:
         work_dir = Path(work)
+        work_dir.chmod(0o755)  # nginx's worker drops to an unprivileged user when run as root
+        cdn_root = work_dir / "cdn"
+        for path, content in files.items():
+            (cdn_root / repo.repo_id).mkdir(parents=True, exist_ok=True)
+            (cdn_root / repo.repo_id / path).write_bytes(content)
+        (work_dir / "nginx").mkdir()
+        repo.cdn = stack.enter_context(nginx(cdn_root, work_dir / "nginx"))
+        print(f"files served by {'nginx (a CDN)' if repo.cdn else 'the Python hub itself'}")
         # Best of three each, alternating, so both see the same machine.
         curl_seconds = job_seconds = phase = float("inf")
         for attempt in range(3):
@@ -80,6 +128,7 @@ def main() -> None:
             f"{job_seconds:.2f} s = {job_rate:.0f} MiB/s = {100 * job_rate / curl_rate:.0f} % of curl"
         )
 
+        repo.cdn = None  # the hub counts the bytes it sends itself
         cache = work_dir / "resume"
         process = start_download(hub, cache, repo.repo_id)
         blobs = cache / "models--bench--model" / "blobs"

@@ -41,6 +41,7 @@ class HubRepo:
     claimed_sizes: dict[str, int] = field(default_factory=dict)  # size announced, if not true
     corrupt: set[str] = field(default_factory=set)  # served with one byte flipped
     faults: Faults | None = None  # this repo's own misbehaviour, over the hub's
+    cdn: str | None = None  # LFS files redirect to <cdn>/<repo_id>/<path>, as the hub's do
 
     def __post_init__(self) -> None:
         listing = "".join(
@@ -206,6 +207,9 @@ class LocalHub:
         if range_header := request.headers.get("Range"):
             first, _, last = range_header.removeprefix("bytes=").partition("-")
             start, end = int(first), min(int(last) if last else end, end)
+        if repo.cdn and path in repo.lfs:
+            location = f"{repo.cdn}/{repo.repo_id}/{path}"
+            return web.Response(status=302, headers={**headers, "Location": location})
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(len(body))})
         chunk = body[start : end + 1]
