@@ -166,7 +166,10 @@ class ContainerProcess:
             return
         if self.popen is None:
             if clock >= self.backoff_until:
-                self.start()
+                try:
+                    self.start()
+                except OSError as error:  # as a runtime's StartError: no such executable, ...
+                    self._exited(127, clock, f"failed to start the container: {error}")
             return
         code = self.popen.poll()
         if code is not None:
@@ -174,17 +177,17 @@ class ContainerProcess:
             return
         self._probe(clock)
 
-    def _exited(self, code: int, clock: float) -> None:
+    def _exited(self, code: int, clock: float, start_error: str | None = None) -> None:
         signalled = code < 0
         exit_code = 128 - code if signalled else code
         terminated = {
             "exitCode": exit_code,
-            "reason": "Completed" if exit_code == 0 else "Error",
-            "startedAt": self.started_time,
+            "reason": "StartError" if start_error else "Completed" if exit_code == 0 else "Error",
+            "startedAt": self.started_time or now(),
             "finishedAt": now(),
             "containerID": f"local://{self.popen.pid if self.popen else 0}",
         }
-        if message := self._termination_message(exit_code):
+        if message := start_error or self._termination_message(exit_code):
             terminated["message"] = message
         self.popen, self.ready = None, False
         restart = self.restart_policy == "Always" or (

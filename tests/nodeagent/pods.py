@@ -142,28 +142,30 @@ class PodRunner(threading.Thread):
         )
 
     def _env(self, container: dict[str, Any], image: LocalImage, mounts: dict[str, Path]) -> dict:
+        declared: dict[str, str] = {}
+        for item in container.get("env", []):
+            if "value" in item:
+                declared[item["name"]] = expand(item["value"], declared)
+            elif ref := item.get("valueFrom", {}).get("secretKeyRef"):
+                declared[item["name"]] = self._key(self._read("Secret", ref["name"]), ref, "secret")
+            elif ref := item.get("valueFrom", {}).get("configMapKeyRef"):
+                value = self._key(self._read("ConfigMap", ref["name"]), ref, "configmap")
+                declared[item["name"]] = value
+            elif ref := item.get("valueFrom", {}).get("fieldRef"):
+                declared[item["name"]] = self._field(ref["fieldPath"])
+        # Processes share the host's file system: the pod's paths under a mount are rewritten to
+        # the mount's directory (the agent's own values, such as PATH, are host paths already).
+        for key, value in declared.items():
+            for mount_path, host in sorted(mounts.items(), key=lambda m: -len(m[0])):
+                if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                    declared[key] = str(host) + value[len(mount_path) :]
+                    break
         env: dict[str, str] = {
             "PATH": f"{image.bin_dir}{os.pathsep}/usr/bin:/bin",
             "HOSTNAME": self.meta["name"],
             **image.env,
+            **declared,
         }
-        for item in container.get("env", []):
-            if "value" in item:
-                env[item["name"]] = expand(item["value"], env)
-            elif ref := item.get("valueFrom", {}).get("secretKeyRef"):
-                env[item["name"]] = self._key(self._read("Secret", ref["name"]), ref, "secret")
-            elif ref := item.get("valueFrom", {}).get("configMapKeyRef"):
-                env[item["name"]] = self._key(
-                    self._read("ConfigMap", ref["name"]), ref, "configmap"
-                )
-            elif ref := item.get("valueFrom", {}).get("fieldRef"):
-                env[item["name"]] = self._field(ref["fieldPath"])
-        # Processes share the host's file system: paths under a mount are rewritten to its dir.
-        for key, value in env.items():
-            for mount_path, host in sorted(mounts.items(), key=lambda m: -len(m[0])):
-                if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
-                    env[key] = str(host) + value[len(mount_path) :]
-                    break
         if self.spec.get("automountServiceAccountToken", True):
             env["KUBECONFIG"] = str(self._kubeconfig())
         # ... and the host's network: each pod has its own loopback address to listen on.
