@@ -177,8 +177,10 @@ def retrying(md: dict[str, Any]) -> bool:
     ("case", "faults", "reason"),
     [
         ("server-error", Faults(status=500), "NetworkError"),
-        # the stall watchdog is set to 20 s for this stack (BERTH_DOWNLOAD_STALL_SECONDS)
-        ("stall", Faults(stall_after=MiB), "Stalled"),
+        # the hub sends headers, then nothing: huggingface_hub's retries resume from where
+        # they were and get nothing either; the stall watchdog (20 s for this stack's
+        # operator, BERTH_DOWNLOAD_STALL_SECONDS) fails the attempt
+        ("stall", Faults(stall_after=0), "Stalled"),
     ],
 )
 def test_hub_errors_a_retry_may_fix_show_while_the_job_retries(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -220,11 +221,15 @@ class PodRunner(threading.Thread):
             try:
                 self._prepare()
                 self.waiting = None
+                break
             except PodNotStartable as error:
-                self.containers = []
                 self.waiting = {"reason": error.reason, "message": error.message}
-                self._report()
-                self.stopping.wait(2)
+            except (ApiError, OSError, subprocess.CalledProcessError) as error:
+                # the API server may be restarting: try again
+                self.waiting = {"reason": "ContainerCreating", "message": str(error)[:500]}
+            self.containers = []
+            self._report()
+            self.stopping.wait(2)
         while not self.stopping.is_set():
             clock = time.monotonic()
             for container in self.containers:
