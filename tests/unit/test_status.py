@@ -64,6 +64,27 @@ def test_typed_download_failure_comes_from_the_termination_message():
     assert status["phase"] == "Failed"
 
 
+def failed_download_pod(name: str, reason: str, created: str) -> dict:
+    report = f'{{"reason": "{reason}", "message": "the hub answered 500"}}'
+    terminated = {"exitCode": 1, "message": report}
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": terminated}}]},
+    }
+
+
+def test_a_failed_attempt_shows_while_the_job_retries():
+    pods = [
+        failed_download_pod("a", "Stalled", "2026-11-26T11:00:00Z"),
+        failed_download_pod("b", "NetworkError", "2026-11-26T11:01:00Z"),
+    ]
+    status = derive_status(observed(md(), job=job("j"), job_pods=pods), CONFIG, NOW)
+    cache = conditions(status)["CacheReady"]
+    assert cache["reason"] == "DownloadRetrying"
+    assert cache["message"].startswith("attempt 2 of 5 failed with NetworkError: the hub answered")
+    assert status["phase"] == "Downloading"
+
+
 def test_job_failure_without_a_report_uses_the_jobs_reason():
     status = derive_status(observed(md(), job=job("j", "Failed")), CONFIG, NOW)
     assert conditions(status)["CacheReady"]["reason"] == "BackoffLimitExceeded"
