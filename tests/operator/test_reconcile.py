@@ -41,6 +41,15 @@ def test_seed_examples_produce_their_children(kubectl: Kubectl, namespace: str):
         md = kubectl.wait_for("md", name, phase_is("Starting"))
         assert condition(md, "CacheReady")["status"] == "True"
         assert md["status"]["endpoint"] == f"http://{name}.{namespace}.svc.cluster.local:8000"
+        # Starting comes as soon as the pod exists; kwok marks it Running a moment later
+        kubectl(
+            "wait",
+            "pod",
+            "-l",
+            f"berth.dev/modeldeployment={name}",
+            "--for=jsonpath={.status.phase}=Running",
+            "--timeout=30s",
+        )
         pods = kubectl.get("pods", None, "-l", f"berth.dev/modeldeployment={name}")["items"]
         assert [p["status"]["phase"] for p in pods] == ["Running"]
         for kind in ("service", "serviceaccount", "role", "rolebinding"):
