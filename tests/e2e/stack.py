@@ -3,7 +3,6 @@ pods for real, a local hub serving tiny models, and the operator."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -121,11 +120,3 @@ class LocalStack:
                 port = next(p["containerPort"] for p in ports if p.get("name") == target)
             return f"http://{pod['status']['podIP']}:{port}"
         raise LookupError(f"service {name} has no ready pod")
-
-    def wait_phase(self, name: str, phase: str, timeout: float) -> tuple[dict[str, Any], float]:
-        """Waits until the resource shows `phase`; returns it and the seconds it took."""
-        began = time.monotonic()
-        found = self.kubectl.wait_for(
-            "md", name, lambda m: (m.get("status") or {}).get("phase") == phase, timeout=timeout
-        )
-        return found, time.monotonic() - began

@@ -51,7 +51,6 @@ class NodeAgent:
         self.runners: dict[str, PodRunner] = {}
         self.stopping = threading.Event()
         self._addresses = (f"127.0.{address_block}.{i}" for i in itertools.count(2))
-        self._threads: list[threading.Thread] = []
 
     # ---- node ------------------------------------------------------------------------------
 
@@ -73,9 +72,7 @@ class NodeAgent:
             self.api.request("POST", "/api/v1/nodes", node)
         self._heartbeat()
         for target in (self._keep_alive, self._watch_pods):
-            thread = threading.Thread(target=target, daemon=True, name=f"{self.name}-{target}")
-            thread.start()
-            self._threads.append(thread)
+            threading.Thread(target=target, daemon=True, name=f"{self.name}-{target}").start()
         return self
 
     def stop(self) -> None:
