@@ -70,3 +70,12 @@ class OperatorConfig(BaseModel):
         if "images" in values:
             values["images"] = {**cls().images, **values["images"]}
         return cls(**values)
+
+
+def library_env(config: OperatorConfig) -> list[dict[str, str]]:
+    """What Hugging Face's library needs in every pod: the cache, no telemetry, a writable home."""
+    return [
+        {"name": "HF_HUB_CACHE", "value": config.cache_mount_path},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+    ]

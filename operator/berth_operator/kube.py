@@ -21,7 +21,7 @@ from lightkube.resources.core_v1 import (
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import CascadeType, PatchType
 
-from berth_operator.api.modeldeployment import GROUP, KIND, PLURAL, VERSION
+from berth_operator.api.metadata import GROUP, KIND, PLURAL, VERSION
 
 FIELD_MANAGER = "berth-operator"
 RETRYABLE = {429, 500, 502, 503, 504}

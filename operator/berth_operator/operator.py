@@ -12,9 +12,16 @@ from typing import Any
 
 import kopf
 
-from berth_operator.api.modeldeployment import GROUP, KIND, PLURAL, VERSION
+from berth_operator.api.metadata import (
+    GROUP,
+    JOB_NAME_LABEL,
+    KIND,
+    MANAGED_BY,
+    MODEL_DEPLOYMENT_LABEL,
+    PLURAL,
+    VERSION,
+)
 from berth_operator.config import OperatorConfig
-from berth_operator.controller.naming import MANAGED_BY, MODEL_DEPLOYMENT_LABEL
 from berth_operator.controller.reconciler import Reconciler
 from berth_operator.dashboard.server import Dashboard
 from berth_operator.kube import RESOURCES, Kube, ModelDeploymentResource
@@ -94,7 +101,7 @@ class Operator:
         }
         if name := labels.get(MODEL_DEPLOYMENT_LABEL):
             owners.add(name)
-        if kind == "Pod" and (job_name := labels.get("job-name")):
+        if kind == "Pod" and (job_name := labels.get(JOB_NAME_LABEL)):
             job = self.store.get("Job", ns, job_name)
             refs = (job or {}).get("metadata", {}).get("ownerReferences") or []
             owners |= {ref["name"] for ref in refs if ref.get("kind") == KIND}

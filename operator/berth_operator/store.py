@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from berth_operator.controller.naming import DOWNLOAD_KEY_LABEL, MODEL_DEPLOYMENT_LABEL
+from berth_operator.api.metadata import JOB_NAME_LABEL, MODEL_DEPLOYMENT_LABEL
 
-INDEXED_LABELS = (MODEL_DEPLOYMENT_LABEL, DOWNLOAD_KEY_LABEL, "job-name")
+INDEXED_LABELS = (MODEL_DEPLOYMENT_LABEL, JOB_NAME_LABEL)
 Key = tuple[str, str]
 
 

@@ -20,8 +20,11 @@ import pytest
 from tests.cluster.controlplane import free_port
 from tests.hub.download import REPO, download_into, repo_from_directory
 from tests.hub.server import LocalHub
+from tests.pod_env import server_env
 
 HERE = Path(__file__).resolve().parent
+#: what the images hold of this repository: the runtime and the API package it reads
+RUNTIME_PYTHONPATH = os.pathsep.join(str(REPO / d) for d in ("runtime_images", "operator"))
 CACHE = Path(os.environ.get("BERTH_CACHE_DIR") or Path.home() / ".cache" / "berth")
 
 
@@ -42,7 +45,7 @@ def engine_env(**extra: str) -> dict[str, str]:
     return {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/tmp"),
-        "PYTHONPATH": str(REPO / "runtime_images"),
+        "PYTHONPATH": RUNTIME_PYTHONPATH,
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "PYANNOTE_METRICS_ENABLED": "0",
@@ -111,16 +114,8 @@ class EngineServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cache.parent / f"{engine}-server-{self.port}.log"
-        environment = engine_env(
-            BERTH_ENGINE=engine,
-            BERTH_MODEL_REPO=repo,
-            BERTH_SETTINGS=json.dumps(settings or {}),
-            BERTH_PORT=str(self.port),
-            BERTH_HOST="127.0.0.1",
-            MODEL_CACHE_DIR=str(cache),
-            HF_HUB_CACHE=str(cache),
-            **env,
-        )
+        rendered = {"gpus": 0, "servedModelName": repo.split("/")[-1], **(settings or {})}
+        environment = engine_env(**server_env(engine, repo, cache, self.port, rendered, **env))
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [str(engine_python(engine)), "-m", "berth_runtime.server"],

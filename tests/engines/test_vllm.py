@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from berth_operator.api.modeldeployment import ModelDeploymentSpec
+from berth_operator.api.podenv import VllmEngineSettings
+from berth_operator.controller.engines import engine_settings
 from berth_runtime.engines.vllm.args import serve_args
 from openai import OpenAI
 
@@ -24,6 +27,7 @@ from tests.engines.conftest import engine_env, engine_python
 from tests.hub.download import REPO, download_into, repo_from_directory
 from tests.hub.server import LocalHub
 from tests.operator.helpers import model_deployment
+from tests.pod_env import server_env
 
 HERE = Path(__file__).resolve().parent
 REPO_ID = "Qwen/Qwen3-VL-30B-A3B-Instruct"
@@ -63,6 +67,26 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 
 
+def rendered_vllm_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """BERTH_SETTINGS as the operator renders it for these GPUs and vllm settings."""
+    vllm = {k: v for k, v in settings.items() if k not in ("gpus", "tensorParallelSize")}
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "engine": "vllm",
+            "model": {"repo": REPO_ID},
+            "resources": {"gpus": settings.get("gpus", 1)},
+            "vllm": vllm,
+        }
+    )
+    return engine_settings(spec, "qwen")
+
+
+def rendered_args(settings: dict[str, Any], model: Path) -> list[str]:
+    """The `vllm serve` arguments the supervisor builds from those rendered settings."""
+    rendered = VllmEngineSettings.model_validate(rendered_vllm_settings(settings))
+    return serve_args(rendered, model, "127.0.0.1", 8000)
+
+
 def parse_with_vllm(argvs: list[list[str]], engine_config: bool = False) -> list[dict[str, Any]]:
     """One vllm-env process parses them all (importing vLLM costs ~15 s)."""
     result = subprocess.run(
@@ -81,7 +105,7 @@ def parse_with_vllm(argvs: list[list[str]], engine_config: bool = False) -> list
 def parsed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     model = tmp_path_factory.mktemp("qwen3-vl")
     (model / "config.json").write_text(json.dumps(QWEN3_VL_CONFIG))
-    argvs = [serve_args(s, model, "127.0.0.1", 8000)[1:] for s in SPECS.values()]
+    argvs = [rendered_args(s, model)[1:] for s in SPECS.values()]
     started = time.monotonic()
     results = parse_with_vllm(argvs, engine_config=True)
     print(f"vLLM parsed and configured {len(argvs)} argvs in {time.monotonic() - started:.0f} s")
@@ -159,12 +183,7 @@ class Supervisor:
             [sys.executable, "-m", "berth_runtime.server"],
             env={
                 **os.environ,
-                "BERTH_ENGINE": "vllm",
-                "BERTH_MODEL_REPO": REPO_ID,
-                "BERTH_SETTINGS": json.dumps(settings),
-                "BERTH_HOST": "127.0.0.1",
-                "BERTH_PORT": str(self.port),
-                "MODEL_CACHE_DIR": str(cache),
+                **server_env("vllm", REPO_ID, cache, self.port, rendered_vllm_settings(settings)),
                 "HF_HUB_OFFLINE": "1",
                 "BERTH_VLLM_COMMAND": f"{sys.executable} {HERE / 'vllm_standin.py'}",
                 "BERTH_HEALTH_POLL_SECONDS": "0.3",

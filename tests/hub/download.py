@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.hub.server import HubRepo, LocalHub
+from tests.pod_env import download_env
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 2**20
@@ -26,17 +27,14 @@ class DownloadRun:
         return self.termination.get("reason")
 
 
-def download_env(hub: LocalHub, cache: Path, repo: str, **extra: str) -> dict[str, str]:
+def hub_download_env(hub: LocalHub, cache: Path, repo: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         "HF_ENDPOINT": hub.endpoint,
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "HF_HUB_DISABLE_XET": "1",
-        "MODEL_CACHE_DIR": str(cache),
-        "BERTH_MODEL_REPO": repo,
-        "BERTH_TERMINATION_LOG": str(cache.parent / "termination-log"),
-        **extra,
+        **download_env(repo, cache, **extra),
     }
 
 
@@ -44,7 +42,7 @@ def start_download(hub: LocalHub, cache: Path, repo: str, **extra: str) -> subpr
     (cache.parent / "termination-log").unlink(missing_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "berth_runtime.download"],
-        env=download_env(hub, cache, repo, **extra),
+        env=hub_download_env(hub, cache, repo, **extra),
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.engines.runner import engine_python
+from tests.engines.runner import RUNTIME_PYTHONPATH, engine_python
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINES = ("vllm", "nemo-asr", "pyannote")
@@ -38,7 +38,7 @@ def local_images(images: dict[str, str], downloader_image: str) -> dict[str, Loc
     Engine images run from their engine environment (the image's lock file); the downloader
     from this test environment, which has the runtime's dependencies.
     """
-    source = {"PYTHONPATH": str(REPO / "runtime_images")}
+    source = {"PYTHONPATH": RUNTIME_PYTHONPATH}
     mapping = {
         downloader_image: LocalImage(
             Path(sys.executable).parent,

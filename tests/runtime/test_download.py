@@ -107,7 +107,7 @@ def test_a_stalled_download_fails_as_stalled(hub: LocalHub, run_download):
     hub.add(tiny_repo(weights_mib=4))
     hub.faults.stall_after = 256 * 1024
     started = time.monotonic()
-    result = run_download("org/tiny", BERTH_STALL_SECONDS="2", timeout=60)
+    result = run_download("org/tiny", BERTH_DOWNLOAD_STALL_SECONDS="2", timeout=60)
     assert (result.returncode, result.reason) == (1, "Stalled"), result.output
     assert time.monotonic() - started < 30
 

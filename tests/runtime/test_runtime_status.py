@@ -18,6 +18,7 @@ from tests.cluster.controlplane import free_port
 from tests.cluster.kubectl import Kubectl
 from tests.hub.download import REPO
 from tests.operator.helpers import condition, model_deployment, phase_is
+from tests.pod_env import server_env
 
 ENGINE = "tests.runtime.dummy_engine:EchoEngine"
 
@@ -27,12 +28,8 @@ def start_server(cache: Path, port: int, **env: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "berth_runtime.server"],
         env={
             **os.environ,
-            "BERTH_ENGINE": ENGINE,
-            "BERTH_MODEL_REPO": "org/tiny",
-            "MODEL_CACHE_DIR": str(cache),
+            **server_env(ENGINE, "org/tiny", cache, port, name="echo"),
             "HF_HUB_OFFLINE": "1",
-            "BERTH_HOST": "127.0.0.1",
-            "BERTH_PORT": str(port),
             "BERTH_REPORT_SECONDS": "1",
             **env,
         },
@@ -69,7 +66,6 @@ def test_runtime_report_makes_the_resource_ready(
         KUBECONFIG=str(kubeconfig),
         POD_NAME=pod,
         POD_NAMESPACE=kubectl.namespace,
-        BERTH_MODELDEPLOYMENT="echo",
         BERTH_SETTINGS=json.dumps({"loadSeconds": 1}),
         BERTH_EXPECTED_DEPENDENCIES=json.dumps({"cudaRuntime": "12.8"}),
         BERTH_API_KEYS="sk-never-in-status",
@@ -111,7 +107,6 @@ def test_serving_goes_on_while_the_api_server_is_away(cache: Path, tmp_path: Pat
         port,
         KUBECONFIG=str(unreachable),
         POD_NAMESPACE="ns",
-        BERTH_MODELDEPLOYMENT="echo",
         POD_NAME="p",
     )
     try:

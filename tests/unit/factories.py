@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from berth_operator.api.metadata import DOWNLOAD_PROGRESS_ANNOTATION
+from berth_operator.controller.download import download_identity
 from berth_operator.controller.observed import Observed
 from berth_operator.controller.resource import ModelDeployment
 
@@ -32,8 +35,12 @@ def md(
 
 
 def job(
-    name: str, condition: str | None = None, completion: str = "2026-11-26T10:00:00Z"
+    name: str,
+    condition: str | None = None,
+    completion: str = "2026-11-26T10:00:00Z",
+    report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A download Job; `report` is the downloader's progress annotation on it."""
     conditions = (
         [
             {
@@ -49,7 +56,8 @@ def job(
     status: dict[str, Any] = {"conditions": conditions}
     if condition == "Complete":
         status["completionTime"] = completion
-    return {"metadata": {"name": name}, "status": status}
+    annotations = {DOWNLOAD_PROGRESS_ANNOTATION: json.dumps(report)} if report else {}
+    return {"metadata": {"name": name, "annotations": annotations}, "status": status}
 
 
 def pod(name: str, ready: bool = True, **status: Any) -> dict[str, Any]:
@@ -60,4 +68,4 @@ def pod(name: str, ready: bool = True, **status: Any) -> dict[str, Any]:
 
 
 def observed(resource: ModelDeployment, **parts: Any) -> Observed:
-    return Observed(md=resource, sharers=[resource], **parts)
+    return Observed(md=resource, download=download_identity(resource), sharers=[resource], **parts)

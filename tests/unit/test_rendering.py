@@ -2,7 +2,7 @@
 
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.download import (
-    md_download_job_name,
+    download_identity,
     render_download_identity,
     render_download_job,
     render_download_role,
@@ -13,6 +13,12 @@ from berth_operator.controller.workload import ServedModel, render_deployment, r
 from tests.unit.factories import md
 
 CONFIG = OperatorConfig()
+
+
+def job_name_of(resource):
+    return download_identity(resource).job_name
+
+
 SERVED = ServedModel(revision="main", resolved_revision="abc123", model_bytes=62 * 2**30)
 
 
@@ -88,15 +94,13 @@ def test_startup_budget_grows_with_model_size():
 
 
 def test_download_job_name_is_deterministic_and_tracks_what_is_downloaded():
-    base = md_download_job_name(md())
-    assert base == md_download_job_name(md(name="other"))  # shared by resources of one model
+    base = job_name_of(md())
+    assert base == job_name_of(md(name="other"))  # shared by resources of one model
     assert len(base) <= 63
-    assert base != md_download_job_name(md(model={"repo": "org/model", "revision": "v2"}))
-    assert base != md_download_job_name(
-        md(model={"repo": "org/model", "allowPatterns": ["*.json"]})
-    )
-    assert base != md_download_job_name(md(annotations={"berth.dev/redownload": "1"}))
-    assert base != md_download_job_name(
+    assert base != job_name_of(md(model={"repo": "org/model", "revision": "v2"}))
+    assert base != job_name_of(md(model={"repo": "org/model", "allowPatterns": ["*.json"]}))
+    assert base != job_name_of(md(annotations={"berth.dev/redownload": "1"}))
+    assert base != job_name_of(
         md(model={"repo": "org/model", "tokenSecretRef": {"name": "t", "key": "k"}})
     )
 
@@ -108,18 +112,26 @@ def test_download_job_carries_the_token_and_every_sharer_owns_it():
     second = md(
         name="b", model={"repo": "org/gated", "tokenSecretRef": {"name": "hf", "key": "token"}}
     )
-    job = render_download_job(first, [second, first], CONFIG)
+    download = download_identity(first)
+    job = render_download_job(first, download, [second, first], CONFIG)
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert env(container)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
     assert [r["name"] for r in job["metadata"]["ownerReferences"]] == ["a", "b"]
     assert not any(r["controller"] for r in job["metadata"]["ownerReferences"])
     assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2]
-    role = render_download_role(first, [second, first])
-    assert role["rules"][0]["resourceNames"] == ["a", "b"]
-    assert role["rules"][0]["resources"] == ["modeldeployments/status"]
+    role = render_download_role(first, download, [second, first])
+    # the download pod reads and annotates its own Job, and nothing else
+    assert role["rules"] == [
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "resourceNames": [download.job_name],
+            "verbs": ["get", "patch"],
+        }
+    ]
     assert [r["name"] for r in role["metadata"]["ownerReferences"]] == ["a", "b"]
     applied = {**role, "metadata": {**role["metadata"], "uid": "role-uid"}}
-    account, binding = render_download_identity(first, applied)
+    account, binding = render_download_identity(first, download, applied)
     assert account["metadata"]["ownerReferences"][0]["uid"] == "role-uid"
     assert binding["roleRef"]["name"] == role["metadata"]["name"] == account["metadata"]["name"]
 

@@ -1,7 +1,7 @@
 """Status derived from what was observed: conditions, reasons, phase, stable transitions."""
 
 from berth_operator.config import OperatorConfig
-from berth_operator.controller.download import md_download_job_name
+from berth_operator.controller.download import download_identity
 from berth_operator.controller.observed import SecretCheck
 from berth_operator.controller.status import derive_status
 
@@ -11,34 +11,37 @@ CONFIG = OperatorConfig()
 NOW = "2026-11-26T12:00:00Z"
 
 
+def job_name_of(resource):
+    return download_identity(resource).job_name
+
+
 def conditions(status):
     return {c["type"]: c for c in status["conditions"]}
 
 
 def test_downloading_shows_progress_in_words():
-    resource = md(
-        status={
-            "download": {
-                "job": md_download_job_name(md()),
-                "bytesDone": 3 * 2**30,
-                "bytesTotal": 12 * 2**30,
-                "percent": 25,
-                "bytesPerSecond": 200 * 2**20,
-            }
-        }
+    resource = md()
+    report = {
+        "bytesDone": 3 * 2**30,
+        "bytesTotal": 12 * 2**30,
+        "percent": 25,
+        "bytesPerSecond": 200 * 2**20,
+    }
+    status = derive_status(
+        observed(resource, job=job(job_name_of(resource), report=report)), CONFIG, NOW
     )
-    status = derive_status(observed(resource, job=job(md_download_job_name(resource))), CONFIG, NOW)
+    assert status["download"] | report == status["download"], "the Job's report, copied"
     cache = conditions(status)["CacheReady"]
     assert cache["reason"] == "Downloading"
     assert "3.0 GiB of 12.0 GiB (25%), 200.0 MiB/s" in cache["message"]
     assert status["phase"] == "Downloading"
 
 
-def test_new_download_job_resets_the_previous_progress():
+def test_new_download_job_clears_the_previous_progress():
     resource = md(status={"download": {"job": "old-job", "bytesDone": 5, "percent": 100}})
-    status = derive_status(observed(resource), CONFIG, NOW)
+    status = derive_status(observed(resource, job=job(job_name_of(resource))), CONFIG, NOW)
     assert status["download"]["bytesDone"] is None and status["download"]["percent"] is None
-    assert status["download"]["job"] == md_download_job_name(resource)
+    assert status["download"]["job"] == job_name_of(resource)
 
 
 def test_typed_download_failure_comes_from_the_termination_message():
@@ -93,7 +96,7 @@ def test_job_failure_without_a_report_uses_the_jobs_reason():
 def test_ready_needs_pods_and_the_runtime():
     resource = md(status={"runtime": {"state": "Ready", "pod": "p1"}})
     parts = {
-        "job": job(md_download_job_name(resource), "Complete"),
+        "job": job(job_name_of(resource), "Complete"),
         "deployment": {"metadata": {}},
         "pods": [pod("p1")],
     }
@@ -123,7 +126,7 @@ def test_one_of_two_replicas_crashing_is_degraded():
     status = derive_status(
         observed(
             resource,
-            job=job(md_download_job_name(resource), "Complete"),
+            job=job(job_name_of(resource), "Complete"),
             deployment={"metadata": {}},
             pods=[pod("p1"), crashing],
         ),
@@ -163,7 +166,7 @@ def test_transition_time_moves_only_when_status_changes():
     assert all(c["lastTransitionTime"] == NOW for c in again["conditions"])
     resource = md(status={"conditions": first["conditions"]})
     done = derive_status(
-        observed(resource, job=job(md_download_job_name(resource), "Complete")),
+        observed(resource, job=job(job_name_of(resource), "Complete")),
         CONFIG,
         "2026-11-26T14:00:00Z",
     )
@@ -187,7 +190,7 @@ def test_unschedulable_pod_quotes_the_scheduler():
     status = derive_status(
         observed(
             resource,
-            job=job(md_download_job_name(resource), "Complete"),
+            job=job(job_name_of(resource), "Complete"),
             deployment={"metadata": {}},
             pods=[unscheduled],
         ),
@@ -198,14 +201,14 @@ def test_unschedulable_pod_quotes_the_scheduler():
     assert "3 Insufficient nvidia.com/gpu" in conditions(status)["Ready"]["message"]
 
 
-def test_complete_job_keeps_the_downloaders_own_figures():
-    resource = md()
-    name = md_download_job_name(resource)
-    reported = md(
-        status={"download": {"job": name, "bytesDone": 40, "bytesTotal": 62, "percent": 64}}
-    )
-    status = derive_status(observed(reported, job=job(name, "Complete")), CONFIG, NOW)
-    assert "percent" not in status["download"], "no 100 % beside 40 of 62 bytes"
-    silent = md(status={"download": {"job": name}})
-    status = derive_status(observed(silent, job=job(name, "Complete")), CONFIG, NOW)
-    assert status["download"]["percent"] == 100
+def test_complete_job_is_100_percent_of_the_reported_total():
+    name = job_name_of(md())
+    late = {"bytesDone": 40, "bytesTotal": 62, "filesDone": 1, "filesTotal": 2, "percent": 64}
+    status = derive_status(observed(md(), job=job(name, "Complete", report=late)), CONFIG, NOW)
+    assert (
+        status["download"] | {"bytesDone": 62, "filesDone": 2, "percent": 100}
+        == (status["download"])
+    ), "the final report was lost: the verified Job says every byte is there"
+    silent = derive_status(observed(md(), job=job(name, "Complete")), CONFIG, NOW)
+    assert silent["download"]["percent"] == 100
+    assert silent["download"]["completedAt"] == "2026-11-26T10:00:00Z"

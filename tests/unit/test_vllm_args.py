@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from berth_operator.api.modeldeployment import MANAGED_VLLM_FLAGS, ModelDeploymentSpec
+from berth_operator.api.podenv import VllmEngineSettings
+from berth_operator.controller.engines import engine_settings
 from berth_runtime.engines.vllm.args import child_env, serve_args
 from berth_runtime.engines.vllm.failures import classify, failure_message
 
@@ -22,8 +25,21 @@ def flags(args: list[str]) -> dict[str, str | None]:
     return found
 
 
+def rendered(gpus: int = 1, **vllm) -> VllmEngineSettings:
+    """The settings a vllm pod gets for this spec, read back as the runtime reads them."""
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "engine": "vllm",
+            "model": {"repo": "Qwen/Qwen3-VL-30B-A3B-Instruct"},
+            "resources": {"gpus": gpus},
+            **({"vllm": vllm} if vllm else {}),
+        }
+    )
+    return VllmEngineSettings.model_validate(engine_settings(spec, "qwen"))
+
+
 def test_defaults_follow_the_seed():
-    args = serve_args({"gpus": 1, "servedModelName": "qwen"}, MODEL, "0.0.0.0", 8000)
+    args = serve_args(rendered(), MODEL, "0.0.0.0", 8000)
     assert args[:2] == ["serve", str(MODEL)]
     assert flags(args) == {
         "--host": "0.0.0.0",
@@ -35,19 +51,20 @@ def test_defaults_follow_the_seed():
     }
 
 
+EVERY_SETTING = {
+    "servedModelName": "qwen-vl",
+    "maxModelLen": 32768,
+    "gpuMemoryUtilization": 0.85,
+    "limitMmPerPrompt": {"video": 0, "image": 4},
+    "trustRemoteCode": True,
+    "extraArgs": ["--enable-prefix-caching", "--max-num-seqs", "64"],
+}
+
+
 def test_every_setting_becomes_a_full_flag_name():
-    settings = {
-        "gpus": 4,
-        "tensorParallelSize": 4,
-        "servedModelName": "qwen-vl",
-        "maxModelLen": 32768,
-        "gpuMemoryUtilization": 0.85,
-        "limitMmPerPrompt": {"video": 0, "image": 4},
-        "trustRemoteCode": True,
-        "extraArgs": ["--enable-prefix-caching", "--max-num-seqs", "64"],
-    }
-    args = serve_args(settings, MODEL, "127.0.0.1", 9000)
+    args = serve_args(rendered(gpus=4, **EVERY_SETTING), MODEL, "127.0.0.1", 9000)
     found = flags(args)
+    assert found["--served-model-name"] == "qwen-vl"
     assert found["--tensor-parallel-size"] == "4"
     assert found["--max-model-len"] == "32768"
     assert found["--gpu-memory-utilization"] == "0.85"
@@ -58,18 +75,28 @@ def test_every_setting_becomes_a_full_flag_name():
     assert len(managed) == len(set(managed)) == 8
 
 
-def test_tensor_parallel_size_falls_back_to_the_gpus_and_flags_stay_off_when_unset():
-    args = serve_args({"gpus": 2, "trustRemoteCode": False, "limitMmPerPrompt": {}}, MODEL, "h", 1)
-    found = flags(args)
+def test_berth_emits_only_flags_that_extra_args_may_not_set():
+    emitted = {
+        a
+        for a in serve_args(rendered(gpus=2, **EVERY_SETTING), MODEL, "h", 1)[:-3]
+        if a.startswith("--")
+    }
+    assert emitted <= set(MANAGED_VLLM_FLAGS)
+    # managed but never emitted: the model is positional, the key an env var, the cache fixed
+    assert set(MANAGED_VLLM_FLAGS) - emitted == {"--model", "--api-key", "--download-dir"}
+
+
+def test_flags_stay_off_when_unset():
+    found = flags(
+        serve_args(rendered(gpus=2, trustRemoteCode=False, limitMmPerPrompt={}), MODEL, "h", 1)
+    )
     assert found["--tensor-parallel-size"] == "2"
     assert "--trust-remote-code" not in found and "--limit-mm-per-prompt" not in found
-    assert "--served-model-name" not in found
-    assert flags(serve_args({"gpus": 0}, MODEL, "h", 1))["--tensor-parallel-size"] == "1"
 
 
 def test_the_api_key_stays_in_the_environment():
     environ = {"VLLM_API_KEY": "sk-secret", "PATH": "/bin", "HF_HUB_OFFLINE": "0"}
-    args = serve_args({"servedModelName": "q"}, MODEL, "h", 1)
+    args = serve_args(rendered(), MODEL, "h", 1)
     assert not any("sk-secret" in a or "api-key" in a for a in args)
     env = child_env(environ)
     assert env["VLLM_API_KEY"] == "sk-secret"  # vLLM reads it itself

@@ -1,19 +1,4 @@
-"""The ModelDeployment API (berth.dev/v1alpha1): typed models, the CRD generated from them."""
+"""The ModelDeployment API (berth.dev/v1alpha1): typed models, metadata keys, the pod contract.
 
-from berth_operator.api.modeldeployment import (
-    GROUP,
-    KIND,
-    PLURAL,
-    VERSION,
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-)
-
-__all__ = [
-    "GROUP",
-    "KIND",
-    "PLURAL",
-    "VERSION",
-    "ModelDeploymentSpec",
-    "ModelDeploymentStatus",
-]
+Nothing is imported here, so that `berth_operator.api.metadata` stays free of dependencies.
+"""

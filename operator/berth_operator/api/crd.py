@@ -5,16 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from berth_operator.api.modeldeployment import (
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-)
+from berth_operator.api.metadata import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from berth_operator.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 

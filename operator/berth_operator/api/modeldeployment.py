@@ -7,13 +7,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-GROUP = "berth.dev"
-VERSION = "v1alpha1"
-KIND = "ModelDeployment"
-PLURAL = "modeldeployments"
-SINGULAR = "modeldeployment"
-SHORT_NAMES = ["md"]
-
 Engine = Literal["vllm", "nemo-asr", "pyannote"]
 Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed", "Stopped"]
 
@@ -232,17 +225,21 @@ class EnvVar(ApiModel):
     )
 
 
-MANAGED_VLLM_FLAGS = (
-    "--model",
-    "--tensor-parallel-size",
-    "--max-model-len",
-    "--gpu-memory-utilization",
-    "--served-model-name",
-    "--port",
-    "--host",
-    "--api-key",
-    "--download-dir",
-)
+#: `vllm serve` flags Berth sets itself, each with where its value comes from. extraArgs may not
+#: set them; the runtime's serve_args emits only these (a unit test holds the two together).
+MANAGED_VLLM_FLAGS: dict[str, str] = {
+    "--model": "spec.model.repo",
+    "--download-dir": "the cache volume",
+    "--host": "the pod",
+    "--port": "the pod",
+    "--api-key": "spec.auth.apiKeySecretRef",
+    "--served-model-name": "spec.vllm.servedModelName",
+    "--tensor-parallel-size": "spec.resources.gpus",
+    "--max-model-len": "spec.vllm.maxModelLen",
+    "--gpu-memory-utilization": "spec.vllm.gpuMemoryUtilization",
+    "--limit-mm-per-prompt": "spec.vllm.limitMmPerPrompt",
+    "--trust-remote-code": "spec.vllm.trustRemoteCode",
+}
 
 
 def _managed_flags_rule() -> dict[str, str]:
@@ -250,12 +247,12 @@ def _managed_flags_rule() -> dict[str, str]:
     # refused as well as the flag itself.
     flags = ", ".join(f"'{f}'" for f in MANAGED_VLLM_FLAGS)
     name = "(a.contains('=') ? a.substring(0, a.indexOf('=')) : a)"
+    fields = "; ".join(f"{flag}: {source}" for flag, source in MANAGED_VLLM_FLAGS.items())
     return rule(
         "!has(self.vllm) || !has(self.vllm.extraArgs) || !self.vllm.extraArgs.exists(a, "
         f"a.startsWith('--') && a.size() > 3 && [{flags}].exists(f, f.startsWith({name})))",
-        "vllm.extraArgs must not set flags Berth manages, nor abbreviations of them ("
-        + ", ".join(MANAGED_VLLM_FLAGS)
-        + "): use the matching spec fields, and auth.apiKeySecretRef for the key",
+        "vllm.extraArgs must not set flags Berth manages, nor abbreviations of them; "
+        f"set them through the spec instead ({fields})",
         ".vllm.extraArgs",
     )
 
@@ -351,11 +348,12 @@ class Condition(StatusModel):
     observed_generation: int | None = None
 
 
-class DownloadStatus(StatusModel):
-    """Progress of the download of the model into the cache."""
+class DownloadReport(StatusModel):
+    """What the downloader reports of its Job's progress (on the Job, as JSON in an annotation).
 
-    job: str | None = None
-    revision: str | None = Field(default=None, description="Requested revision.")
+    The operator copies it into status.download of every resource that shares the Job.
+    """
+
     resolved_revision: str | None = Field(
         default=None, description="Commit the revision resolved to."
     )
@@ -369,6 +367,13 @@ class DownloadStatus(StatusModel):
     started_at: str | None = None
     completed_at: str | None = None
     updated_at: str | None = None
+
+
+class DownloadStatus(DownloadReport):
+    """Progress of the download of the model into the cache: the current Job and its report."""
+
+    job: str | None = None
+    revision: str | None = Field(default=None, description="Requested revision.")
 
 
 class RuntimeErrorReport(StatusModel):

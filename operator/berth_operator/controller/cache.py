@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth_operator.api.metadata import (
+    CACHE_COMPONENT,
+    COMPONENT_LABEL,
+    KEEP_ANNOTATION,
+    MANAGED_BY,
+)
 from berth_operator.config import OperatorConfig
-from berth_operator.controller.naming import MANAGED_BY
 from berth_operator.controller.resource import ModelDeployment
 
 
@@ -30,8 +35,8 @@ def render_cache_claim(md: ModelDeployment, config: OperatorConfig) -> dict[str,
         "metadata": {
             "name": cache_claim_name(md, config),
             "namespace": md.namespace,
-            "labels": {**MANAGED_BY, "app.kubernetes.io/component": "model-cache"},
-            "annotations": {"berth.dev/keep": "Berth never deletes this claim"},
+            "labels": {**MANAGED_BY, COMPONENT_LABEL: CACHE_COMPONENT},
+            "annotations": {KEEP_ANNOTATION: "Berth never deletes this claim"},
         },
         "spec": spec,
     }

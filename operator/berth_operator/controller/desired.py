@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth_operator.api.metadata import (
+    MODEL_BYTES_ANNOTATION,
+    RESOLVED_REVISION_ANNOTATION,
+    REVISION_ANNOTATION,
+)
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.download import (
-    md_download_job_name,
+    download_report,
     render_download_identity,
     render_download_job,
     render_download_role,
@@ -14,27 +19,18 @@ from berth_operator.controller.download import (
 from berth_operator.controller.naming import runtime_account_name, server_labels
 from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.rbac import account_and_binding, status_role
-from berth_operator.controller.workload import (
-    REVISION_ANNOTATION,
-    ServedModel,
-    render_deployment,
-    render_service,
-)
-
-RESOLVED_ANNOTATION = "berth.dev/resolved-revision"
-MODEL_BYTES_ANNOTATION = "berth.dev/model-bytes"
+from berth_operator.controller.workload import ServedModel, render_deployment, render_service
 
 
 def served_model(observed: Observed) -> ServedModel | None:
     """The download to serve: the requested one once complete; until then whatever already runs."""
     md = observed.md
     if job_condition(observed.job, "Complete"):
-        progress = md.status.download
-        current = progress if progress and progress.job == md_download_job_name(md) else None
+        report = download_report(observed.job)
         return ServedModel(
             revision=md.spec.model.revision,
-            resolved_revision=current.resolved_revision if current else None,
-            model_bytes=current.bytes_total if current else None,
+            resolved_revision=report.resolved_revision if report else None,
+            model_bytes=report.bytes_total if report else None,
         )
     if observed.deployment:
         annotations = observed.deployment["metadata"].get("annotations") or {}
@@ -42,7 +38,7 @@ def served_model(observed: Observed) -> ServedModel | None:
             size = annotations.get(MODEL_BYTES_ANNOTATION)
             return ServedModel(
                 revision=revision,
-                resolved_revision=annotations.get(RESOLVED_ANNOTATION) or None,
+                resolved_revision=annotations.get(RESOLVED_REVISION_ANNOTATION) or None,
                 model_bytes=int(size) if size and size.isdigit() else None,
             )
     return None
@@ -52,7 +48,7 @@ def _annotate(deployment: dict[str, Any], served: ServedModel) -> dict[str, Any]
     """Records what the Deployment serves, so a later pass can keep serving it."""
     deployment["metadata"]["annotations"] = {
         REVISION_ANNOTATION: served.revision,
-        RESOLVED_ANNOTATION: served.resolved_revision or "",
+        RESOLVED_REVISION_ANNOTATION: served.resolved_revision or "",
         MODEL_BYTES_ANNOTATION: str(served.model_bytes or ""),
     }
     return deployment
@@ -62,16 +58,17 @@ def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[st
     """Every child to apply this pass, in order: identities first, the Deployment last."""
     md = observed.md
     children: list[dict[str, Any]] = []
+    download = observed.download
     if observed.token_problem is None:
-        children.append(render_download_role(md, observed.sharers))
+        children.append(render_download_role(md, download, observed.sharers))
         # The Job waits for its pod's identity, which waits for the applied Role's uid.
         if observed.download_role is not None:
-            children += render_download_identity(md, observed.download_role)
-            children.append(render_download_job(md, observed.sharers, config))
+            children += render_download_identity(md, download, observed.download_role)
+            children.append(render_download_job(md, download, observed.sharers, config))
     account = runtime_account_name(md.name)
     labels = server_labels(md.name, md.spec.engine)
     owner = [md.owner_reference()]
-    children.append(status_role(account, md.namespace, labels, owner, status_of=[md.name]))
+    children.append(status_role(account, md.namespace, labels, owner, status_of=md.name))
     children += account_and_binding(account, md.namespace, labels, owner)
     children.append(render_service(md, config))
     served = served_model(observed)

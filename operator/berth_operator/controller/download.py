@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from typing import Any
 
-from berth_operator.config import OperatorConfig
+import pydantic
+
+from berth_operator.api.metadata import DOWNLOAD_PROGRESS_ANNOTATION
+from berth_operator.api.modeldeployment import DownloadReport
+from berth_operator.api.podenv import HF_TOKEN_VARIABLE, DownloadEnv
+from berth_operator.config import OperatorConfig, library_env
 from berth_operator.controller.cache import cache_claim_name
 from berth_operator.controller.naming import download_job_name, download_key, download_labels
-from berth_operator.controller.rbac import account_and_binding, role_owner_reference, status_role
+from berth_operator.controller.rbac import account_and_binding, role, role_owner_reference
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.security import (
     restricted_container_security,
@@ -20,55 +25,54 @@ PERMANENT_FAILURE_EXIT_CODE = 2  # the downloader's exit code for errors a retry
 DOWNLOAD_RETRIES = 4
 
 
-def md_download_key(md: ModelDeployment) -> str:
-    """The download key of a resource: what it downloads, with which token, and re-download."""
+@dataclass(frozen=True)
+class DownloadIdentity:
+    """Which download a resource needs: its key, and the name and labels of its Job and identity."""
+
+    key: str
+    job_name: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return download_labels(self.key)
+
+
+def download_identity(md: ModelDeployment) -> DownloadIdentity:
+    """What the resource downloads, with which token, and its re-download token."""
     token = md.spec.model.token_secret_ref
     token_id = f"{token.name}/{token.key}" if token else None
-    return download_key(md.spec.model, "|".join(filter(None, [md.redownload_token, token_id])))
-
-
-def md_download_job_name(md: ModelDeployment) -> str:
-    return download_job_name(md.spec.model, md_download_key(md))
+    key = download_key(md.spec.model, "|".join(filter(None, [md.redownload_token, token_id])))
+    return DownloadIdentity(key, download_job_name(md.spec.model, key))
 
 
 def _env(md: ModelDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
     model = md.spec.model
-    env: list[dict[str, Any]] = [
-        {"name": "BERTH_MODEL_REPO", "value": model.repo},
-        {"name": "BERTH_MODEL_REVISION", "value": model.revision},
-        {"name": "BERTH_ALLOW_PATTERNS", "value": json.dumps(model.allow_patterns or [])},
-        {"name": "BERTH_IGNORE_PATTERNS", "value": json.dumps(model.ignore_patterns or [])},
-        {"name": "BERTH_FORCE", "value": "1" if md.redownload_token else "0"},
-        {"name": "MODEL_CACHE_DIR", "value": config.cache_mount_path},
-        {"name": "HF_HUB_CACHE", "value": config.cache_mount_path},
-        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "BERTH_STALL_SECONDS", "value": str(config.download_stall_seconds)},
-        {
-            "name": "BERTH_JOB_NAME",
-            "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}},
-        },
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-    ]
+    settings = DownloadEnv(
+        repo=model.repo,
+        revision=model.revision,
+        cache_dir=config.cache_mount_path,
+        allow_patterns=model.allow_patterns or [],
+        ignore_patterns=model.ignore_patterns or [],
+        force=bool(md.redownload_token),
+        stall_seconds=config.download_stall_seconds,
+    )
+    env = [*settings.rendered(), *DownloadEnv.field_references(), *library_env(config)]
     if config.hf_endpoint:
         env.append({"name": "HF_ENDPOINT", "value": config.hf_endpoint})
     if token := model.token_secret_ref:
-        env.append(
-            {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
-            }
-        )
+        secret = {"secretKeyRef": {"name": token.name, "key": token.key}}
+        env.append({"name": HF_TOKEN_VARIABLE, "valueFrom": secret})
     return env
 
 
 def render_download_job(
-    md: ModelDeployment, sharers: list[ModelDeployment], config: OperatorConfig
+    md: ModelDeployment,
+    download: DownloadIdentity,
+    sharers: list[ModelDeployment],
+    config: OperatorConfig,
 ) -> dict[str, Any]:
     """The Job for `md`'s download, owned by every resource in `sharers` (md included)."""
-    name = md_download_job_name(md)
-    labels = download_labels(md_download_key(md))
+    name, labels = download.job_name, download.labels
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -135,35 +139,51 @@ def download_owner_references(sharers: list[ModelDeployment]) -> list[dict[str, 
     return [s.owner_reference(controller=False) for s in sorted(sharers, key=lambda s: s.name)]
 
 
-def render_download_role(md: ModelDeployment, sharers: list[ModelDeployment]) -> dict[str, Any]:
-    """What the download pod may do: read its Job, patch the sharers' status; nothing else.
+def render_download_role(
+    md: ModelDeployment, download: DownloadIdentity, sharers: list[ModelDeployment]
+) -> dict[str, Any]:
+    """What the download pod may do: read its own Job and annotate it with progress; nothing else.
 
     The sharers own the Role; the pod's ServiceAccount and RoleBinding are owned by the Role,
     so a new sharer changes one object, and all three go when the last sharer does.
     """
-    name = md_download_job_name(md)
-    return status_role(
-        name=name,
+    return role(
+        name=download.job_name,
         namespace=md.namespace,
-        labels=download_labels(md_download_key(md)),
+        labels=download.labels,
         owner_references=download_owner_references(sharers),
-        status_of=[s.name for s in sharers],
-        extra_rules=[
+        rules=[
             {
                 "apiGroups": ["batch"],
                 "resources": ["jobs"],
-                "resourceNames": [name],
-                "verbs": ["get"],
+                "resourceNames": [download.job_name],
+                "verbs": ["get", "patch"],
             }
         ],
     )
 
 
-def render_download_identity(md: ModelDeployment, role: dict[str, Any]) -> list[dict[str, Any]]:
+def render_download_identity(
+    md: ModelDeployment, download: DownloadIdentity, role: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The download pod's ServiceAccount and RoleBinding, owned by its applied Role."""
     return account_and_binding(
-        name=md_download_job_name(md),
+        name=download.job_name,
         namespace=md.namespace,
-        labels=download_labels(md_download_key(md)),
+        labels=download.labels,
         owner_references=[role_owner_reference(role)],
     )
+
+
+def download_report(job: dict[str, Any] | None) -> DownloadReport | None:
+    """The downloader's latest report, read from the Job it was written on: so it is always the
+    current download's, never an earlier Job's. None before the first report."""
+    raw = ((job or {}).get("metadata", {}).get("annotations") or {}).get(
+        DOWNLOAD_PROGRESS_ANNOTATION
+    )
+    if not raw:
+        return None
+    try:
+        return DownloadReport.model_validate_json(raw)
+    except pydantic.ValidationError:
+        return None

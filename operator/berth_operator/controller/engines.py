@@ -12,6 +12,12 @@ from berth_operator.api.modeldeployment import (
     ModelDeploymentSpec,
     VllmSettings,
 )
+from berth_operator.api.podenv import (
+    AsrEngineSettings,
+    DiarizationEngineSettings,
+    EngineSettings,
+    VllmEngineSettings,
+)
 
 PROBE_PERIOD_SECONDS = 10
 GIB = 2**30
@@ -84,18 +90,20 @@ ENGINES: dict[str, EngineProfile] = {
 
 
 def engine_settings(spec: ModelDeploymentSpec, name: str) -> dict[str, Any]:
-    """The engine's settings with defaults filled in, as the runtime reads them (BERTH_SETTINGS)."""
-    # the name clients send as `model` (OpenAI APIs): the resource's, unless vllm sets another
-    settings: dict[str, Any] = {"gpus": spec.resources.gpus, "servedModelName": name}
+    """The engine's settings with every default filled in (BERTH_SETTINGS): the runtime trusts
+    them. Clients send the resource's name as `model`, unless vllm sets another."""
+    common: dict[str, Any] = {"gpus": spec.resources.gpus, "served_model_name": name}
     if spec.engine == "vllm":
         vllm = spec.vllm or VllmSettings()
-        settings |= vllm.model_dump(by_alias=True, exclude_none=True)
-        settings["servedModelName"] = vllm.served_model_name or name
-        settings["tensorParallelSize"] = spec.resources.gpus
-    elif spec.engine == "nemo-asr":
-        settings |= (spec.asr or AsrSettings()).model_dump(by_alias=True, exclude_none=True)
-    else:
-        settings |= (spec.diarization or DiarizationSettings()).model_dump(
-            by_alias=True, exclude_none=True
+        settings: EngineSettings = VllmEngineSettings(
+            **(vllm.model_dump() | common),
+            tensor_parallel_size=spec.resources.gpus,
         )
-    return settings
+        if vllm.served_model_name:
+            settings = settings.model_copy(update={"served_model_name": vllm.served_model_name})
+    elif spec.engine == "nemo-asr":
+        settings = AsrEngineSettings(**((spec.asr or AsrSettings()).model_dump() | common))
+    else:
+        diarization = spec.diarization or DiarizationSettings()
+        settings = DiarizationEngineSettings(**(diarization.model_dump() | common))
+    return settings.model_dump(by_alias=True, exclude_none=True)

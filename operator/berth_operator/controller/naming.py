@@ -6,25 +6,29 @@ import hashlib
 import json
 import re
 
-from berth_operator.api.modeldeployment import GROUP, ModelSource
-
-MANAGED_BY = {"app.kubernetes.io/managed-by": "berth"}
-MODEL_DEPLOYMENT_LABEL = f"{GROUP}/modeldeployment"
-DOWNLOAD_KEY_LABEL = f"{GROUP}/download-key"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-SERVER_COMPONENT = "model-server"
-DOWNLOAD_COMPONENT = "download"
+from berth_operator.api.metadata import (
+    COMPONENT_LABEL,
+    DOWNLOAD_COMPONENT,
+    DOWNLOAD_KEY_LABEL,
+    ENGINE_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MODEL_DEPLOYMENT_LABEL,
+    NAME_LABEL,
+    SERVER_COMPONENT,
+)
+from berth_operator.api.modeldeployment import ModelSource
 
 
 def server_labels(name: str, engine: str) -> dict[str, str]:
     """Labels of a ModelDeployment's Deployment, pods, Service and RBAC objects."""
     return {
         **MANAGED_BY,
-        "app.kubernetes.io/name": "berth-model-server",
-        "app.kubernetes.io/instance": name,
+        NAME_LABEL: "berth-model-server",
+        INSTANCE_LABEL: name,
         COMPONENT_LABEL: SERVER_COMPONENT,
         MODEL_DEPLOYMENT_LABEL: name,
-        f"{GROUP}/engine": engine,
+        ENGINE_LABEL: engine,
     }
 
 
@@ -64,9 +68,10 @@ def download_job_name(model: ModelSource, key: str) -> str:
 
 
 def download_labels(key: str) -> dict[str, str]:
+    """Labels of a download Job, its pods and its identity."""
     return {
         **MANAGED_BY,
-        "app.kubernetes.io/name": "berth-download",
+        NAME_LABEL: "berth-download",
         COMPONENT_LABEL: DOWNLOAD_COMPONENT,
         DOWNLOAD_KEY_LABEL: key,
     }

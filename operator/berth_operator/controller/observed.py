@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth_operator.controller.download import DownloadIdentity
 from berth_operator.controller.resource import ModelDeployment
 
 
@@ -21,6 +22,7 @@ class Observed:
     """The cluster state a reconcile works from; plain API objects, as read."""
 
     md: ModelDeployment
+    download: DownloadIdentity
     sharers: list[ModelDeployment]
     job: dict[str, Any] | None = None
     download_role: dict[str, Any] | None = None

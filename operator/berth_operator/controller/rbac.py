@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth_operator.api.modeldeployment import GROUP, PLURAL
+from berth_operator.api.metadata import GROUP, PLURAL
+
+
+def role(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    owner_references: list[dict[str, Any]],
+    rules: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A Role with exactly `rules`."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(name, namespace, labels, owner_references),
+        "rules": rules,
+    }
 
 
 def status_role(
@@ -12,24 +28,16 @@ def status_role(
     namespace: str,
     labels: dict[str, str],
     owner_references: list[dict[str, Any]],
-    status_of: list[str],
-    extra_rules: list[dict[str, Any]] | None = None,
+    status_of: str,
 ) -> dict[str, Any]:
-    """A Role that may get and patch the status of `status_of` (and `extra_rules`), nothing else."""
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": _metadata(name, namespace, labels, owner_references),
-        "rules": [
-            {
-                "apiGroups": [GROUP],
-                "resources": [f"{PLURAL}/status"],
-                "resourceNames": sorted(status_of),
-                "verbs": ["get", "patch"],
-            },
-            *(extra_rules or []),
-        ],
+    """A Role that may get and patch the status of the ModelDeployment `status_of`, nothing else."""
+    rule = {
+        "apiGroups": [GROUP],
+        "resources": [f"{PLURAL}/status"],
+        "resourceNames": [status_of],
+        "verbs": ["get", "patch"],
     }
+    return role(name, namespace, labels, owner_references, [rule])
 
 
 def account_and_binding(

@@ -12,16 +12,22 @@ from typing import Any
 import pydantic
 from lightkube.core.exceptions import ApiError
 
+from berth_operator.api.metadata import (
+    COMPONENT_LABEL,
+    JOB_NAME_LABEL,
+    KIND,
+    MODEL_DEPLOYMENT_LABEL,
+    SERVER_COMPONENT,
+)
 from berth_operator.api.modeldeployment import ModelDeploymentStatus
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.cache import cache_claim_name, render_cache_claim
 from berth_operator.controller.desired import desired_children
 from berth_operator.controller.diff import contains
-from berth_operator.controller.download import download_owner_references, md_download_job_name
-from berth_operator.controller.naming import (
-    COMPONENT_LABEL,
-    MODEL_DEPLOYMENT_LABEL,
-    SERVER_COMPONENT,
+from berth_operator.controller.download import (
+    DownloadIdentity,
+    download_identity,
+    download_owner_references,
 )
 from berth_operator.controller.observed import Observed, SecretCheck
 from berth_operator.controller.resource import ModelDeployment
@@ -34,7 +40,6 @@ logger = logging.getLogger(__name__)
 JOB = ("batch/v1", "Job")
 IDENTITY_KINDS = {"Role", "ServiceAccount", "RoleBinding", "Service"}
 WORKLOAD_KINDS = {"Job", "Deployment"}
-MD_KIND = "ModelDeployment"
 
 
 def utcnow() -> str:
@@ -60,14 +65,16 @@ class Reconciler:
     _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
-    _parsed: dict[tuple[str, str], tuple[str, ModelDeployment | None, str]] = field(
-        default_factory=dict
+    _parsed: dict[tuple[str, str], tuple[str, ModelDeployment | None, DownloadIdentity | None]] = (
+        field(default_factory=dict)
     )
 
     # ---- reading --------------------------------------------------------------------------
 
-    def parsed(self, body: dict[str, Any]) -> tuple[ModelDeployment | None, str]:
-        """The parsed resource and its download Job's name; cached per resourceVersion."""
+    def parsed(
+        self, body: dict[str, Any]
+    ) -> tuple[ModelDeployment | None, DownloadIdentity | None]:
+        """The parsed resource and the download it needs; computed once per resourceVersion."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         version = meta.get("resourceVersion", "")
@@ -77,7 +84,7 @@ class Reconciler:
                 md: ModelDeployment | None = ModelDeployment.from_body(body)
             except pydantic.ValidationError:
                 md = None
-            cached = (version, md, md_download_job_name(md) if md else "")
+            cached = (version, md, download_identity(md) if md else None)
             self._parsed[key] = cached
         return cached[1], cached[2]
 
@@ -89,9 +96,9 @@ class Reconciler:
     ) -> list[ModelDeployment]:
         """Every valid, live ModelDeployment in the namespace (that downloads with `job_name`)."""
         result = []
-        for body in self.store.in_namespace(MD_KIND, namespace):
-            md, its_job = self.parsed(body)
-            if md and not md.deleting and (job_name is None or its_job == job_name):
+        for body in self.store.in_namespace(KIND, namespace):
+            md, download = self.parsed(body)
+            if md and not md.deleting and (job_name is None or download.job_name == job_name):
                 result.append(md)
         return result
 
@@ -129,12 +136,13 @@ class Reconciler:
     def observe(
         self,
         md: ModelDeployment,
+        download: DownloadIdentity,
         token_problem: SecretCheck | None,
         secret_problems: list[SecretCheck],
     ) -> Observed:
         """Everything this pass needs from the store."""
         ns = md.namespace
-        job_name = md_download_job_name(md)
+        job_name = download.job_name
         sharers = [m for m in self.model_deployments(ns, job_name) if m.uid != md.uid]
         sharers.append(md)
         jobs_of_md = [j for j in self.store.in_namespace("Job", ns) if _owned_by(j, md.uid)]
@@ -145,10 +153,11 @@ class Reconciler:
         ]
         return Observed(
             md=md,
+            download=download,
             sharers=sharers,
             job=self.store.get("Job", ns, job_name),
             download_role=self.store.get("Role", ns, job_name),
-            job_pods=self.store.by_label("Pod", ns, "job-name", job_name),
+            job_pods=self.store.by_label("Pod", ns, JOB_NAME_LABEL, job_name),
             deployment=self.store.get("Deployment", ns, md.name),
             pods=server_pods,
             stale_jobs=[j for j in jobs_of_md if j["metadata"]["name"] != job_name],
@@ -246,12 +255,12 @@ class Reconciler:
             logger.debug("namespace %s is being deleted; leaving %s alone", namespace, name)
 
     async def _reconcile(self, namespace: str, name: str) -> None:
-        body = self.store.get(MD_KIND, namespace, name)
+        body = self.store.get(KIND, namespace, name)
         if body is None:
             self.forget(namespace, name)
             return
-        md, _ = self.parsed(body)
-        if md is None:
+        md, download = self.parsed(body)
+        if md is None or download is None:
             try:
                 ModelDeployment.from_body(body)
             except pydantic.ValidationError as error:
@@ -262,15 +271,15 @@ class Reconciler:
         await self.ensure_cache_claim(md)
         secrets = await self.check_secrets(md)
         # Resources sharing a download write its Job and identity: one at a time.
-        async with self._download_locks[(namespace, md_download_job_name(md))]:
-            observed = self.observe(md, *secrets)
+        async with self._download_locks[(namespace, download.job_name)]:
+            observed = self.observe(md, download, *secrets)
             await self.apply_children(observed)
             if observed.download_role is None:  # the Role now exists: its dependants can follow
-                observed = self.observe(md, *secrets)
+                observed = self.observe(md, download, *secrets)
                 await self.apply_children(observed)
         if observed.stale_jobs:
             await self.release_stale_jobs(observed)
-        observed = self.observe(md, *secrets)  # what was just applied counts too
+        observed = self.observe(md, download, *secrets)  # what was just applied counts too
         await self.write_status(md, body, derive_status(observed, self.config, utcnow()))
 
     async def _report_invalid(self, body: dict[str, Any], error: pydantic.ValidationError) -> None:

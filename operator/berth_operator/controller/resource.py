@@ -6,15 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from berth_operator.api.modeldeployment import (
-    GROUP,
-    KIND,
-    VERSION,
-    ModelDeploymentSpec,
-    ModelDeploymentStatus,
-)
-
-REDOWNLOAD_ANNOTATION = f"{GROUP}/redownload"
+from berth_operator.api.metadata import API_VERSION, KIND, REDOWNLOAD_ANNOTATION
+from berth_operator.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 
 
 @dataclass(frozen=True)
@@ -53,7 +46,7 @@ class ModelDeployment:
     def owner_reference(self, *, controller: bool = True) -> dict[str, Any]:
         """An ownerReference to this resource, for its children."""
         return {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": API_VERSION,
             "kind": KIND,
             "name": self.name,
             "uid": self.uid,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from berth_operator.api.modeldeployment import DownloadReport, DownloadStatus
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.conditions import (
     CACHE_READY,
@@ -15,25 +16,12 @@ from berth_operator.controller.conditions import (
     Verdict,
     merge_conditions,
 )
-from berth_operator.controller.download import DOWNLOAD_RETRIES, md_download_job_name
+from berth_operator.controller.download import DOWNLOAD_RETRIES, download_report
 from berth_operator.controller.naming import selector_string, server_selector
 from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.podtruth import is_ready, worst_problem
 from berth_operator.controller.workload import endpoint
 
-DOWNLOAD_PROGRESS_FIELDS = (
-    "resolvedRevision",
-    "bytesDone",
-    "bytesTotal",
-    "filesDone",
-    "filesTotal",
-    "percent",
-    "progress",
-    "bytesPerSecond",
-    "startedAt",
-    "completedAt",
-    "updatedAt",
-)
 WAITING_REASONS = {"DownloadPending", "Downloading", "DownloadRetrying", "Unschedulable"}
 DOWNLOADING_REASONS = {"Downloading", "DownloadRetrying"}
 FAILING_POD_REASONS = {
@@ -131,8 +119,8 @@ def cache_verdict(observed: Observed) -> Verdict:
         p.get("status", {}).get("phase") == "Running" for p in observed.job_pods
     ):
         return retry
-    progress = md.status.download
-    if progress and progress.job == observed.job["metadata"]["name"] and progress.bytes_total:
+    progress = download_report(observed.job)
+    if progress and progress.bytes_total:
         rate = f", {_human_bytes(progress.bytes_per_second)}/s" if progress.bytes_per_second else ""
         return Verdict(
             "False",
@@ -235,22 +223,31 @@ def phase(
 
 
 def download_fields(observed: Observed) -> dict[str, Any]:
-    """The operator's keys of status.download; progress keys are reset when the Job changes."""
-    md = observed.md
-    job_name = md_download_job_name(md)
-    fields: dict[str, Any] = {"job": job_name, "revision": md.spec.model.revision}
-    previous = md.status.download
-    fresh = previous is None or previous.job != job_name
-    if fresh:
-        fields |= dict.fromkeys(DOWNLOAD_PROGRESS_FIELDS)
+    """status.download: the current Job, the requested revision, and that Job's latest report.
+
+    Every key is written on every pass (null when unknown), so nothing of an earlier Job remains.
+    A complete Job means every planned byte is in the cache and verified: 100 %, whatever the
+    last report that reached the Job said.
+    """
+    report = download_report(observed.job) or DownloadReport()
     if job_condition(observed.job, "Complete"):
-        if completed := observed.job.get("status", {}).get("completionTime"):
-            fields["completedAt"] = completed
-        # The downloader reports its own final bytes; 100 % comes from the operator only when
-        # nothing was reported, so status never shows 100 % beside fewer bytes.
-        if fresh or previous is None or previous.bytes_done is None:
-            fields |= {"percent": 100, "progress": "100%"}
-    return fields
+        report = report.model_copy(
+            update={
+                "bytes_done": report.bytes_total,
+                "files_done": report.files_total,
+                "percent": 100,
+                "progress": "100%",
+                "bytes_per_second": None,
+                "completed_at": report.completed_at
+                or observed.job.get("status", {}).get("completionTime"),
+            }
+        )
+    status = DownloadStatus(
+        job=observed.download.job_name,
+        revision=observed.md.spec.model.revision,
+        **report.model_dump(),
+    )
+    return status.model_dump(by_alias=True)
 
 
 def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[str, Any]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from berth_operator.api.modeldeployment import GROUP
-from berth_operator.config import OperatorConfig
+from berth_operator.api.metadata import REVISION_ANNOTATION
+from berth_operator.api.podenv import API_KEYS_VARIABLE, ServerEnv
+from berth_operator.config import OperatorConfig, library_env
 from berth_operator.controller.cache import cache_claim_name
 from berth_operator.controller.engines import ENGINES, engine_settings
 from berth_operator.controller.naming import runtime_account_name, server_labels, server_selector
@@ -19,7 +19,6 @@ from berth_operator.controller.security import (
 
 SERVER_CONTAINER = "server"
 PORT_NAME = "http"
-REVISION_ANNOTATION = f"{GROUP}/revision"
 GPU_TOLERATION_KEY = "nvidia.com/gpu"
 
 
@@ -40,33 +39,25 @@ def endpoint(md: ModelDeployment, config: OperatorConfig) -> str:
 
 def _env(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> list[dict[str, Any]]:
     spec = md.spec
-    expected = {
-        **config.expected_dependencies.get(spec.engine, {}),
-        **(spec.expected_dependencies or {}),
-    }
-    env: list[dict[str, Any]] = [
-        {"name": "BERTH_ENGINE", "value": spec.engine},
-        {"name": "BERTH_MODEL_REPO", "value": spec.model.repo},
-        {"name": "BERTH_MODEL_REVISION", "value": served.resolved_revision or served.revision},
-        {
-            "name": "BERTH_SETTINGS",
-            "value": json.dumps(engine_settings(spec, md.name), sort_keys=True),
+    settings = ServerEnv(
+        repo=spec.model.repo,
+        revision=served.resolved_revision or served.revision,
+        cache_dir=config.cache_mount_path,
+        engine=spec.engine,
+        settings=engine_settings(spec, md.name),
+        expected={
+            **config.expected_dependencies.get(spec.engine, {}),
+            **(spec.expected_dependencies or {}),
         },
-        {"name": "BERTH_EXPECTED_DEPENDENCIES", "value": json.dumps(expected, sort_keys=True)},
-        {"name": "BERTH_MODELDEPLOYMENT", "value": md.name},
-        {"name": "BERTH_PORT", "value": str(config.service_port)},
-        {"name": "MODEL_CACHE_DIR", "value": config.cache_mount_path},
-        {"name": "HF_HUB_CACHE", "value": config.cache_mount_path},
-        {"name": "HF_HUB_OFFLINE", "value": "1"},
-        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-    ]
+        model_deployment=md.name,
+        port=config.service_port,
+    )
+    env = [*settings.rendered(), *ServerEnv.field_references(), *library_env(config)]
+    env.append({"name": "HF_HUB_OFFLINE", "value": "1"})
     env += [{"name": k, "value": v} for k, v in sorted(ENGINES[spec.engine].env.items())]
     if spec.auth and (ref := spec.auth.api_key_secret_ref):
         secret = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
-        env.append({"name": "BERTH_API_KEYS", "valueFrom": secret})
+        env.append({"name": API_KEYS_VARIABLE, "valueFrom": secret})
         if spec.engine == "vllm":
             env.append({"name": "VLLM_API_KEY", "valueFrom": secret})
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env or []]

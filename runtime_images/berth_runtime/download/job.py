@@ -10,8 +10,9 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from berth_operator.api.podenv import DownloadEnv
 
 from berth_runtime.clock import utcnow
 from berth_runtime.download.errors import DownloadError, classify
@@ -20,35 +21,6 @@ from berth_runtime.download.progress import DownloadProgress, ProgressMonitor, m
 
 logger = logging.getLogger(__name__)
 DOWNLOAD_PIECE_BYTES = 2**20
-
-
-@dataclass
-class DownloadRequest:
-    """What the operator asks for, from the Job's environment."""
-
-    repo: str
-    revision: str = "main"
-    cache_dir: Path = Path("/models")
-    allow_patterns: list[str] = field(default_factory=list)
-    ignore_patterns: list[str] = field(default_factory=list)
-    token: str | None = None
-    force: bool = False
-    stall_seconds: float = 300.0
-    workers: int = 8
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> DownloadRequest:
-        env = dict(os.environ if env is None else env)
-        return cls(
-            repo=env["BERTH_MODEL_REPO"],
-            revision=env.get("BERTH_MODEL_REVISION", "main"),
-            cache_dir=Path(env.get("MODEL_CACHE_DIR") or env.get("HF_HUB_CACHE") or "/models"),
-            allow_patterns=json.loads(env.get("BERTH_ALLOW_PATTERNS") or "[]"),
-            ignore_patterns=json.loads(env.get("BERTH_IGNORE_PATTERNS") or "[]"),
-            token=env.get("HF_TOKEN") or None,
-            force=env.get("BERTH_FORCE") == "1",
-            stall_seconds=float(env.get("BERTH_STALL_SECONDS") or 300),
-        )
 
 
 def sha256_of(path: Path) -> str:
@@ -116,7 +88,7 @@ def check_free_space(plan: DownloadPlan, cache_dir: Path) -> None:
 
 
 def run_download(
-    request: DownloadRequest,
+    request: DownloadEnv,
     report: Callable[[DownloadProgress, bool], None],
     on_stall: Callable[[float], None],
 ) -> DownloadProgress:

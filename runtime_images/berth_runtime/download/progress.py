@@ -8,13 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from berth_operator.api.modeldeployment import DownloadReport
+
 from berth_runtime.clock import utcnow
 from berth_runtime.download.plan import DownloadPlan
 
 
 @dataclass
 class DownloadProgress:
-    """One sample, in the shape of status.download (camelCase keys via as_status)."""
+    """One sample of the download's progress."""
 
     resolved_revision: str
     bytes_done: int
@@ -31,20 +33,21 @@ class DownloadProgress:
             return 100 if self.files_done == self.files_total else 0
         return min(100, int(100 * self.bytes_done / self.bytes_total))
 
-    def as_status(self) -> dict[str, object]:
-        return {
-            "resolvedRevision": self.resolved_revision,
-            "bytesDone": self.bytes_done,
-            "bytesTotal": self.bytes_total,
-            "filesDone": self.files_done,
-            "filesTotal": self.files_total,
-            "percent": self.percent,
-            "progress": f"{self.percent}%",
-            "bytesPerSecond": self.bytes_per_second,
-            "startedAt": self.started_at,
-            "completedAt": self.completed_at,
-            "updatedAt": utcnow(),
-        }
+    def as_report(self) -> DownloadReport:
+        """The report the operator copies into status.download."""
+        return DownloadReport(
+            resolved_revision=self.resolved_revision,
+            bytes_done=self.bytes_done,
+            bytes_total=self.bytes_total,
+            files_done=self.files_done,
+            files_total=self.files_total,
+            percent=self.percent,
+            progress=f"{self.percent}%",
+            bytes_per_second=self.bytes_per_second,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            updated_at=utcnow(),
+        )
 
 
 def measure(plan: DownloadPlan, cache_dir: Path) -> tuple[int, int]:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import hmac
-import os
 
 from aiohttp import web
 
 from berth_runtime.server.errors import Unauthorized
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-def keys_from_env(environ: dict[str, str] | None = None) -> tuple[bytes, ...]:
-    """BERTH_API_KEYS: keys separated by commas or new lines; empty means no access control."""
-    raw = (os.environ if environ is None else environ).get("BERTH_API_KEYS", "")
-    return tuple(k.strip().encode() for k in raw.replace(",", "\n").splitlines() if k.strip())
 
 
 def key_matches(presented: bytes, keys: tuple[bytes, ...]) -> bool:

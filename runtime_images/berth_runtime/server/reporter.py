@@ -10,6 +10,8 @@ import asyncio
 import logging
 from typing import Any
 
+from berth_operator.api.podenv import ServerEnv
+
 from berth_runtime.report import StatusPatcher
 from berth_runtime.server.state import RuntimeState
 
@@ -33,7 +35,7 @@ class RuntimeReporter:
         async with self._lock:
             payload: dict[str, Any] = state.as_status()
             ok = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.patcher.patch([self.name], "runtime", payload, force=True)
+                None, lambda: self.patcher.patch(self.name, "runtime", payload, force=True)
             )
         if ok:
             self._last_state = state.state
@@ -56,3 +58,10 @@ class RuntimeReporter:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
+
+
+def reporter_for(env: ServerEnv) -> RuntimeReporter | None:
+    """Reports into the resource's status.runtime when running in a pod (a namespace is known)."""
+    if not env.namespace:
+        return None
+    return RuntimeReporter(env.model_deployment, StatusPatcher(env.namespace, env.report_seconds))

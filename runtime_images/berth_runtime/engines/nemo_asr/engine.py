@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from berth_operator.api.podenv import AsrEngineSettings
 
 from berth_runtime.audio import SAMPLE_RATE, decode_audio
 from berth_runtime.engines.nemo_asr.batching import Batcher
@@ -44,10 +45,9 @@ class NemoAsrEngine(Engine):
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)
-        self.source_default = str(settings.get("sourceLang") or "en")
-        self.target_default = str(settings.get("targetLang") or "en")
-        self.pnc = bool(settings.get("pnc", True))
-        self.timestamps = bool(settings.get("timestamps", False))
+        spec = AsrEngineSettings.model_validate(settings)
+        self.source_default, self.target_default = spec.source_lang, spec.target_lang
+        self.pnc, self.timestamps = spec.pnc, spec.timestamps
         self.chunk_seconds = float(settings.get("chunkSeconds") or 30)
         self.max_audio_seconds = float(settings.get("maxAudioSeconds") or 3 * 3600)
         self.batcher: Batcher[Task, Any, Transcript] = Batcher(

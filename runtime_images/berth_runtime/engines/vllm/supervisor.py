@@ -20,15 +20,14 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import aiohttp
+from berth_operator.api.podenv import ServerEnv, VllmEngineSettings
 
-from berth_runtime.engines.vllm.args import child_env, serve_args, tensor_parallel_size
+from berth_runtime.engines.vllm.args import child_env, serve_args
 from berth_runtime.engines.vllm.failures import classify, clean, failure_message
 from berth_runtime.inspector import compare, inspect_dependencies
-from berth_runtime.report import StatusPatcher
-from berth_runtime.server.reporter import RuntimeReporter
+from berth_runtime.server.reporter import RuntimeReporter, reporter_for
 from berth_runtime.server.state import RuntimeState
 
 logger = logging.getLogger(__name__)
@@ -40,25 +39,21 @@ class VllmSupervisor:
     """Owns the `vllm serve` child process and the pod's status.runtime."""
 
     def __init__(
-        self, env: Mapping[str, str], reporter: RuntimeReporter | None = None, tail_lines: int = 200
+        self,
+        env: ServerEnv,
+        reporter: RuntimeReporter | None = None,
+        tail_lines: int = 200,
+        child_environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.env = dict(env)
-        self.settings: dict[str, Any] = json.loads(env.get("BERTH_SETTINGS") or "{}")
-        self.repo = env["BERTH_MODEL_REPO"]
-        self.revision = env.get("BERTH_MODEL_REVISION") or "main"
-        self.settings.setdefault("servedModelName", self.repo)
-        self.cache_dir = Path(env.get("MODEL_CACHE_DIR") or env.get("HF_HUB_CACHE") or "/models")
-        self.host = env.get("BERTH_HOST") or "0.0.0.0"
-        self.port = int(env.get("BERTH_PORT") or 8000)
-        self.command = shlex.split(env.get("BERTH_VLLM_COMMAND") or "vllm")
-        self.expected: dict[str, str] = json.loads(env.get("BERTH_EXPECTED_DEPENDENCIES") or "{}")
-        self.grace_seconds = float(env.get("BERTH_SHUTDOWN_SECONDS") or 25)
-        self.poll_seconds = float(env.get("BERTH_HEALTH_POLL_SECONDS") or 1)
-        self.termination_log = Path(env.get("BERTH_TERMINATION_LOG") or "/dev/termination-log")
-        self.state = RuntimeState(pod=env.get("POD_NAME"))
+        self.env = env
+        self.settings = VllmEngineSettings.model_validate(env.settings)
+        self.child_environ = dict(os.environ if child_environ is None else child_environ)
+        self.command = shlex.split(env.vllm_command)
+        self.state = RuntimeState(pod=env.pod_name)
         self.reporter = reporter
         self.tail: deque[str] = deque(maxlen=tail_lines)
         self.process: asyncio.subprocess.Process | None = None
+        self.argv_run: list[str] = []
         self.stopping = False
 
     # ---- state ------------------------------------------------------------------------------
@@ -66,7 +61,7 @@ class VllmSupervisor:
     def refresh_dependencies(self) -> None:
         self.state.dependencies = inspect_dependencies(LIBRARIES)
         self.state.mismatches = [
-            f"{m.reason}: {m.message}" for m in compare(self.state.dependencies, self.expected)
+            f"{m.reason}: {m.message}" for m in compare(self.state.dependencies, self.env.expected)
         ]
 
     async def report(self) -> None:
@@ -78,20 +73,23 @@ class VllmSupervisor:
         self.state.fail(reason, message)
         logger.error("%s: %s", reason, message)
         with contextlib.suppress(OSError):  # not in a pod: the log and status say it
-            self.termination_log.write_text(json.dumps({"reason": reason, "message": message}))
+            self.env.termination_log.write_text(json.dumps({"reason": reason, "message": message}))
         await self.report()
 
     # ---- the child --------------------------------------------------------------------------
 
     def argv(self, model_dir: Path) -> list[str]:
-        return [*self.command, *serve_args(self.settings, model_dir, self.host, self.port)]
+        return [*self.command, *serve_args(self.settings, model_dir, self.env.host, self.env.port)]
 
     def _resolve(self) -> Path:
         from huggingface_hub import snapshot_download
 
         return Path(
             snapshot_download(
-                self.repo, revision=self.revision, cache_dir=self.cache_dir, local_files_only=True
+                self.env.repo,
+                revision=self.env.revision,
+                cache_dir=self.env.cache_dir,
+                local_files_only=True,
             )
         )
 
@@ -112,8 +110,8 @@ class VllmSupervisor:
 
     async def _wait_healthy(self, started: float) -> None:
         """Polls vLLM's /health until it answers 200, then reports Ready."""
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
-        url = f"http://{host}:{self.port}/health"
+        host = "127.0.0.1" if self.env.host in ("", "0.0.0.0", "::") else self.env.host
+        url = f"http://{host}:{self.env.port}/health"
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
@@ -123,12 +121,13 @@ class VllmSupervisor:
                             break
                 except (aiohttp.ClientError, TimeoutError):
                     pass
-                await asyncio.sleep(self.poll_seconds)
+                await asyncio.sleep(self.env.health_poll_seconds)
         self.state.load_seconds = round(time.monotonic() - started, 3)
         self.state.details = {
-            "tensor_parallel_size": tensor_parallel_size(self.settings),
-            "max_model_len": int(self.settings.get("maxModelLen") or 8192),
-            "served_model_name": self.settings["servedModelName"],
+            "command": shlex.join(self.argv_run),
+            "tensor_parallel_size": self.settings.tensor_parallel_size,
+            "max_model_len": self.settings.max_model_len,
+            "served_model_name": self.settings.served_model_name,
             "load_seconds": self.state.load_seconds,
         }
         self.state.state = "Ready"
@@ -142,11 +141,11 @@ class VllmSupervisor:
         logger.info("stopping vLLM")
         if self.process and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-            asyncio.get_running_loop().call_later(self.grace_seconds, self._kill)
+            asyncio.get_running_loop().call_later(self.env.shutdown_seconds, self._kill)
 
     def _kill(self) -> None:
         if self.process and self.process.returncode is None:
-            logger.warning("vLLM did not stop in %.0f s: killing it", self.grace_seconds)
+            logger.warning("vLLM did not stop in %.0f s: killing it", self.env.shutdown_seconds)
             self.process.kill()
 
     # ---- the whole run ----------------------------------------------------------------------
@@ -172,19 +171,19 @@ class VllmSupervisor:
         except Exception as error:
             await self.fail(
                 "ModelFilesMissing",
-                f"{self.repo}@{self.revision} is not in the cache {self.cache_dir}: "
+                f"{self.env.repo}@{self.env.revision} is not in the cache {self.env.cache_dir}: "
                 f"{type(error).__name__}: {error}",
             )
             return 1
         if self.stopping:
             return 0
-        argv = self.argv(model_dir)
+        argv = self.argv_run = self.argv(model_dir)
         logger.info("starting %s", shlex.join(argv))  # no secret: the API key stays in the env
         started = time.monotonic()
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *argv,
-                env=child_env(self.env),
+                env=child_env(self.child_environ),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -211,19 +210,6 @@ class VllmSupervisor:
         return 128 - returncode if returncode < 0 else 1
 
 
-def reporter_from_env(env: Mapping[str, str]) -> RuntimeReporter | None:
-    """Reports into BERTH_MODELDEPLOYMENT's status.runtime when running in a pod."""
-    if not (env.get("BERTH_MODELDEPLOYMENT") and env.get("POD_NAMESPACE")):
-        return None
-    patcher = StatusPatcher(env["POD_NAMESPACE"], float(env.get("BERTH_REPORT_SECONDS") or 5))
-    return RuntimeReporter(env["BERTH_MODELDEPLOYMENT"], patcher)
-
-
-def main() -> None:
+def main(env: ServerEnv) -> None:
     """`python -m berth_runtime.server` with BERTH_ENGINE=vllm ends here."""
-    logging.basicConfig(
-        level=os.environ.get("BERTH_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    env = dict(os.environ)
-    sys.exit(asyncio.run(VllmSupervisor(env, reporter_from_env(env)).run()))
+    sys.exit(asyncio.run(VllmSupervisor(env, reporter_for(env)).run()))
