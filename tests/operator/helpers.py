@@ -75,3 +75,28 @@ def report_runtime(
         json.dumps({"status": {"runtime": runtime}}),
         check=False,
     )
+
+
+def with_managed_fields(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    """The ModelDeployment with its managedFields (kubectl hides them by default)."""
+    return json.loads(kubectl("get", "md", name, "--show-managed-fields", "-o", "json").stdout)
+
+
+def status_writers(md: dict[str, Any]) -> dict[str, set[str]]:
+    """Top-level status keys each field manager owns, as the API server recorded them."""
+    owners: dict[str, set[str]] = {}
+    for entry in md["metadata"].get("managedFields") or []:
+        fields = (entry.get("fieldsV1") or {}).get("f:status") or {}
+        keys = {k.removeprefix("f:") for k in fields if k.startswith("f:")}
+        if keys:
+            owners.setdefault(entry["manager"], set()).update(keys)
+    return owners
+
+
+def assert_status_owners(md: dict[str, Any]) -> None:
+    """The rule of doc/architecture.md: the model server writes status.runtime, and only that;
+    the operator writes every other key, and never status.runtime."""
+    writers = status_writers(md)
+    assert set(writers) <= {"berth-operator", "berth-runtime"}, writers
+    assert writers.get("berth-runtime", {"runtime"}) == {"runtime"}, writers
+    assert "runtime" not in writers.get("berth-operator", set()), writers

@@ -1,5 +1,5 @@
-"""The download Job reports live progress into the status of every resource sharing it,
-with the Job's own service account (RBAC-limited), on the control plane."""
+"""The download Job reports live progress on its own Job, with its own service account
+(RBAC-limited); the operator copies it into the status of every resource sharing the Job."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
 from tests.hub.download import MiB, finish, start_download, tiny_repo
 from tests.hub.server import LocalHub
-from tests.operator.helpers import model_deployment
+from tests.operator.helpers import (
+    assert_status_owners,
+    model_deployment,
+    status_writers,
+    with_managed_fields,
+)
 
 pytestmark = pytest.mark.usefixtures("operator", "cache_volume")
 
@@ -32,10 +37,10 @@ def test_progress_reaches_every_sharer(
     )
     job = md["status"]["download"]["job"]
     kubectl.wait_for(
-        "role",
+        "job",
         job,
-        lambda r: len(r["rules"][0]["resourceNames"]) == 2,
-        what="both sharers in the Role",
+        lambda j: len(j["metadata"]["ownerReferences"]) == 2,
+        what="both sharers owning the Job",
     )
 
     token = cluster.service_account_token(kubectl.namespace, job, seconds=600)
@@ -71,3 +76,6 @@ def test_progress_reaches_every_sharer(
         assert download["filesDone"] == download["filesTotal"] == 3
         assert download["completedAt"] and download["job"] == job
     assert "could not write" not in result.output, result.output
+    for name in ("first", "second"):
+        assert_status_owners(with_managed_fields(kubectl, name))
+        assert "berth-runtime" not in status_writers(with_managed_fields(kubectl, name))

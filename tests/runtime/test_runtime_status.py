@@ -17,7 +17,13 @@ from tests.cluster import ControlPlane
 from tests.cluster.controlplane import free_port
 from tests.cluster.kubectl import Kubectl
 from tests.hub.download import REPO
-from tests.operator.helpers import condition, model_deployment, phase_is
+from tests.operator.helpers import (
+    assert_status_owners,
+    condition,
+    model_deployment,
+    phase_is,
+    with_managed_fields,
+)
 from tests.pod_env import server_env
 
 ENGINE = "tests.runtime.dummy_engine:EchoEngine"
@@ -80,6 +86,7 @@ def test_runtime_report_makes_the_resource_ready(
         assert condition(md, "RuntimeReady")["reason"] == "ModelLoaded"
         assert get(port, "/readyz") == 200
         assert "sk-never-in-status" not in kubectl("get", "md", "echo", "-o", "yaml").stdout
+        assert_status_owners(with_managed_fields(kubectl, "echo"))
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

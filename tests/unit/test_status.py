@@ -1,5 +1,10 @@
 """Status derived from what was observed: conditions, reasons, phase, stable transitions."""
 
+from berth_operator.api.modeldeployment import (
+    MODEL_SERVER_STATUS_KEYS,
+    DownloadStatus,
+    ModelDeploymentStatus,
+)
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.download import download_identity
 from berth_operator.controller.observed import SecretCheck
@@ -212,3 +217,12 @@ def test_complete_job_is_100_percent_of_the_reported_total():
     silent = derive_status(observed(md(), job=job(name, "Complete")), CONFIG, NOW)
     assert silent["download"]["percent"] == 100
     assert silent["download"]["completedAt"] == "2026-11-26T10:00:00Z"
+
+
+def test_the_operator_writes_every_status_key_but_the_model_servers():
+    resource = md()
+    status = derive_status(observed(resource, job=job(job_name_of(resource))), CONFIG, NOW)
+    every = {f.alias for f in ModelDeploymentStatus.model_fields.values()}
+    assert set(status) == every - MODEL_SERVER_STATUS_KEYS
+    # every key of status.download on every pass: nothing of an earlier Job can remain
+    assert set(status["download"]) == {f.alias for f in DownloadStatus.model_fields.values()}

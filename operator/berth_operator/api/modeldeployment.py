@@ -407,6 +407,11 @@ class RuntimeStatus(StatusModel):
     last_error: RuntimeErrorReport | None = None
 
 
+#: the keys of status the model server writes (through its pod's service account); the operator
+#: writes every other key, the download Job none (it annotates its own Job)
+MODEL_SERVER_STATUS_KEYS = frozenset({"runtime"})
+
+
 class ModelDeploymentStatus(StatusModel):
     """What Berth observed; conditions Ready, CacheReady and RuntimeReady, and a summary phase."""
 
