@@ -12,6 +12,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import (
+    Event,
     PersistentVolumeClaim,
     Pod,
     Secret,
@@ -35,6 +36,7 @@ RESOURCES: dict[tuple[str, str], Any] = {
     ("v1", "Service"): Service,
     ("v1", "ServiceAccount"): ServiceAccount,
     ("v1", "Secret"): Secret,
+    ("v1", "Event"): Event,
     ("v1", "Pod"): Pod,
     ("apps/v1", "Deployment"): Deployment,
     ("batch/v1", "Job"): Job,
@@ -112,17 +114,36 @@ class Kube:
             RESOURCES[kind], name, patch, namespace=namespace, patch_type=PatchType.MERGE
         )
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Merge-patches the keys the operator owns in a ModelDeployment's status."""
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patches the keys the operator owns in a ModelDeployment's status; returns the
+        patched object."""
         self._count_write()
         logger.debug("patch status %s/%s", namespace, name)
-        await self.client.patch(
+        result = await self.client.patch(
             ModelDeploymentResource.Status,
             name,
             {"status": status},
             namespace=namespace,
             patch_type=PatchType.MERGE,
         )
+        return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+    async def create(self, manifest: dict[str, Any]) -> None:
+        """Creates an object (an Event)."""
+        self._count_write()
+        await self.client.create(codecs.from_dict(manifest), field_manager=FIELD_MANAGER)
+
+    async def get(self, kind: tuple[str, str], namespace: str, name: str) -> dict[str, Any] | None:
+        """One object as a plain dict, or None when it does not exist."""
+        try:
+            obj = await self.client.get(RESOURCES[kind], name, namespace=namespace)
+        except ApiError as error:
+            if error.status.code == 404:
+                return None
+            raise
+        return obj.to_dict()
 
     async def create_if_missing(self, manifest: dict[str, Any]) -> bool:
         """Creates the object unless one of that name exists; never changes an existing one."""

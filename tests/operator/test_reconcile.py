@@ -131,6 +131,34 @@ def test_oversized_gpu_request_shows_unschedulable(kubectl: Kubectl):
     assert condition(md, "PodsReady")["reason"] == "Unschedulable"
 
 
+def test_a_cache_claim_that_stays_pending_is_named_with_the_fix(kubectl: Kubectl):
+    kubectl.apply(model_deployment("unbound", cache={"claimName": "no-volume-for-me"}))
+    md = kubectl.wait_for("md", "unbound", phase_is("Pending", reason="CacheClaimPending"))
+    message = condition(md, "CacheReady")["message"]
+    assert "cache claim no-volume-for-me is Pending" in message, message
+    assert "storageClass" in message and "PersistentVolume" in message, message
+
+
+def events_of(kubectl: Kubectl, name: str) -> list[dict]:
+    selector = f"involvedObject.name={name},involvedObject.kind=ModelDeployment"
+    return kubectl.get("events", None, "--field-selector", selector)["items"]
+
+
+def test_condition_transitions_are_events(kubectl: Kubectl):
+    kubectl.apply(model_deployment("told"))
+    kubectl.wait_for("md", "told", phase_is("Starting"))
+    deadline = time.monotonic() + 30
+    while not any(e["reason"] == "Downloaded" for e in events_of(kubectl, "told")):
+        assert time.monotonic() < deadline, events_of(kubectl, "told")
+        time.sleep(0.5)
+    downloaded = next(e for e in events_of(kubectl, "told") if e["reason"] == "Downloaded")
+    assert downloaded["type"] == "Normal"
+    assert downloaded["message"].startswith("CacheReady is True: ")
+    assert downloaded["source"]["component"] == "berth-operator"
+    described = kubectl("describe", "md", "told").stdout
+    assert "Downloaded" in described.split("Events:")[-1], described
+
+
 @pytest.mark.parametrize(
     ("image", "reason", "words"),
     [
@@ -320,6 +348,7 @@ def test_nothing_is_written_when_nothing_changed(kubectl: Kubectl, operator: Ope
         kubectl("annotate", "md", "quiet", "note=unrelated", "-o", "json").stdout
     )
     before = versions()
+    events_before = len(events_of(kubectl, "quiet"))
     reconciles = operator.metric("berth_reconciles_total")
     kubectl.wait_for(
         "md",
@@ -333,6 +362,7 @@ def test_nothing_is_written_when_nothing_changed(kubectl: Kubectl, operator: Ope
         "status was rewritten"
     )
     assert versions() == before, "a child was rewritten"
+    assert len(events_of(kubectl, "quiet")) == events_before, "no event when nothing changed"
     assert {c["type"]: c["lastTransitionTime"] for c in md["status"]["conditions"]} == transitions
     # kopf keeps no bookkeeping on the resource: no finalizers, annotations or status of its own.
     assert "finalizers" not in md["metadata"]

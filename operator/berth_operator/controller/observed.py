@@ -32,6 +32,8 @@ class Observed:
     stale_jobs: list[dict[str, Any]] = field(default_factory=list)
     secret_problems: list[SecretCheck] = field(default_factory=list)
     token_problem: SecretCheck | None = None
+    #: the cache claim, read only when a pod cannot be scheduled (it may be why)
+    cache_claim: dict[str, Any] | None = None
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

@@ -37,6 +37,16 @@ def _condition(pod: dict[str, Any], type_: str) -> dict[str, Any] | None:
     )
 
 
+def unschedulable(pod: dict[str, Any]) -> bool:
+    """The scheduler tried and found no node for the pod."""
+    scheduled = _condition(pod, "PodScheduled")
+    return bool(
+        scheduled
+        and scheduled.get("status") == "False"
+        and scheduled.get("reason") == "Unschedulable"
+    )
+
+
 def is_ready(pod: dict[str, Any]) -> bool:
     cond = _condition(pod, "Ready")
     return bool(cond and cond.get("status") == "True") and not pod["metadata"].get(
@@ -54,12 +64,8 @@ def _termination_summary(terminated: dict[str, Any]) -> str:
 def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
     """The most telling problem of one pod, or None when nothing is wrong (yet)."""
     name = pod["metadata"]["name"]
-    scheduled = _condition(pod, "PodScheduled")
-    if (
-        scheduled
-        and scheduled.get("status") == "False"
-        and scheduled.get("reason") == "Unschedulable"
-    ):
+    if unschedulable(pod):
+        scheduled = _condition(pod, "PodScheduled") or {}
         return PodProblem(
             "Unschedulable", f"pod {name} cannot be scheduled: {scheduled.get('message', '')}", name
         )

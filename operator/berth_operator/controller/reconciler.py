@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 from collections import defaultdict
@@ -29,7 +30,9 @@ from berth_operator.controller.download import (
     download_identity,
     download_owner_references,
 )
+from berth_operator.controller.events import EventRecorder, EventTarget, transitions
 from berth_operator.controller.observed import Observed, SecretCheck
+from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.status import derive_status
 from berth_operator.kube import Kube, namespace_terminating
@@ -38,6 +41,7 @@ from berth_operator.store import Store
 logger = logging.getLogger(__name__)
 
 JOB = ("batch/v1", "Job")
+CLAIM = ("v1", "PersistentVolumeClaim")
 IDENTITY_KINDS = {"Role", "ServiceAccount", "RoleBinding", "Service"}
 WORKLOAD_KINDS = {"Job", "Deployment"}
 
@@ -61,6 +65,7 @@ class Reconciler:
     store: Store
     kube: Kube
     config: OperatorConfig
+    events: EventRecorder = field(init=False)
     known_claims: set[tuple[str, str]] = field(default_factory=set)
     _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
@@ -68,6 +73,9 @@ class Reconciler:
     _parsed: dict[tuple[str, str], tuple[str, ModelDeployment | None, DownloadIdentity | None]] = (
         field(default_factory=dict)
     )
+
+    def __post_init__(self) -> None:
+        self.events = EventRecorder(self.kube.create)
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -90,6 +98,7 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self._parsed.pop((namespace, name), None)
+        self.events.forget(namespace, name)
 
     def model_deployments(
         self, namespace: str, job_name: str | None = None
@@ -233,14 +242,26 @@ class Reconciler:
                 logger.info("deleting download Job %s/%s: no resource needs it", ns, name)
                 await self.kube.delete(JOB, ns, name)
 
+    async def with_claim_if_unschedulable(self, observed: Observed) -> Observed:
+        """Reads the cache claim when a pod of this resource cannot be scheduled: an unbound
+        claim is a common cause, and the scheduler's words do not name it."""
+        if not any(unschedulable(p) for p in [*observed.job_pods, *observed.pods]):
+            return observed
+        name = cache_claim_name(observed.md, self.config)
+        claim = await self.kube.get(CLAIM, observed.md.namespace, name)
+        return dataclasses.replace(observed, cache_claim=claim)
+
     async def write_status(
-        self, md: ModelDeployment, body: dict[str, Any], status: dict[str, Any]
+        self, md: ModelDeployment, body: dict[str, Any], status: dict[str, Any], now: str
     ) -> bool:
-        """One merge patch of the operator's status keys, only when one of them changed."""
+        """One merge patch of the operator's status keys, only when one of them changed; then
+        an Event for each condition that changed status or reason."""
         current = body.get("status") or {}
         if contains(current, status):
             return False
-        await self.kube.patch_status(md.namespace, md.name, status)
+        patched = await self.kube.patch_status(md.namespace, md.name, status)
+        self.store.upsert(KIND, patched)  # the next pass starts from what was written
+        await self.events.record(md, transitions(md.status.conditions, status["conditions"]), now)
         return True
 
     # ---- the loop -------------------------------------------------------------------------
@@ -280,7 +301,9 @@ class Reconciler:
         if observed.stale_jobs:
             await self.release_stale_jobs(observed)
         observed = self.observe(md, download, *secrets)  # what was just applied counts too
-        await self.write_status(md, body, derive_status(observed, self.config, utcnow()))
+        observed = await self.with_claim_if_unschedulable(observed)
+        now = utcnow()
+        await self.write_status(md, body, derive_status(observed, self.config, now), now)
 
     async def _report_invalid(self, body: dict[str, Any], error: pydantic.ValidationError) -> None:
         meta = body["metadata"]
@@ -304,3 +327,6 @@ class Reconciler:
         if current.conditions and current.conditions[0].reason == "InvalidSpec":
             return
         await self.kube.patch_status(meta["namespace"], meta["name"], status)
+        target = EventTarget(meta["name"], meta["namespace"], meta["uid"])
+        changes = transitions(current.conditions, status["conditions"])
+        await self.events.record(target, changes, status["conditions"][0]["lastTransitionTime"])

@@ -22,7 +22,14 @@ from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.podtruth import is_ready, worst_problem
 from berth_operator.controller.workload import endpoint
 
-WAITING_REASONS = {"DownloadPending", "Downloading", "DownloadRetrying", "Unschedulable"}
+WAITING_REASONS = {
+    "DownloadPending",
+    "Downloading",
+    "DownloadRetrying",
+    "Unschedulable",
+    "CacheClaimPending",
+}
+PENDING_POD_REASONS = {"Unschedulable", "CacheClaimPending"}
 DOWNLOADING_REASONS = {"Downloading", "DownloadRetrying"}
 FAILING_POD_REASONS = {
     "CrashLoopBackOff",
@@ -95,6 +102,27 @@ def download_retry(observed: Observed) -> Verdict | None:
     )
 
 
+def claim_pending(observed: Observed) -> Verdict | None:
+    """The cache claim is not bound: no pod that mounts it can be scheduled, and why."""
+    claim = observed.cache_claim
+    if claim is None or (claim.get("status") or {}).get("phase") != "Pending":
+        return None
+    name = claim["metadata"]["name"]
+    spec = claim.get("spec") or {}
+    modes = ", ".join(spec.get("accessModes") or []) or "the requested"
+    if storage_class := spec.get("storageClassName"):
+        why = f"storage class {storage_class} has not provisioned a volume for it"
+    else:
+        why = "it names no storage class, the cluster has no default one, and no volume matches it"
+    return Verdict(
+        "False",
+        "CacheClaimPending",
+        f"cache claim {name} is Pending: {why} (kubectl describe pvc {name}). Set the chart's "
+        f"cache.storageClass or spec.cache.storageClassName to a class that provisions {modes} "
+        "volumes, or bind a PersistentVolume to the claim",
+    )
+
+
 def cache_verdict(observed: Observed) -> Verdict:
     """CacheReady: is the requested download complete in the cache?"""
     md = observed.md
@@ -107,6 +135,8 @@ def cache_verdict(observed: Observed) -> Verdict:
         return Verdict("True", "Downloaded", f"{what} is in the cache")
     if failure := download_failure(observed):
         return failure
+    if pending := claim_pending(observed):
+        return pending
     if problem := worst_problem(
         [
             p
@@ -146,6 +176,8 @@ def pods_verdict(observed: Observed) -> Verdict:
     ready = sum(1 for p in live if is_ready(p))
     if ready >= wanted:
         return Verdict("True", "AllReplicasReady", f"{ready}/{wanted} replicas ready")
+    if pending := claim_pending(observed):
+        return pending
     if problem := worst_problem([p for p in live if not is_ready(p)]):
         return Verdict("False", problem.reason, problem.message)
     return Verdict("False", "Starting", f"{ready}/{wanted} replicas ready; starting")
@@ -215,7 +247,7 @@ def phase(
         return "Failed"
     if 0 < ready_pods < observed.md.spec.replicas:
         return "Degraded"
-    if pods.reason == "Unschedulable":
+    if pods.reason in PENDING_POD_REASONS:
         return "Pending"
     if pods.reason in FAILING_POD_REASONS:
         return "Failed"

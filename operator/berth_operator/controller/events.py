@@ -1,0 +1,174 @@
+"""Kubernetes Events on a ModelDeployment, one per condition transition (`kubectl describe md`).
+
+A transition is a change of a condition's status or reason; a new message alone (download
+percentages) is not one. Events are rate-limited per resource, like client-go's spam filter, and
+never in the way: a failed write is logged and the reconcile goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from berth_operator.api.metadata import API_VERSION, KIND
+from berth_operator.api.modeldeployment import Condition
+from berth_operator.controller.conditions import STALLED
+
+logger = logging.getLogger(__name__)
+
+COMPONENT = "berth-operator"
+#: reasons of a False condition that mean "on its way", not "something is wrong"
+PROGRESS_REASONS = frozenset(
+    {
+        "DownloadPending",
+        "Downloading",
+        "WaitingForCache",
+        "Starting",
+        "NotReported",
+        "Loading",
+        "ScaledToZero",
+        "NoBlockingError",
+    }
+)
+
+
+class Target(Protocol):
+    """What an event is about: a ModelDeployment, parsed or not."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class EventTarget:
+    """A ModelDeployment named by its metadata alone (when its spec does not parse)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A condition that changed status or reason in this pass."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+    @property
+    def warning(self) -> bool:
+        if self.type == STALLED:
+            return self.status == "True"
+        return self.status != "True" and self.reason not in PROGRESS_REASONS
+
+
+def transitions(before: list[Condition] | None, after: list[dict[str, Any]]) -> list[Transition]:
+    """Conditions of `after` whose status or reason differs from `before`. A condition seen for
+    the first time counts, except a quiet Stalled=False."""
+    old = {c.type: c for c in before or []}
+    found = []
+    for condition in after:
+        previous = old.get(condition["type"])
+        if previous is None and condition["type"] == STALLED and condition["status"] == "False":
+            continue
+        if previous and (previous.status, previous.reason) == (
+            condition["status"],
+            condition["reason"],
+        ):
+            continue
+        found.append(
+            Transition(
+                condition["type"], condition["status"], condition["reason"], condition["message"]
+            )
+        )
+    return found
+
+
+def render_event(md: Target, transition: Transition, now: str) -> dict[str, Any]:
+    """A core/v1 Event about `md`, as `kubectl describe` and event exporters read them."""
+    summary = f"{transition.type} is {transition.status}"
+    message = f"{summary}: {transition.message}" if transition.message else summary
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{md.name}.{time.time_ns():x}", "namespace": md.namespace},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": md.name,
+            "namespace": md.namespace,
+            "uid": md.uid,
+        },
+        "reason": transition.reason,
+        "message": message[:1024],
+        "type": "Warning" if transition.warning else "Normal",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": os.environ.get("HOSTNAME", COMPONENT),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+@dataclass
+class TokenBucket:
+    """`burst` events at once, then one per `refill_seconds`."""
+
+    burst: int
+    refill_seconds: float
+    clock: Callable[[], float] = time.monotonic
+    tokens: float = field(init=False)
+    updated: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens, self.updated = float(self.burst), self.clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) / self.refill_seconds)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
+class EventRecorder:
+    """Posts transition events, at most `burst` at once and one per `refill_seconds` per resource."""
+
+    create: Callable[[dict[str, Any]], Any]
+    burst: int = 10
+    refill_seconds: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
+
+    async def record(self, md: Target, changes: list[Transition], now: str) -> int:
+        """Posts an event per change the rate limit allows; returns how many were posted."""
+        bucket = self._buckets.setdefault(
+            (md.namespace, md.name), TokenBucket(self.burst, self.refill_seconds, self.clock)
+        )
+        posted = 0
+        for change in changes:
+            if not bucket.take():
+                logger.info(
+                    "event %s on %s/%s dropped: rate limit", change.reason, md.namespace, md.name
+                )
+                continue
+            try:
+                await self.create(render_event(md, change, now))
+                posted += 1
+            except Exception as error:  # events are a courtesy: status already holds the truth
+                logger.warning("could not post event on %s/%s: %s", md.namespace, md.name, error)
+        return posted
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._buckets.pop((namespace, name), None)

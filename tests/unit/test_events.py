@@ -1,0 +1,67 @@
+"""Events on condition transitions: which changes post one, their type, and the rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+
+from berth_operator.config import OperatorConfig
+from berth_operator.controller.events import EventRecorder, render_event, transitions
+from berth_operator.controller.status import derive_status
+
+from tests.unit.factories import job, md, observed
+
+CONFIG = OperatorConfig()
+
+
+def status_of(resource, **parts):
+    return derive_status(observed(resource, **parts), CONFIG, "2026-12-02T10:00:00Z")
+
+
+def test_first_pass_posts_each_condition_but_a_quiet_stalled():
+    first = status_of(md())
+    changes = transitions(None, first["conditions"])
+    assert {c.type for c in changes} == {"Ready", "CacheReady", "PodsReady", "RuntimeReady"}
+    assert all(not c.warning for c in changes), "waiting for the download is no warning"
+
+
+def test_a_new_message_alone_is_no_transition():
+    resource = md()
+    name = observed(resource).download.job_name
+    before = status_of(resource, job=job(name, report={"bytesDone": 1, "bytesTotal": 10}))
+    again = md(status={"conditions": before["conditions"]})
+    after = status_of(again, job=job(name, report={"bytesDone": 5, "bytesTotal": 10}))
+    assert before["conditions"] != after["conditions"], "the message moved on"
+    assert transitions(again.status.conditions, after["conditions"]) == []
+
+
+def test_a_failure_is_a_warning_and_names_its_reason():
+    resource = md(status={"conditions": status_of(md())["conditions"]})
+    name = observed(resource).download.job_name
+    failed = status_of(resource, job=job(name, "Failed"))
+    changes = {c.type: c for c in transitions(resource.status.conditions, failed["conditions"])}
+    assert changes["CacheReady"].reason == "BackoffLimitExceeded" and changes["CacheReady"].warning
+    assert changes["Stalled"].status == "True" and changes["Stalled"].warning
+    event = render_event(resource, changes["CacheReady"], "2026-12-02T10:00:00Z")
+    assert event["type"] == "Warning" and event["reason"] == "BackoffLimitExceeded"
+    assert (
+        event["involvedObject"] | {"kind": "ModelDeployment", "name": "m", "uid": "uid-m"}
+        == (event["involvedObject"])
+    )
+    assert event["message"].startswith("CacheReady is False: ")
+
+
+def test_events_are_rate_limited_per_resource():
+    posted = []
+
+    async def create(event):
+        posted.append(event)
+
+    now = [0.0]
+    recorder = EventRecorder(create, burst=3, refill_seconds=10, clock=lambda: now[0])
+    changes = transitions(None, status_of(md())["conditions"])  # four of them
+
+    assert asyncio.run(recorder.record(md(), changes, "t")) == 3, "the burst, then nothing"
+    assert asyncio.run(recorder.record(md(name="other"), changes, "t")) == 3, "per resource"
+    now[0] = 10.0
+    assert asyncio.run(recorder.record(md(), changes, "t")) == 1, "one token per 10 s"
+    assert len(posted) == 7
