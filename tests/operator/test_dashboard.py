@@ -7,9 +7,12 @@ import json
 import threading
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from berth_operator.controller.naming import server_labels
 from berth_operator.dashboard.server import Dashboard
 
 from tests.cluster.kubectl import Kubectl
@@ -104,3 +107,61 @@ def test_token_guards_the_api_not_the_page():
             return statuses
 
     assert asyncio.run(scenario()) == [401, 401, 200, 200, 200, 200]
+
+
+def server_pod(namespace: str, md: str, node: str, gpus: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"{md}-0",
+            "namespace": namespace,
+            "labels": server_labels(md, "vllm"),
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+async def next_event(stream: ClientResponse) -> tuple[str, dict]:
+    """The next named event of a server-sent event stream, skipping keep-alive comments."""
+    event = None
+    while True:
+        line = (await stream.content.readline()).decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: ") and event:
+            return event, json.loads(line.removeprefix("data: "))
+
+
+def test_gpu_route_and_events_send_the_panel_when_it_changes():
+    node = {"metadata": {"name": "gpu-0"}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}
+    objects: dict[str, list[dict]] = {"Node": [node], "Pod": []}
+    dashboard = Dashboard(lambda: [], list_objects=lambda kind: objects[kind])
+
+    async def scenario() -> tuple[dict, tuple[str, dict], tuple[str, dict]]:
+        async with TestClient(TestServer(dashboard.app())) as client:
+            route = await (await client.get("/api/gpus")).json()
+            stream = await client.get("/api/events")
+            snapshot = await next_event(stream)
+            dashboard.refresh_gpus()  # nothing changed: nothing is sent
+            objects["Pod"].append(server_pod("ns", "m", "gpu-0", 2))
+            dashboard.refresh_gpus()
+            update = await next_event(stream)
+            stream.close()
+            return route, snapshot, update
+
+    route, (first, snapshot), (second, update) = asyncio.run(scenario())
+    idle = {
+        "name": "gpu-0",
+        "product": None,
+        "allocatable": {"nvidia.com/gpu": 8},
+        "requested": {"nvidia.com/gpu": 0},
+        "models": [],
+    }
+    assert route == {"nodes": [idle]}
+    assert (first, snapshot) == ("snapshot", {"items": [], "gpus": route})
+    assert second == "gpus"
+    assert update["nodes"][0]["requested"] == {"nvidia.com/gpu": 2}
+    assert [m["key"] for m in update["nodes"][0]["models"]] == ["ns/m"]
