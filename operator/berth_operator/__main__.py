@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     operator = Operator(OperatorConfig.from_env())
     if args.dashboard_port:
         token = os.environ.get("BERTH_DASHBOARD_TOKEN") or None
-        operator.dashboard = Dashboard(operator.model_deployments, token)
+        operator.dashboard = Dashboard(operator.model_deployments, token, operator.store.objects)
     start_http_server(args.metrics_port, addr=args.bind, registry=operator.metrics.registry)
     registry = build_registry(operator, args.namespace, (args.bind, args.dashboard_port))
     asyncio.run(

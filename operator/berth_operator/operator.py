@@ -90,6 +90,19 @@ class Operator:
             self.store.upsert(kind, plain(body))
         for owner in self.owners_of(kind, body):
             self.queue.add(owner)
+        if kind == "Pod" and self.dashboard is not None:
+            self.dashboard.refresh_gpus()
+
+    def on_node(self, event_type: str | None, body: Any) -> None:
+        """Nodes are watched for the dashboard's GPU panel only; no reconcile depends on them."""
+        if event_type == "DELETED":
+            self.store.remove("Node", "", body["metadata"]["name"])
+        else:
+            node = plain(body)
+            node.get("status", {}).pop("images", None)  # large, and never read
+            self.store.upsert("Node", node)
+        if self.dashboard is not None:
+            self.dashboard.refresh_gpus()
 
     def owners_of(self, kind: str, body: Any) -> list[tuple[str, str]]:
         """The ModelDeployments a child event concerns."""
@@ -213,6 +226,12 @@ def build_registry(
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def model_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         operator.on_model_deployment(type, body)
+
+    if operator.dashboard is not None:  # the GPU panel is the only reader of Nodes
+
+        @kopf.on.event("", "v1", "nodes", registry=registry)
+        def node_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+            operator.on_node(type, body)
 
     for group, version, plural, kind in CHILDREN:
 

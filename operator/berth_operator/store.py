@@ -19,7 +19,8 @@ def _resource_version(obj: dict[str, Any]) -> int:
 
 
 class Store:
-    """Objects by kind and (namespace, name); fed by watch events and by the initial listing."""
+    """Objects by kind and (namespace, name); fed by watch events and by the initial listing.
+    Cluster-scoped objects (Nodes) are kept under the namespace ""."""
 
     def __init__(self) -> None:
         # kind -> namespace -> name -> object
@@ -30,7 +31,7 @@ class Store:
 
     def upsert(self, kind: str, obj: dict[str, Any]) -> bool:
         """Stores `obj` unless a newer version is already there; True when stored."""
-        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        namespace, name = obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
         objects = self._objects[kind][namespace]
         old = objects.get(name)
         if old is not None:
@@ -48,7 +49,7 @@ class Store:
             self._unindex(kind, old)
 
     def _unindex(self, kind: str, obj: dict[str, Any]) -> None:
-        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        namespace, name = obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
         for label in INDEXED_LABELS:
             if value := (obj["metadata"].get("labels") or {}).get(label):
                 names = self._index.get((kind, namespace, label, value))
@@ -68,6 +69,10 @@ class Store:
 
     def in_namespace(self, kind: str, namespace: str) -> list[dict[str, Any]]:
         return list(self._objects[kind][namespace].values())
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        """Every stored object of `kind`, in every namespace."""
+        return [obj for objects in self._objects[kind].values() for obj in objects.values()]
 
     def keys(self, kind: str) -> list[Key]:
         return [(ns, name) for ns, objects in self._objects[kind].items() for name in objects]

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
+from tests.cluster.nodes import FakeNode
+from tests.gpu_nodes import on_own_nodes, own_gpu_nodes
 from tests.operator.helpers import model_deployment, phase_is
 from tests.operator_process import OperatorProcess
 
@@ -111,3 +114,59 @@ def test_dashboard_shows_the_truth_live(page: Page, kubectl: Kubectl):
     ARTIFACTS.mkdir(exist_ok=True)
     card(page, ns, "qwen3-vl").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=False)
+
+
+# Every element of a card that could push past its right edge, and what overflows.
+OVERFLOWS = """() => {
+  const found = [], checked = [];
+  for (const card of document.querySelectorAll("article.card")) {
+    const right = card.getBoundingClientRect().right;
+    for (const el of [card, ...card.querySelectorAll("h2, .endpoint, .commands li, .commands code")]) {
+      checked.push(el.tagName);
+      if (el.scrollWidth > el.clientWidth || el.getBoundingClientRect().right > right + 0.5) {
+        found.push(`${card.dataset.key} ${el.tagName} "${el.textContent.slice(0, 50)}": ` +
+          `scrollWidth ${el.scrollWidth} > clientWidth ${el.clientWidth}`);
+      }
+    }
+  }
+  const page = document.documentElement;
+  return {found, rows: checked.filter((tag) => tag === "LI").length,
+          pageScrolls: page.scrollWidth > page.clientWidth};
+}"""
+
+
+def test_cards_and_gpu_panel_fit_1366_px(page: Page, kubectl: Kubectl, cluster: ControlPlane):
+    ns = kubectl.namespace
+    long_names = [f"model-deployment-with-a-deliberately-long-name-{i:04d}" for i in range(4)]
+    with own_gpu_nodes(cluster, ns, FakeNode("gpu", gpus=8, gpu_product="NVIDIA-H200")) as (gpu,):
+        place = {"scheduling": on_own_nodes(ns)}
+        kubectl.apply(
+            *(model_deployment(name, resources={"gpus": 1}, **place) for name in long_names),
+            model_deployment("asr", resources={"gpus": 2}, **place),
+        )
+        for name in [*long_names, "asr"]:
+            expect(card(page, ns, name).locator(".commands li")).to_have_count(5)
+
+        # the GPU panel: the node, its product, what Berth's pods hold, and which models
+        row = page.locator(f'#gpu-nodes tr[data-node="{gpu}"]')
+        expect(row.locator(".models li")).to_have_count(5)
+        expect(row.locator(".product")).to_have_text("NVIDIA-H200")
+        expect(row.locator(".allocatable")).to_have_text("8 nvidia.com/gpu")
+        expect(row.locator(".requested")).to_have_text("6 of 8 nvidia.com/gpu")
+        expect(row.locator(f'.models li[data-key="{ns}/asr"]')).to_have_text(
+            f"{ns}/asr: 2 nvidia.com/gpu"
+        )
+
+        # at 1366 px nothing in a card scrolls sideways, long names and commands included
+        layout = page.evaluate(OVERFLOWS)
+        assert layout["found"] == [], "\n".join(layout["found"])
+        assert layout["rows"] >= 5 * 5, layout
+        assert not layout["pageScrolls"]
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-1366.png"), full_page=True)
+
+        # the panel is live: scaling a model to zero frees its GPUs without a reload
+        kubectl("scale", "md", "asr", "--replicas=0")
+        expect(row.locator(".requested")).to_have_text("4 of 8 nvidia.com/gpu")
+        expect(row.locator(f'.models li[data-key="{ns}/asr"]')).to_have_count(0)

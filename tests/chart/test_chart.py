@@ -88,7 +88,8 @@ def test_rendered_objects_are_what_the_values_say():
     assert kinds.count("Role") == 2
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
-        ["customresourcedefinitions"]
+        ["customresourcedefinitions"],
+        ["nodes"],  # the dashboard's GPU panel
     ]
     container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"][
         "containers"
@@ -105,6 +106,9 @@ def test_rendered_objects_are_what_the_values_say():
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     defaults = [o for o in yaml.safe_load_all(render("crds.enabled=false")) if o]
     assert not [o for o in defaults if o["kind"] == "CustomResourceDefinition"]
+    no_dashboard = [o for o in yaml.safe_load_all(render("dashboard.enabled=false")) if o]
+    rules = [r for o in no_dashboard if o["kind"] == "ClusterRole" for r in o["rules"]]
+    assert not [r for r in rules if "nodes" in r["resources"]], "no Node reads without the panel"
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from berth_operator.controller.naming import server_labels
 from berth_operator.dashboard.server import Dashboard
 
+from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
+from tests.cluster.nodes import FakeNode
+from tests.gpu_nodes import on_own_nodes, own_gpu_nodes
 from tests.operator.helpers import model_deployment, phase_is
 from tests.operator_process import OperatorProcess
 
@@ -37,6 +45,28 @@ def read_events(port: int, found: list[dict], wanted: callable, done: threading.
                 if wanted(found[-1]):
                     done.set()
                     return
+
+
+def gpu_node(port: int, name: str) -> dict | None:
+    """The GPU panel's entry for node `name`, or None when the panel does not list it."""
+    nodes = get_json(port, "/api/gpus")["nodes"]
+    return next((node for node in nodes if node["name"] == name), None)
+
+
+def wait_for_gpu_node(
+    port: int, name: str, wanted: Callable[[dict | None], bool], timeout: float = 30
+) -> dict | None:
+    """Polls the GPU panel until node `name`'s entry satisfies `wanted`."""
+    deadline = time.monotonic() + timeout
+    while not wanted(seen := gpu_node(port, name)):
+        assert time.monotonic() < deadline, f"GPU panel entry of {name}, last seen: {seen}"
+        time.sleep(0.25)
+    return seen
+
+
+def holding(*keys: str) -> Callable[[dict | None], bool]:
+    """A predicate on a panel entry: exactly these ModelDeployments have pods on the node."""
+    return lambda node: node is not None and [m["key"] for m in node["models"]] == list(keys)
 
 
 @pytest.mark.usefixtures("cache_volume")
@@ -104,3 +134,123 @@ def test_token_guards_the_api_not_the_page():
             return statuses
 
     assert asyncio.run(scenario()) == [401, 401, 200, 200, 200, 200]
+
+
+@pytest.mark.usefixtures("cache_volume")
+def test_gpu_panel_from_nodes_and_pods(
+    operator: OperatorProcess, cluster: ControlPlane, kubectl: Kubectl
+):
+    ns, port = kubectl.namespace, operator.dashboard_port
+    nodes = (
+        FakeNode("gpu", gpus=4, gpu_product="NVIDIA-L40S"),
+        FakeNode("mig", gpus=7, gpu_resource_name="nvidia.com/mig-1g.10gb"),
+    )
+    with own_gpu_nodes(cluster, ns, *nodes) as (gpu, mig):
+        place = {"scheduling": on_own_nodes(ns)}
+        kubectl.apply(
+            model_deployment("first", resources={"gpus": 1}, **place),
+            model_deployment("second", resources={"gpus": 2}, **place),
+            model_deployment(
+                "sliced",
+                resources={"gpus": 1, "gpuResourceName": "nvidia.com/mig-1g.10gb"},
+                **place,
+            ),
+        )
+        on_gpu = wait_for_gpu_node(port, gpu, holding(f"{ns}/first", f"{ns}/second"))
+        assert on_gpu == {
+            "name": gpu,
+            "product": "NVIDIA-L40S",
+            "allocatable": {"nvidia.com/gpu": 4},
+            "requested": {"nvidia.com/gpu": 3},
+            "models": [
+                {
+                    "key": f"{ns}/{name}",
+                    "namespace": ns,
+                    "name": name,
+                    "pods": 1,
+                    "requested": {"nvidia.com/gpu": gpus},
+                }
+                for name, gpus in (("first", 1), ("second", 2))
+            ],
+        }
+        on_mig = wait_for_gpu_node(port, mig, holding(f"{ns}/sliced"))
+        assert on_mig["allocatable"] == {"nvidia.com/mig-1g.10gb": 7}
+        assert on_mig["requested"] == {"nvidia.com/mig-1g.10gb": 1}
+        assert on_mig["product"] == "NVIDIA-H200"
+
+        # the panel follows the pods live: scaling to zero frees the GPUs on the page's stream
+        found: list[dict] = []
+        done = threading.Event()
+
+        def freed(message: dict) -> bool:
+            node = next((n for n in message["data"].get("nodes", []) if n["name"] == gpu), None)
+            return message["event"] == "gpus" and node is not None and holding(f"{ns}/first")(node)
+
+        reader = threading.Thread(target=read_events, args=(port, found, freed, done), daemon=True)
+        reader.start()
+        kubectl("scale", "md", "second", "--replicas=0")
+        assert done.wait(30), found[-3:]
+        assert found[0]["event"] == "snapshot" and "gpus" in found[0]["data"]
+        node = next(n for n in found[-1]["data"]["nodes"] if n["name"] == gpu)
+        assert node["requested"] == {"nvidia.com/gpu": 1}
+
+        cluster.kubectl("delete", "node", mig)
+        wait_for_gpu_node(port, mig, lambda node: node is None)
+
+
+def server_pod(namespace: str, md: str, node: str, gpus: int) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"{md}-0",
+            "namespace": namespace,
+            "labels": server_labels(md, "vllm"),
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+async def next_event(stream: ClientResponse) -> tuple[str, dict]:
+    """The next named event of a server-sent event stream, skipping keep-alive comments."""
+    event = None
+    while True:
+        line = (await stream.content.readline()).decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line.removeprefix("event: ")
+        elif line.startswith("data: ") and event:
+            return event, json.loads(line.removeprefix("data: "))
+
+
+def test_gpu_route_and_events_send_the_panel_when_it_changes():
+    node = {"metadata": {"name": "gpu-0"}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}
+    objects: dict[str, list[dict]] = {"Node": [node], "Pod": []}
+    dashboard = Dashboard(lambda: [], list_objects=lambda kind: objects[kind])
+
+    async def scenario() -> tuple[dict, tuple[str, dict], tuple[str, dict]]:
+        async with TestClient(TestServer(dashboard.app())) as client:
+            route = await (await client.get("/api/gpus")).json()
+            stream = await client.get("/api/events")
+            snapshot = await next_event(stream)
+            dashboard.refresh_gpus()  # nothing changed: nothing is sent
+            objects["Pod"].append(server_pod("ns", "m", "gpu-0", 2))
+            dashboard.refresh_gpus()
+            update = await next_event(stream)
+            stream.close()
+            return route, snapshot, update
+
+    route, (first, snapshot), (second, update) = asyncio.run(scenario())
+    idle = {
+        "name": "gpu-0",
+        "product": None,
+        "allocatable": {"nvidia.com/gpu": 8},
+        "requested": {"nvidia.com/gpu": 0},
+        "models": [],
+    }
+    assert route == {"nodes": [idle]}
+    assert (first, snapshot) == ("snapshot", {"items": [], "gpus": route})
+    assert second == "gpus"
+    assert update["nodes"][0]["requested"] == {"nvidia.com/gpu": 2}
+    assert [m["key"] for m in update["nodes"][0]["models"]] == ["ns/m"]

@@ -1,1 +1,1 @@
-"""The read-only dashboard: a card per ModelDeployment, live over server-sent events."""
+"""The read-only dashboard: a GPU panel and a card per ModelDeployment, live over server-sent events."""

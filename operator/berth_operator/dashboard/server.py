@@ -13,31 +13,60 @@ from typing import Any
 from aiohttp import web
 
 from berth_operator.dashboard.cards import card
+from berth_operator.dashboard.gpus import gpu_panel
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
+ListObjects = Callable[[str], list[dict[str, Any]]]
+
+
+def _nothing(kind: str) -> list[dict[str, Any]]:
+    return []
+
 
 class Dashboard:
-    """Serves cards of the resources in `list_resources()`; `changed()` pushes updates."""
+    """Serves cards of the resources in `list_resources()` and the GPU panel of the Nodes and
+    Pods in `list_objects(kind)`; `changed()` and `refresh_gpus()` push updates."""
 
     def __init__(
-        self, list_resources: Callable[[], list[dict[str, Any]]], token: str | None = None
+        self,
+        list_resources: Callable[[], list[dict[str, Any]]],
+        token: str | None = None,
+        list_objects: ListObjects = _nothing,
     ) -> None:
         self.list_resources = list_resources
+        self.list_objects = list_objects
         self.token = token
         self._listeners: set[asyncio.Queue[str]] = set()
         self._runner: web.AppRunner | None = None
+        self._gpus_sent: dict[str, Any] | None = None
 
     # ---- events from the operator ----------------------------------------------------------
 
     def changed(self, md: dict[str, Any] | None, key: str) -> None:
         """A resource changed (or went away, `md` None): tell every open page."""
-        message = (
-            f"event: update\ndata: {json.dumps(card(md))}\n\n"
-            if md is not None
-            else f"event: delete\ndata: {json.dumps({'key': key})}\n\n"
-        )
+        if md is not None:
+            self._send("update", card(md))
+        else:
+            self._send("delete", {"key": key})
+        self.refresh_gpus()  # a resource may name another GPU resource, or be gone
+
+    def refresh_gpus(self) -> None:
+        """Nodes or Berth's pods changed: send the GPU panel to every open page if it changed."""
+        if not self._listeners:
+            self._gpus_sent = None  # a page that connects gets the panel in its snapshot
+            return
+        self._publish_gpus(self.gpus())
+
+    def _publish_gpus(self, panel: dict[str, Any]) -> None:
+        """Sends `panel` unless the open pages have it already."""
+        if panel != self._gpus_sent:
+            self._gpus_sent = panel
+            self._send("gpus", panel)
+
+    def _send(self, event: str, data: dict[str, Any]) -> None:
+        message = f"event: {event}\ndata: {json.dumps(data)}\n\n"
         for queue in list(self._listeners):
             if queue.qsize() < 1000:  # a page that stopped reading does not grow memory
                 queue.put_nowait(message)
@@ -46,6 +75,13 @@ class Dashboard:
 
     def cards(self) -> list[dict[str, Any]]:
         return sorted((card(md) for md in self.list_resources()), key=lambda c: c["key"])
+
+    def gpus(self) -> dict[str, Any]:
+        """The GPU panel as sent on the wire."""
+        panel = gpu_panel(
+            self.list_objects("Node"), self.list_objects("Pod"), self.list_resources()
+        )
+        return panel.model_dump(mode="json", by_alias=True)
 
     @web.middleware
     async def authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -68,6 +104,9 @@ class Dashboard:
     async def api_cards(self, request: web.Request) -> web.Response:
         return web.json_response({"items": self.cards()})
 
+    async def api_gpus(self, request: web.Request) -> web.Response:
+        return web.json_response(self.gpus())
+
     async def api_events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
@@ -78,11 +117,12 @@ class Dashboard:
         )
         await response.prepare(request)
         queue: asyncio.Queue[str] = asyncio.Queue()
+        gpus = self.gpus()
+        self._publish_gpus(gpus)  # before this page listens: it gets the panel in its snapshot
         self._listeners.add(queue)
         try:
-            await response.write(
-                f"event: snapshot\ndata: {json.dumps({'items': self.cards()})}\n\n".encode()
-            )
+            snapshot = {"items": self.cards(), "gpus": gpus}
+            await response.write(f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n".encode())
             while True:
                 try:
                     message = await asyncio.wait_for(queue.get(), timeout=15)
@@ -101,6 +141,7 @@ class Dashboard:
             [
                 web.get("/", self.index),
                 web.get("/api/modeldeployments", self.api_cards),
+                web.get("/api/gpus", self.api_gpus),
                 web.get("/api/events", self.api_events),
                 web.static("/static", STATIC),
             ]

@@ -1,4 +1,4 @@
-// The dashboard page: cards from GET /api/modeldeployments, kept live by /api/events (SSE).
+// The dashboard page: GPU panel and cards, from /api/events (SSE): a snapshot, then updates.
 "use strict";
 
 const token = new URLSearchParams(location.search).get("token");
@@ -98,6 +98,55 @@ function render(card) {
   return article;
 }
 
+function counts(resources) {
+  const entries = Object.entries(resources);
+  return entries.length ? entries.map(([resource, n]) => `${n} ${resource}`).join(", ") : "no GPU";
+}
+
+function cell(className, content) {
+  const td = document.createElement("td");
+  td.className = className;
+  td.append(content);
+  return td;
+}
+
+function renderGpuNode(node) {
+  const tr = document.createElement("tr");
+  tr.dataset.node = node.name;
+  const requested = document.createElement("div");
+  for (const [resource, allocatable] of Object.entries(node.allocatable)) {
+    const used = node.requested[resource] ?? 0;
+    const meter = document.createElement("meter");
+    meter.min = 0;
+    meter.max = Math.max(allocatable, 1);
+    meter.value = used;
+    meter.setAttribute("aria-label", `${resource} requested on ${node.name}`);
+    requested.append(meter, text("span", `${used} of ${allocatable} ${resource}`), document.createElement("br"));
+  }
+  for (const [resource, used] of Object.entries(node.requested)) {
+    if (!(resource in node.allocatable)) requested.append(text("span", `${used} ${resource} (none allocatable)`, "mismatch"));
+  }
+  const models = document.createElement("ul");
+  for (const model of node.models) {
+    const item = text("li", `${model.namespace}/${model.name}: ${counts(model.requested)}` + (model.pods > 1 ? ` (${model.pods} pods)` : ""));
+    item.dataset.key = model.key;
+    models.append(item);
+  }
+  tr.append(
+    cell("node", node.name),
+    cell("product", node.product || "—"),
+    cell("allocatable", counts(node.allocatable)),
+    cell("requested", requested),
+    cell("models", node.models.length ? models : "—"),
+  );
+  return tr;
+}
+
+function redrawGpus(panel) {
+  document.getElementById("gpu-nodes").replaceChildren(...panel.nodes.map(renderGpuNode));
+  document.getElementById("no-gpus").hidden = panel.nodes.length > 0;
+}
+
 function redraw() {
   const section = document.getElementById("cards");
   section.replaceChildren(...[...cards.values()].sort((a, b) => a.key.localeCompare(b.key)).map(render));
@@ -109,10 +158,13 @@ function connect() {
   const status = document.getElementById("connection");
   events.addEventListener("snapshot", (e) => {
     cards.clear();
-    for (const card of JSON.parse(e.data).items) cards.set(card.key, card);
+    const snapshot = JSON.parse(e.data);
+    for (const card of snapshot.items) cards.set(card.key, card);
     status.textContent = "live";
     redraw();
+    redrawGpus(snapshot.gpus);
   });
+  events.addEventListener("gpus", (e) => { redrawGpus(JSON.parse(e.data)); });
   events.addEventListener("update", (e) => { const card = JSON.parse(e.data); cards.set(card.key, card); redraw(); });
   events.addEventListener("delete", (e) => { cards.delete(JSON.parse(e.data).key); redraw(); });
   events.onerror = () => { status.textContent = "reconnecting…"; };
