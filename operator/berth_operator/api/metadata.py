@@ -27,6 +27,8 @@ ENGINE_LABEL = f"{GROUP}/engine"
 DOWNLOAD_KEY_LABEL = f"{GROUP}/download-key"
 #: set by the Job controller on a Job's pods
 JOB_NAME_LABEL = "job-name"
+#: set on GPU nodes by NVIDIA's GPU feature discovery
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 SERVER_COMPONENT = "model-server"
 DOWNLOAD_COMPONENT = "download"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth_operator.api.metadata import MODEL_DEPLOYMENT_LABEL, REDOWNLOAD_ANNOTATION
+
 
 def _ready_condition(status: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
@@ -64,8 +66,8 @@ def card(md: dict[str, Any]) -> dict[str, Any]:
         "commands": {
             "scale to 0": f"kubectl scale {target} --replicas=0",
             "scale to 1": f"kubectl scale {target} --replicas=1",
-            "re-download": f"kubectl annotate {target} berth.dev/redownload=$(date +%s) --overwrite",
+            "re-download": f"kubectl annotate {target} {REDOWNLOAD_ANNOTATION}=$(date +%s) --overwrite",
             "describe": f"kubectl describe {target}",
-            "logs": f"kubectl logs -n {namespace} -l berth.dev/modeldeployment={name} --tail=100",
+            "logs": f"kubectl logs -n {namespace} -l {MODEL_DEPLOYMENT_LABEL}={name} --tail=100",
         },
     }

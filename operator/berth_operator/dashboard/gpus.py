@@ -9,15 +9,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from berth_operator.controller.naming import (
+from berth_operator.api.metadata import (
     COMPONENT_LABEL,
+    GPU_PRODUCT_LABEL,
     MODEL_DEPLOYMENT_LABEL,
     SERVER_COMPONENT,
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
-PRODUCT_LABEL = "nvidia.com/gpu.product"
 ENDED_PHASES = frozenset({"Succeeded", "Failed"})
 
 Counts = dict[str, int]
@@ -154,7 +154,7 @@ def gpu_panel(
         panel.append(
             GpuNode(
                 name=name,
-                product=(node["metadata"].get("labels") or {}).get(PRODUCT_LABEL),
+                product=(node["metadata"].get("labels") or {}).get(GPU_PRODUCT_LABEL),
                 allocatable=allocatable,
                 requested=requested,
                 models=on_node,
