@@ -14,7 +14,13 @@ from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
 from tests.cluster.nodes import FakeNode
 from tests.gpu_nodes import on_own_nodes, own_gpu_nodes
-from tests.operator.helpers import model_deployment, phase_is
+from tests.operator.helpers import (
+    RUN_BY_THE_TEST,
+    download_job_of,
+    model_deployment,
+    phase_is,
+    report_progress,
+)
 from tests.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,18 +84,16 @@ def test_dashboard_shows_the_truth_live(page: Page, kubectl: Kubectl):
     expect(card(page, ns, "gated").locator(".reason")).to_contain_text("AuthRequired")
     expect(card(page, ns, "gated").locator(".phase")).to_have_text("Failed")
 
-    # the progress bar follows status.download, without a reload
+    # the progress bar follows the download Job's reports, without a reload
+    kubectl.apply(model_deployment("fetching", repo=RUN_BY_THE_TEST))
+    job = download_job_of(kubectl, "fetching")
     download = {"bytesTotal": 62 * 2**30, "bytesPerSecond": 500 * 2**20}
-    patch_status(
-        kubectl, "qwen3-vl", {"download": {**download, "bytesDone": 6 * 2**30, "percent": 10}}
-    )
-    bar = card(page, ns, "qwen3-vl").locator("progress")
+    report_progress(kubectl, job, {**download, "bytesDone": 6 * 2**30, "percent": 10})
+    bar = card(page, ns, "fetching").locator("progress")
     expect(bar).to_have_attribute("value", "10")
-    patch_status(
-        kubectl, "qwen3-vl", {"download": {**download, "bytesDone": 40 * 2**30, "percent": 64}}
-    )
+    report_progress(kubectl, job, {**download, "bytesDone": 40 * 2**30, "percent": 64})
     expect(bar).to_have_attribute("value", "64")
-    expect(card(page, ns, "qwen3-vl").locator(".download")).to_contain_text("40.0 GiB of 62.0 GiB")
+    expect(card(page, ns, "fetching").locator(".download")).to_contain_text("40.0 GiB of 62.0 GiB")
 
     # a dependency mismatch stands out
     mismatch = "CudaRuntimeMismatch: torch runs on CUDA runtime 12.4, 12.8 expected"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from berth_operator.api.metadata import DOWNLOAD_PROGRESS_ANNOTATION
+
 from tests.cluster.kubectl import Kubectl
 
 
@@ -100,3 +102,25 @@ def assert_status_owners(md: dict[str, Any]) -> None:
     assert set(writers) <= {"berth-operator", "berth-runtime"}, writers
     assert writers.get("berth-runtime", {"runtime"}) == {"runtime"}, writers
     assert "runtime" not in writers.get("berth-operator", set()), writers
+
+
+#: kwok leaves this repository's download pod Running (tests/cluster/stages.yaml), so its Job
+#: stays incomplete while a test reports progress as the downloader would
+RUN_BY_THE_TEST = "berth-test/run-by-the-test"
+
+
+def download_job_of(kubectl: Kubectl, name: str) -> str:
+    """The name of the download Job a ModelDeployment's status names, once it names one."""
+    md = kubectl.wait_for(
+        "md",
+        name,
+        lambda m: ((m.get("status") or {}).get("download") or {}).get("job"),
+        what="a Job",
+    )
+    return md["status"]["download"]["job"]
+
+
+def report_progress(kubectl: Kubectl, job: str, report: dict[str, Any]) -> None:
+    """What the downloader does: its progress, as an annotation on its own Job."""
+    value = json.dumps(report)
+    kubectl("annotate", "job", job, f"{DOWNLOAD_PROGRESS_ANNOTATION}={value}", "--overwrite")

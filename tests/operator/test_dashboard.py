@@ -21,7 +21,13 @@ from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
 from tests.cluster.nodes import FakeNode
 from tests.gpu_nodes import on_own_nodes, own_gpu_nodes
-from tests.operator.helpers import model_deployment, phase_is
+from tests.operator.helpers import (
+    RUN_BY_THE_TEST,
+    download_job_of,
+    model_deployment,
+    phase_is,
+    report_progress,
+)
 from tests.operator_process import OperatorProcess
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -93,7 +99,7 @@ def test_cards_and_live_updates(operator: OperatorProcess, kubectl: Kubectl):
         data = message["data"]
         return (
             message["event"] == "update"
-            and data.get("key") == f"{kubectl.namespace}/canary"
+            and data.get("key") == f"{kubectl.namespace}/fetching"
             and data["download"]["bytesDone"] == 123
         )
 
@@ -101,14 +107,10 @@ def test_cards_and_live_updates(operator: OperatorProcess, kubectl: Kubectl):
         target=read_events, args=(operator.dashboard_port, found, moved, done), daemon=True
     )
     reader.start()
-    patch = {
-        "status": {
-            "download": {"bytesDone": 123, "bytesTotal": 1000, "percent": 12, "bytesPerSecond": 100}
-        }
-    }
-    kubectl(
-        "patch", "md", "canary", "--subresource=status", "--type=merge", "-p", json.dumps(patch)
-    )
+    # the downloader's report on its Job reaches the card through the operator's status
+    kubectl.apply(model_deployment("fetching", repo=RUN_BY_THE_TEST))
+    report = {"bytesDone": 123, "bytesTotal": 1000, "percent": 12, "bytesPerSecond": 100}
+    report_progress(kubectl, download_job_of(kubectl, "fetching"), report)
     assert done.wait(20), found[-3:]
     assert found[0]["event"] == "snapshot"
     update = found[-1]["data"]

@@ -12,6 +12,7 @@ from tests.cluster.kubectl import Kubectl
 from tests.hub.download import MiB, finish, start_download, tiny_repo
 from tests.hub.server import LocalHub
 from tests.operator.helpers import (
+    RUN_BY_THE_TEST,
     assert_status_owners,
     model_deployment,
     status_writers,
@@ -19,16 +20,15 @@ from tests.operator.helpers import (
 )
 
 pytestmark = pytest.mark.usefixtures("operator", "cache_volume")
+REPO_ID = RUN_BY_THE_TEST  # the test runs the real downloader itself
 
 
 def test_progress_reaches_every_sharer(
     cluster: ControlPlane, kubectl: Kubectl, hub: LocalHub, tmp_path
 ):
-    repo = hub.add(tiny_repo(weights_mib=40))
+    repo = hub.add(tiny_repo(REPO_ID, weights_mib=40))
     hub.faults.bytes_per_second = 10 * MiB
-    kubectl.apply(
-        model_deployment("first", repo="org/tiny"), model_deployment("second", repo="org/tiny")
-    )
+    kubectl.apply(model_deployment("first", repo=REPO_ID), model_deployment("second", repo=REPO_ID))
     md = kubectl.wait_for(
         "md",
         "first",
@@ -51,7 +51,7 @@ def test_progress_reaches_every_sharer(
     process = start_download(
         hub,
         cache,
-        "org/tiny",
+        REPO_ID,
         KUBECONFIG=str(kubeconfig),
         POD_NAMESPACE=kubectl.namespace,
         BERTH_JOB_NAME=job,
