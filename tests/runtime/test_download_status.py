@@ -69,7 +69,13 @@ def test_progress_reaches_every_sharer(
     assert result.returncode == 0, result.output
     assert seen_midway == {"first", "second"}, "progress was visible while downloading"
     for name in ("first", "second"):
-        download = kubectl.get("md", name)["status"]["download"]
+        # the operator copies the final report from the Job on its next pass: wait for it
+        download = kubectl.wait_for(
+            "md",
+            name,
+            lambda m: m["status"]["download"].get("completedAt"),
+            what="the final report",
+        )["status"]["download"]
         assert download["resolvedRevision"] == repo.commit
         assert download["bytesTotal"] == sum(len(c) for c in repo.files.values())
         assert download["bytesDone"] == download["bytesTotal"]
