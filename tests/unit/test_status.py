@@ -226,3 +226,21 @@ def test_the_operator_writes_every_status_key_but_the_model_servers():
     assert set(status) == every - MODEL_SERVER_STATUS_KEYS
     # every key of status.download on every pass: nothing of an earlier Job can remain
     assert set(status["download"]) == {f.alias for f in DownloadStatus.model_fields.values()}
+
+
+def test_a_failed_load_is_the_ready_reason_while_the_pod_is_not_ready():
+    report = {"state": "Failed", "pod": "p1", "lastError": {"reason": "PipelineLoadFailed"}}
+    resource = md(status={"runtime": report})
+    status = derive_status(
+        observed(
+            resource,
+            job=job(job_name_of(resource), "Complete"),
+            deployment={"metadata": {}},
+            pods=[pod("p1", ready=False)],
+        ),
+        CONFIG,
+        NOW,
+    )
+    assert status["phase"] == "Failed"
+    assert conditions(status)["Ready"]["reason"] == "PipelineLoadFailed"
+    assert conditions(status)["PodsReady"]["reason"] == "Starting"

@@ -209,6 +209,12 @@ def runtime_verdict(observed: Observed) -> Verdict:
     return Verdict("False", runtime.state, f"{source} reports {runtime.state}")
 
 
+def runtime_failed(observed: Observed, runtime: Verdict) -> bool:
+    """A current pod's model server reported Failed."""
+    report = observed.md.status.runtime
+    return report is not None and report.state == "Failed" and runtime.reason != "NotReported"
+
+
 def ready_verdict(observed: Observed, cache: Verdict, pods: Verdict, runtime: Verdict) -> Verdict:
     """Ready: pods ready AND the runtime reported the model loaded (or nothing wanted)."""
     if observed.md.spec.replicas == 0:
@@ -219,7 +225,8 @@ def ready_verdict(observed: Observed, cache: Verdict, pods: Verdict, runtime: Ve
         return Verdict("False", problem.reason, problem.message)
     if observed.deployment is None:
         return Verdict("False", cache.reason, cache.message)
-    for verdict in (pods, runtime):
+    # a server that reported its failure says more than a pod that is not ready because of it
+    for verdict in (runtime, pods) if runtime_failed(observed, runtime) else (pods, runtime):
         if not verdict.ok:
             return Verdict("False", verdict.reason, verdict.message)
     return Verdict("True", "ModelServing", pods.message)
@@ -240,10 +247,7 @@ def phase(
         if cache.reason in WAITING_REASONS:
             return "Downloading" if cache.reason in DOWNLOADING_REASONS else "Pending"
         return "Failed"
-    runtime_failed = (
-        observed.md.status.runtime is not None and observed.md.status.runtime.state == "Failed"
-    )
-    if runtime_failed and runtime.reason not in ("NotReported",):
+    if runtime_failed(observed, runtime):
         return "Failed"
     if 0 < ready_pods < observed.md.spec.replicas:
         return "Degraded"
