@@ -94,9 +94,14 @@ def cached_tiny_model(
     builder's `part` subdirectory) on a local hub and fetches it with the real download Job;
     returns the cache directory."""
     work = tmp_path_factory.mktemp(engine.replace("/", "-"))
+    return published_and_downloaded(repo_id, tiny_model_dir(engine, builder) / part, work)
+
+
+def published_and_downloaded(repo_id: str, files: Path, work: Path) -> Path:
+    """`files` as repo_id on a local hub, fetched by the real download Job into work/cache."""
     hub = LocalHub().start()
     try:
-        hub.add(repo_from_directory(repo_id, tiny_model_dir(engine, builder) / part))
+        hub.add(repo_from_directory(repo_id, files))
         download_into(hub, work / "cache", repo_id)
     finally:
         hub.stop()
