@@ -35,6 +35,9 @@ from tests.hub.download import REPO, download_into, repo_from_directory
 from tests.hub.server import LocalHub
 from tests.operator.helpers import model_deployment
 
+#: a module's first test also waits for its vLLM server to start (a minute or more here)
+pytestmark = pytest.mark.timeout(900)
+
 HERE = Path(__file__).resolve().parent
 REPO_ID = "Qwen/Qwen3-VL-30B-A3B-Instruct"
 

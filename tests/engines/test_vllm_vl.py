@@ -22,6 +22,9 @@ from tests.engines.vllm_server import (
     serve_reporting,
 )
 
+#: a module's first test also waits for its vLLM server to start (a minute or more here)
+pytestmark = pytest.mark.timeout(900)
+
 TINY_REPO = "berth-tests/tiny-qwen3-vl-moe"
 SERVED = "tiny-qwen3-vl"
 SETTINGS = {
