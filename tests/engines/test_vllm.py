@@ -212,14 +212,28 @@ def test_refuses_requests_without_the_api_key(tiny: tuple[VllmServer, list[dict[
     assert server.call("/v1/models")[0] == 401  # no key at all
 
 
-def test_chat_completion(client: OpenAI):
+def token_count(server: VllmServer, **body: Any) -> int:
+    """vLLM's own /tokenize of a prompt or of chat messages (through the chat template)."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    status, _, answer = server.call(
+        "/tokenize", json.dumps({"model": SERVED, **body}).encode(), headers
+    )
+    assert status == 200, answer
+    return json.loads(answer)["count"]
+
+
+def test_chat_completion(tiny: tuple[VllmServer, list[dict[str, Any]]], client: OpenAI):
     answer = client.chat.completions.create(model=SERVED, messages=MESSAGES, max_tokens=16)
     choice = answer.choices[0]
     assert isinstance(choice.message.content, str) and choice.message.content
     assert choice.finish_reason in ("stop", "length")
     assert 0 < answer.usage.completion_tokens <= 16
-    assert answer.usage.prompt_tokens > 5  # the chat template wrapped the message
     assert answer.model == SERVED
+    # the prompt went through the model's chat template
+    server, _ = tiny
+    templated = token_count(server, messages=MESSAGES, add_generation_prompt=True)
+    assert answer.usage.prompt_tokens == templated
+    assert templated > token_count(server, prompt=MESSAGES[0]["content"])
 
 
 def test_chat_completion_streams(client: OpenAI):
