@@ -21,7 +21,7 @@ binaries: ## etcd, Kubernetes, kwok and helm, built once into ~/.cache/berth
 	bash tests/cluster/build.sh
 
 engines: venv ## each engine's environment from its image's lock file, once per lock, in ~/.cache/berth/envs
-	@for engine in pyannote nemo-asr vllm; do runtime_images/engine_env.sh $$engine >/dev/null || exit 1; done
+	@for engine in pyannote nemo-asr vllm/cpu; do runtime_images/engine_env.sh $$engine >/dev/null || exit 1; done
 
 system-packages: ## Debian's Chromium (dashboard tests) and espeak-ng (speech for the engine tests)
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.cluster import ControlPlane
+from tests.cluster.kubectl import Kubectl
 from tests.engines.runner import (
     EngineServer,
     cached_tiny_model,
@@ -39,3 +42,12 @@ def serve() -> Iterator[Any]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_kubectl(cluster: ControlPlane, crd: None) -> Iterator[Kubectl]:
+    """kubectl in a namespace that lives as long as the test module (and its engine server)."""
+    name = f"engines-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", name)
+    yield Kubectl(cluster, name)
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

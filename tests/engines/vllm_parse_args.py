@@ -1,4 +1,4 @@
-"""Parses `vllm serve` argument lists with the pinned vLLM's own parser (run in the vllm env).
+"""Parses `vllm serve` argument lists with the pinned vLLM's own parser (run in the vllm/cpu env).
 
 stdin: {"argvs": [[MODEL, "--flag", ...], ...], "engine_config": false}; stdout (last line): a
 JSON list, per argv {"ok": bool, "stage": "parse" | "engine_config", "args": {...}, "error": "..."}.
@@ -14,6 +14,8 @@ import io
 import json
 import sys
 from typing import Any
+
+from vllm_cpu_launcher import answer_vllm_metadata
 
 FIELDS = (
     "model",
@@ -44,13 +46,9 @@ def plain(value: Any) -> Any:
 
 def main() -> None:
     request = json.load(sys.stdin)
-    import vllm.platforms
-    from vllm.platforms.cpu import CpuPlatform
-
-    # vLLM's parser builds a DeviceConfig on the current platform: unspecified without a GPU
-    vllm.platforms.current_platform = CpuPlatform()
+    answer_vllm_metadata()  # so that vLLM finds its platform (the CPU) as `vllm serve` does
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     results = []

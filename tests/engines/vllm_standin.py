@@ -1,4 +1,5 @@
-"""A stand-in for `vllm serve` in supervisor tests: same argv, slow start, /health, /v1/models.
+"""A stand-in for `vllm serve`, for what vLLM's CPU build cannot produce: a CUDA out-of-memory
+crash. Same argv, a slow start, /health; the other engine tests run vLLM's real server.
 
 Env: VLLM_STANDIN_START_SECONDS (default 3) before /health answers; VLLM_STANDIN_CRASH=oom to
 die after start-up with a CUDA out-of-memory traceback on stderr and exit code 1.
@@ -13,7 +14,6 @@ import os
 import signal
 import socket
 import sys
-import time
 
 from aiohttp import web
 
@@ -51,26 +51,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    started = time.time()
-    name = args.served_model_name or args.model
-    api_key = os.environ.get("VLLM_API_KEY")
-
     async def health(request: web.Request) -> web.Response:
         return web.Response(status=200)
-
-    async def models(request: web.Request) -> web.Response:
-        if api_key and request.headers.get("Authorization") != f"Bearer {api_key}":
-            return web.json_response({"error": "Unauthorized"}, status=401)
-        card = {"id": name, "object": "model", "created": int(started), "owned_by": "vllm"}
-        card |= {"root": args.model, "max_model_len": args.max_model_len}
-        return web.json_response({"object": "list", "data": [card]})
 
     print(f"INFO vllm stand-in: non-default args: {vars(args)}", flush=True)
     # like vLLM: the port is bound first, requests wait in the backlog until the engine is up
     sock = socket.create_server((args.host, args.port), backlog=128)
     await asyncio.sleep(float(os.environ.get("VLLM_STANDIN_START_SECONDS") or 3))
     app = web.Application()
-    app.add_routes([web.get("/health", health), web.get("/v1/models", models)])
+    app.add_routes([web.get("/health", health)])
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()
