@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from berth_operator.api.modeldeployment import ModelDeploymentSpec
 from berth_operator.api.podenv import VllmEngineSettings
-from berth_operator.controller.engines import engine_settings
 from berth_runtime.engines.vllm.args import serve_args
 from openai import AuthenticationError, OpenAI
 
@@ -31,6 +29,7 @@ from tests.engines.vllm_server import (
     TEST_EXTRA_ARGS,
     VllmServer,
     cpu_env,
+    rendered_vllm_settings,
     runtime_state,
     serve_reporting,
 )
@@ -80,23 +79,9 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 
 
-def rendered_vllm_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """BERTH_SETTINGS as the operator renders it for these GPUs and vllm settings."""
-    vllm = {k: v for k, v in settings.items() if k not in ("gpus", "tensorParallelSize")}
-    spec = ModelDeploymentSpec.model_validate(
-        {
-            "engine": "vllm",
-            "model": {"repo": REPO_ID},
-            "resources": {"gpus": settings.get("gpus", 1)},
-            "vllm": vllm,
-        }
-    )
-    return engine_settings(spec, "qwen")
-
-
 def rendered_args(settings: dict[str, Any], model: Path) -> list[str]:
     """The `vllm serve` arguments the supervisor builds from those rendered settings."""
-    rendered = VllmEngineSettings.model_validate(rendered_vllm_settings(settings))
+    rendered = VllmEngineSettings.model_validate(rendered_vllm_settings(settings, REPO_ID))
     return serve_args(rendered, model, "127.0.0.1", 8000)
 
 
@@ -217,6 +202,7 @@ def test_details_are_those_of_the_command_that_runs(
     assert f"--served-model-name {SERVED} --tensor-parallel-size 1 --max-model-len 512" in command
     assert "--gpu-memory-utilization 0.9 --enforce-eager" in command
     details = ready["details"]
+    assert details["command"] == command, "status shows the command actually run"
     assert details["served_model_name"] == SERVED and details["tensor_parallel_size"] == 1
     assert details["max_model_len"] == 512 and details["load_seconds"] > 0
     [card] = client.models.list().data  # what vLLM itself runs with
@@ -320,7 +306,9 @@ class Supervisor:
             [sys.executable, "-m", "berth_runtime.server"],
             env={
                 **os.environ,
-                **server_env("vllm", REPO_ID, cache, self.port, rendered_vllm_settings(settings)),
+                **server_env(
+                    "vllm", REPO_ID, cache, self.port, rendered_vllm_settings(settings, REPO_ID)
+                ),
                 "HF_HUB_OFFLINE": "1",
                 "BERTH_VLLM_COMMAND": f"{sys.executable} {HERE / 'vllm_standin.py'}",
                 "BERTH_HEALTH_POLL_SECONDS": "0.3",

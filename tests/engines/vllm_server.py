@@ -13,6 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from berth_operator.api.modeldeployment import ModelDeploymentSpec
+from berth_operator.controller.engines import engine_settings
+
 from tests.cluster.kubectl import Kubectl
 from tests.engines.runner import HERE, EngineServer, engine_python
 from tests.operator.helpers import model_deployment
@@ -37,6 +40,20 @@ def cpu_env(work: Path) -> dict[str, str]:
     }
 
 
+def rendered_vllm_settings(settings: dict[str, Any], repo: str) -> dict[str, Any]:
+    """BERTH_SETTINGS as the operator renders it for these GPUs and vllm settings."""
+    vllm = {k: v for k, v in settings.items() if k not in ("gpus", "tensorParallelSize")}
+    spec = ModelDeploymentSpec.model_validate(
+        {
+            "engine": "vllm",
+            "model": {"repo": repo},
+            "resources": {"gpus": settings.get("gpus", 1)},
+            "vllm": vllm,
+        }
+    )
+    return engine_settings(spec, "qwen")
+
+
 class VllmServer(EngineServer):
     """The supervisor and its vLLM child; vLLM's own server holds the port."""
 
@@ -46,7 +63,7 @@ class VllmServer(EngineServer):
             "vllm",
             cache,
             repo,
-            settings,
+            rendered_vllm_settings(settings, repo),
             python_env=ENVIRONMENT,
             **cpu_env(cache.parent),
             VLLM_API_KEY=API_KEY,
