@@ -47,7 +47,7 @@ def local_images(images: dict[str, str], downloader_image: str) -> dict[str, Loc
         )
     }
     for engine in ENGINES:
-        if engine in images and engine != "vllm":  # vLLM cannot serve on a CPU
+        if engine in images and engine != "vllm":  # the vllm image is CUDA-only; see tests/engines
             mapping[images[engine]] = LocalImage(
                 engine_python(engine).parent,
                 dockerfile_entrypoint(REPO / "runtime_images" / engine / "Dockerfile"),
