@@ -127,7 +127,8 @@ class EngineServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cache.parent / f"{engine}-server-{self.port}.log"
-        rendered = {"gpus": 0, "servedModelName": repo.split("/")[-1], **(settings or {})}
+        # as the operator renders a spec that leaves resources.gpus at its default of 1
+        rendered = {"gpus": 1, "servedModelName": repo.split("/")[-1], **(settings or {})}
         environment = engine_env(**server_env(engine, repo, cache, self.port, rendered, **env))
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
