@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: setup venv binaries engines system-packages test test-unit lint demo cluster-up cluster-down clean
+.PHONY: setup venv binaries engines system-packages test test-unit test-oldest-kubernetes lint demo cluster-up cluster-down clean
 
 setup: venv binaries engines system-packages ## Python environments, control-plane binaries, test tools
 
@@ -33,6 +33,11 @@ system-packages: ## Debian's Chromium (dashboard tests) and espeak-ng (speech fo
 test: setup ## lint and the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+OLDEST_KUBERNETES := $(shell sed -n 's/^KUBERNETES_OLDEST_VERSION=//p' tests/cluster/versions.env)
+test-oldest-kubernetes: venv ## the control-plane tests on the oldest supported Kubernetes minor
+	BERTH_KUBERNETES_VERSION=$(OLDEST_KUBERNETES) bash tests/cluster/build.sh
+	BERTH_KUBERNETES_VERSION=$(OLDEST_KUBERNETES) $(PY) -m pytest tests/control_plane tests/operator tests/chart
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

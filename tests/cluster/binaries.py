@@ -20,13 +20,16 @@ def cache_root() -> Path:
 
 
 def pinned_versions() -> dict[str, str]:
-    """The versions in versions.env, e.g. {"KUBERNETES_VERSION": "v1.34.4", ...}."""
+    """The versions in versions.env, e.g. {"KUBERNETES_VERSION": "v1.37.2", ...};
+    BERTH_KUBERNETES_VERSION, when set, chooses another Kubernetes version (as in build.sh)."""
     versions = {}
     for line in (CLUSTER_DIR / "versions.env").read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             versions[key.strip()] = value.strip()
+    if chosen := os.environ.get("BERTH_KUBERNETES_VERSION"):
+        versions["KUBERNETES_VERSION"] = chosen
     return versions
 
 

@@ -5,6 +5,7 @@ set -euo pipefail
 
 # shellcheck source=versions.env
 source "$(dirname "${BASH_SOURCE[0]}")/versions.env"
+KUBERNETES_VERSION="${BERTH_KUBERNETES_VERSION:-$KUBERNETES_VERSION}"
 
 CACHE_ROOT="${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}"
 BIN_DIR="$CACHE_ROOT/bin"

@@ -322,6 +322,9 @@ class ControlPlane:
             f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # Since 1.37 a loopback address may not back the `kubernetes` Service's endpoints;
+            # nothing on this control plane reaches the API through that Service.
+            "--endpoint-reconciler-type=none",
             f"--secure-port={self.ports['apiserver']}",
             f"--tls-cert-file={pki / 'serving.crt'}",
             f"--tls-private-key-file={pki / 'serving.key'}",
