@@ -135,6 +135,9 @@ class StandIn:
     def stats(self) -> dict[str, Any]:
         return json.loads(http("GET", self.url + "/stats")[2])
 
+    def release(self) -> None:
+        http("POST", self.url + "/release")
+
     def kill(self) -> None:
         self.process._signal_group(signal.SIGKILL)
         assert self.process.popen is not None

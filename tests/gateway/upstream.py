@@ -1,5 +1,6 @@
 """A vLLM-compatible stand-in for the gateway's tests: OpenAI chat completions, plain and
-streamed (SSE, one chunk per token), with what it saw at /stats. Run as its own process:
+streamed (SSE, one chunk per token), requests held until /release (X-Test-Hold) or delayed
+(X-Test-Delay), with what it saw at /stats. Run as its own process:
 `python upstream.py HOST PORT NAME [API_KEY]`.
 
 It replaces vLLM only where the gateway's behaviour is under test (streaming, cancellation,
@@ -24,6 +25,7 @@ class StandIn:
     def __init__(self, name: str, api_key: str | None) -> None:
         self.name = name
         self.api_key = api_key
+        self.held = asyncio.Event()
         self.stats: dict[str, Any] = {
             "served": 0,
             "in_flight": 0,
@@ -43,6 +45,8 @@ class StandIn:
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.stats["in_flight"])
         try:
             await asyncio.sleep(float(request.headers.get("X-Test-Delay", "0")))
+            if request.headers.get("X-Test-Hold"):
+                await self.held.wait()
             tokens = int(body.get("max_tokens") or 5)
             if body.get("stream"):
                 return await self.stream(request, body["model"], tokens)
@@ -92,6 +96,12 @@ class StandIn:
         self.stats["streams_done"] += 1
         return response
 
+    async def release(self, request: web.Request) -> web.Response:
+        """Lets every held request finish; later ones are held again."""
+        self.held.set()
+        self.held = asyncio.Event()
+        return web.json_response(self.stats)
+
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats)
 
@@ -108,6 +118,7 @@ async def main(host: str, port: int, name: str, api_key: str | None) -> None:
             web.post("/v1/chat/completions", stand_in.chat),
             web.get("/stats", stand_in.get_stats),
             web.post("/reset", stand_in.reset),
+            web.post("/release", stand_in.release),
         ]
     )
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
