@@ -13,6 +13,7 @@ import yaml
 
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
+from tests.gateway.parts import GatewayProcess
 from tests.operator.helpers import phase_is
 from tests.operator_process import OperatorProcess, cache_volume_manifest
 
@@ -234,6 +235,16 @@ def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path
         }
         assert env["BERTH_WORKERS"] == "8"
         assert models.get("md", "canary")["status"]["phase"] == "Starting"
+
+        # the gateway, with the chart's gateway ServiceAccount token: its RBAC is enough
+        token = plane.service_account_token("berth-system", "berth-gateway", seconds=3600)
+        kubeconfig = plane.write_kubeconfig(tmp_path / "gateway.kubeconfig", token, "berth-system")
+        gateway = GatewayProcess(plane, tmp_path, kubeconfig=kubeconfig)
+        try:
+            assert {"qwen", "canary", "diarization"} <= set(gateway.models())
+        finally:
+            gateway.stop()
+        assert "Forbidden" not in gateway.process.log.read_text()
 
         helm(plane, "uninstall", "berth", "-n", "berth-system", "--wait")
         assert (

@@ -69,7 +69,9 @@ def wait_until(predicate: Any, what: str, timeout: float = 30) -> Any:
 class GatewayProcess:
     """`python -m berth_gateway` against the test's control plane, on free loopback ports."""
 
-    def __init__(self, cluster: ControlPlane, workdir: Path, *args: str) -> None:
+    def __init__(
+        self, cluster: ControlPlane, workdir: Path, *args: str, kubeconfig: Path | None = None
+    ) -> None:
         self.port, self.metrics_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = ManagedProcess.start(
@@ -84,7 +86,11 @@ class GatewayProcess:
                 *args,
             ],
             workdir / f"gateway-{self.port}.log",
-            env={**cluster.env(), "PYTHONUNBUFFERED": "1"},
+            env={
+                **cluster.env(),
+                "PYTHONUNBUFFERED": "1",
+                **({"KUBECONFIG": str(kubeconfig)} if kubeconfig else {}),
+            },
             tied_to_parent=True,
         )
         wait_until(self.ready, "ready gateway")
