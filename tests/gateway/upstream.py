@@ -1,6 +1,6 @@
 """A vLLM-compatible stand-in for the gateway's tests: OpenAI chat completions, plain and
 streamed (SSE, one chunk per token), requests held until /release (X-Test-Hold) or delayed
-(X-Test-Delay), with what it saw at /stats. Run as its own process:
+(X-Test-Delay), chunks paced by X-Test-Chunk-Seconds, with what it saw at /stats. Run as its own process:
 `python upstream.py HOST PORT NAME [API_KEY]`.
 
 It replaces vLLM only where the gateway's behaviour is under test (streaming, cancellation,
@@ -49,7 +49,8 @@ class StandIn:
                 await self.held.wait()
             tokens = int(body.get("max_tokens") or 5)
             if body.get("stream"):
-                return await self.stream(request, body["model"], tokens)
+                pace = float(request.headers.get("X-Test-Chunk-Seconds", CHUNK_SECONDS))
+                return await self.stream(request, body["model"], tokens, pace)
             self.stats["served"] += 1
             return web.json_response(self.completion(body["model"], tokens))
         except asyncio.CancelledError:
@@ -75,7 +76,9 @@ class StandIn:
             "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1},
         }
 
-    async def stream(self, request: web.Request, model: str, tokens: int) -> web.StreamResponse:
+    async def stream(
+        self, request: web.Request, model: str, tokens: int, pace: float
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for index in range(tokens):
@@ -89,7 +92,7 @@ class StandIn:
             }
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.stats["chunks_sent"] += 1
-            await asyncio.sleep(CHUNK_SECONDS)
+            await asyncio.sleep(pace)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         self.stats["served"] += 1
