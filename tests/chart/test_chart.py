@@ -13,6 +13,7 @@ import yaml
 
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
+from tests.gateway.parts import GatewayProcess
 from tests.operator.helpers import phase_is
 from tests.operator_process import OperatorProcess, cache_volume_manifest
 
@@ -85,15 +86,16 @@ def test_rendering_matches_its_snapshot(name: str):
 def test_rendered_objects_are_what_the_values_say():
     objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds.count("Role") == 2
+    assert kinds.count("Role") == 4  # the operator's and the gateway's, in each namespace
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
         ["customresourcedefinitions"],
         ["nodes"],  # the dashboard's GPU panel
     ]
-    container = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"][
-        "containers"
-    ][0]
+    operator = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "berth"
+    ]
+    container = operator[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=team-a" in container["args"] and "--peering=berth" in container["args"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["HF_ENDPOINT"] == "https://hf-mirror.internal"
@@ -109,6 +111,36 @@ def test_rendered_objects_are_what_the_values_say():
     no_dashboard = [o for o in yaml.safe_load_all(render("dashboard.enabled=false")) if o]
     rules = [r for o in no_dashboard if o["kind"] == "ClusterRole" for r in o["rules"]]
     assert not [r for r in rules if "nodes" in r["resources"]], "no Node reads without the panel"
+
+
+def test_the_gateway_reads_only_what_it_routes_by():
+    objects = [o for o in yaml.safe_load_all(render("gateway.keysSecret=client-keys")) if o]
+    gateway = [o for o in objects if o["metadata"]["name"].startswith("berth-gateway")]
+    assert sorted(o["kind"] for o in gateway) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
+    rules = {
+        (r["apiGroups"][0], r["resources"][0]): (r["verbs"], r.get("resourceNames"))
+        for o in gateway
+        if o["kind"] in ("Role", "ClusterRole")
+        for r in o["rules"]
+    }
+    assert rules[("berth.dev", "modeldeployments")] == (["get", "list", "watch"], None)
+    assert rules[("discovery.k8s.io", "endpointslices")] == (["list", "watch"], None)
+    role = next(o for o in gateway if o["kind"] == "Role")
+    assert role["rules"][0]["resourceNames"] == ["client-keys"]
+    args = next(o for o in gateway if o["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--keys-secret=client-keys" in args
+    off = [o for o in yaml.safe_load_all(render("gateway.enabled=false")) if o]
+    assert not [o for o in off if "gateway" in o["metadata"]["name"]]
 
 
 @pytest.mark.parametrize(
@@ -203,6 +235,16 @@ def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path
         }
         assert env["BERTH_WORKERS"] == "8"
         assert models.get("md", "canary")["status"]["phase"] == "Starting"
+
+        # the gateway, with the chart's gateway ServiceAccount token: its RBAC is enough
+        token = plane.service_account_token("berth-system", "berth-gateway", seconds=3600)
+        kubeconfig = plane.write_kubeconfig(tmp_path / "gateway.kubeconfig", token, "berth-system")
+        gateway = GatewayProcess(plane, tmp_path, kubeconfig=kubeconfig)
+        try:
+            assert {"qwen", "canary", "diarization"} <= set(gateway.models())
+        finally:
+            gateway.stop()
+        assert "Forbidden" not in gateway.process.log.read_text()
 
         helm(plane, "uninstall", "berth", "-n", "berth-system", "--wait")
         assert (

@@ -6,20 +6,25 @@ import uuid
 
 
 def multipart(
-    fields: dict[str, str], file: bytes | None = None, filename: str = "talk.wav"
+    fields: dict[str, str],
+    file: bytes | None = None,
+    filename: str = "talk.wav",
+    file_first: bool = False,
 ) -> tuple[bytes, dict[str, str]]:
-    """The body holding `fields` and, when given, the audio `file`; and its headers."""
+    """The body holding `fields` and, when given, the audio `file` (after the fields, or before
+    them with `file_first`); and its headers."""
     boundary = uuid.uuid4().hex
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         for name, value in fields.items()
     ]
     if file is not None:
-        parts.append(
+        parts.insert(
+            0 if file_first else len(parts),
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
             f"Content-Type: audio/wav\r\n\r\n".encode()
             + file
-            + b"\r\n"
+            + b"\r\n",
         )
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}

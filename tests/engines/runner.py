@@ -122,14 +122,17 @@ class EngineServer:
         repo: str,
         settings: dict[str, Any] | None = None,
         python_env: str | None = None,
+        host: str = "127.0.0.1",
         **env: str,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.log = cache.parent / f"{engine}-server-{self.port}.log"
         # as the operator renders a spec that leaves resources.gpus at its default of 1
         rendered = {"gpus": 1, "servedModelName": repo.split("/")[-1], **(settings or {})}
-        environment = engine_env(**server_env(engine, repo, cache, self.port, rendered, **env))
+        environment = engine_env(
+            **server_env(engine, repo, cache, self.port, rendered, BERTH_HOST=host, **env)
+        )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [str(engine_python(python_env or engine)), "-m", "berth_runtime.server"],

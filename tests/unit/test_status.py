@@ -244,3 +244,11 @@ def test_a_failed_load_is_the_ready_reason_while_the_pod_is_not_ready():
     assert status["phase"] == "Failed"
     assert conditions(status)["Ready"]["reason"] == "PipelineLoadFailed"
     assert conditions(status)["PodsReady"]["reason"] == "Starting"
+
+
+def test_gateway_model_is_the_served_model_name():
+    plain = md("canary", engine="nemo-asr")
+    named = md("qwen", engine="vllm", vllm={"servedModelName": "qwen3-vl"})
+    for resource, expected in ((plain, "canary"), (named, "qwen3-vl")):
+        status = derive_status(observed(resource), CONFIG, NOW)
+        assert status["gatewayModel"] == expected

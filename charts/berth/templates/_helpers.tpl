@@ -26,3 +26,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "berth.serviceAccountName" -}}
 {{- default (include "berth.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{/* Labels that select the gateway's pods. */}}
+{{- define "berth.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: berth-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* What the gateway may do in each watched namespace (or cluster-wide). */}}
+{{- define "berth.gatewayRules" -}}
+# Route by model: the resources (read only) and the ready endpoints of their Services.
+- apiGroups: [berth.dev]
+  resources: [modeldeployments]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+# A model's own key (spec.auth.apiKeySecretRef), read when a request for it comes; never listed.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end -}}

@@ -426,5 +426,9 @@ class ModelDeploymentStatus(StatusModel):
     ready: str | None = Field(default=None, description="Ready replicas over wanted, as in 1/1.")
     selector: str | None = Field(default=None, description="Label selector of the pods, for HPA.")
     endpoint: str | None = None
+    gateway_model: str | None = Field(
+        default=None,
+        description="The name to send as `model` to Berth's gateway (and to the model server).",
+    )
     download: DownloadStatus | None = None
     runtime: RuntimeStatus | None = None

@@ -89,18 +89,27 @@ ENGINES: dict[str, EngineProfile] = {
 }
 
 
+def served_model_name(spec: ModelDeploymentSpec, name: str) -> str:
+    """The name clients send as `model` (to the model server and to the gateway): the
+    resource's name, unless vllm sets another."""
+    if spec.engine == "vllm" and spec.vllm and spec.vllm.served_model_name:
+        return spec.vllm.served_model_name
+    return name
+
+
 def engine_settings(spec: ModelDeploymentSpec, name: str) -> dict[str, Any]:
     """The engine's settings with every default filled in (BERTH_SETTINGS): the runtime trusts
-    them. Clients send the resource's name as `model`, unless vllm sets another."""
-    common: dict[str, Any] = {"gpus": spec.resources.gpus, "served_model_name": name}
+    them."""
+    common: dict[str, Any] = {
+        "gpus": spec.resources.gpus,
+        "served_model_name": served_model_name(spec, name),
+    }
     if spec.engine == "vllm":
         vllm = spec.vllm or VllmSettings()
         settings: EngineSettings = VllmEngineSettings(
             **(vllm.model_dump() | common),
             tensor_parallel_size=spec.resources.gpus,
         )
-        if vllm.served_model_name:
-            settings = settings.model_copy(update={"served_model_name": vllm.served_model_name})
     elif spec.engine == "nemo-asr":
         settings = AsrEngineSettings(**((spec.asr or AsrSettings()).model_dump() | common))
     else:

@@ -17,6 +17,7 @@ from berth_operator.controller.conditions import (
     merge_conditions,
 )
 from berth_operator.controller.download import DOWNLOAD_RETRIES, download_report
+from berth_operator.controller.engines import served_model_name
 from berth_operator.controller.naming import selector_string, server_selector
 from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.podtruth import is_ready, worst_problem
@@ -317,5 +318,6 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         "ready": f"{ready_count}/{md.spec.replicas}",
         "selector": selector_string(server_selector(md.name)),
         "endpoint": endpoint(md, config),
+        "gatewayModel": served_model_name(md.spec, md.name),
         "download": download_fields(observed),
     }

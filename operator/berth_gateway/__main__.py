@@ -1,0 +1,75 @@
+"""Runs the gateway: `python -m berth_gateway [--namespace NS ...] [--keys-secret NAME]`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from lightkube import AsyncClient
+from prometheus_client import start_http_server
+
+from berth_gateway.app import Gateway
+from berth_gateway.auth import KeyRing
+from berth_gateway.balancer import Balancer
+from berth_gateway.config import GatewayConfig, parse_args
+from berth_gateway.metrics import GatewayMetrics
+from berth_gateway.proxy import Proxy
+from berth_gateway.table import RoutingTable
+from berth_gateway.upstream_keys import UpstreamKeys
+from berth_gateway.watch import keys_watch, routing_watches
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Watches the cluster and answers requests until SIGTERM or SIGINT."""
+    client = AsyncClient()
+    table = RoutingTable()
+    metrics = GatewayMetrics()
+    keys = KeyRing(required=config.keys_secret is not None)
+    watches = routing_watches(client, table, config.namespaces)
+    if config.keys_secret:
+        watches.append(keys_watch(client, keys, config.keys_namespace, config.keys_secret))
+    proxy = Proxy(config, table, Balancer(config.eject_seconds), metrics)
+    gateway = Gateway(
+        config,
+        table,
+        keys,
+        UpstreamKeys(client, config.secret_cache_seconds, config.retry_after_seconds),
+        proxy,
+        metrics,
+        synced=lambda: all(w.synced.is_set() for w in watches),
+    )
+    tasks = [asyncio.create_task(w.run()) for w in watches]
+    start_http_server(config.metrics_port, addr=config.bind, registry=metrics.registry)
+    # a client that goes away cancels its handler, which closes the upstream request
+    runner = web.AppRunner(gateway.app(), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.bind, config.port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    logging.getLogger(__name__).info("gateway listening on %s:%d", config.bind, config.port)
+    await stop.wait()
+    await runner.cleanup()
+    await proxy.close()
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await client.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

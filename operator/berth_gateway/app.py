@@ -1,0 +1,173 @@
+"""The gateway's HTTP surface: OpenAI's routes and the earlier system's, keys, models, health."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from berth_gateway.auth import KeyRing
+from berth_gateway.bodies import read_body
+from berth_gateway.config import GatewayConfig
+from berth_gateway.errors import (
+    GatewayError,
+    MissingModel,
+    ModelNotFound,
+    Unauthorized,
+    errors_to_json,
+)
+from berth_gateway.metrics import GatewayMetrics
+from berth_gateway.proxy import Proxy
+from berth_gateway.table import Model, RoutingTable
+from berth_gateway.upstream_keys import UpstreamKeys
+
+logger = logging.getLogger(__name__)
+
+#: OpenAI's routes: the body names the model
+OPENAI_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+)
+#: the earlier system's routes, and the engine that answers each when the body names no model
+SEED_ROUTES = {
+    "/api/audio/transcribe": "nemo-asr",
+    "/api/diarization/process": "pyannote",
+}
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    """Every request gets an X-Request-Id (the client's, or a new one), logged with its outcome."""
+    request["request_id"] = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    started = time.perf_counter()
+    response = await handler(request)
+    response.headers.setdefault("X-Request-Id", request["request_id"])
+    logger.info(
+        "%s %s %s -> %s in %.3f s",
+        request["request_id"],
+        request.method,
+        request.path,
+        response.status,
+        time.perf_counter() - started,
+    )
+    return response
+
+
+class Gateway:
+    """Resolves the model of each request, checks its key and hands it to the proxy."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        table: RoutingTable,
+        keys: KeyRing,
+        upstream_keys: UpstreamKeys,
+        proxy: Proxy,
+        metrics: GatewayMetrics,
+        synced: Any = None,
+    ) -> None:
+        self.config = config
+        self.table = table
+        self.keys = keys
+        self.upstream_keys = upstream_keys
+        self.proxy = proxy
+        self.metrics = metrics
+        self.synced = synced or (lambda: True)
+
+    def resolve(self, name: str | None, engine: str | None) -> Model:
+        """The model a request names; on the earlier system's routes, the only model of the
+        route's engine when it names none."""
+        if name:
+            if model := self.table.model(name):
+                return model
+            raise ModelNotFound(
+                f"no model named '{name}'; the models are: {', '.join(self.table.names()) or 'none'}"
+            )
+        if engine:
+            candidates = self.table.of_engine(engine)
+            if len(candidates) == 1:
+                return candidates[0]
+            raise MissingModel(
+                f"this route needs a 'model' field: the {engine} models are "
+                f"{', '.join(m.served_name for m in candidates) or 'none'}"
+            )
+        raise MissingModel(
+            "the request names no model: add a 'model' field (or the X-Berth-Model header); "
+            f"the models are: {', '.join(self.table.names()) or 'none'}"
+        )
+
+    def check_key(self, request: web.Request) -> None:
+        if not self.keys.allows(request.headers.get("Authorization")):
+            raise Unauthorized()
+
+    async def inference(self, request: web.Request) -> web.StreamResponse:
+        self.check_key(request)
+        started = time.perf_counter()
+        label = ""
+        code = 500
+        try:
+            body = await read_body(request, self.config.max_body_bytes)
+            model = self.resolve(body.model, SEED_ROUTES.get(request.path))
+            label = model.served_name
+            key = await self.upstream_keys.key_for(model)
+            with self.metrics.in_flight.labels(label).track_inprogress():
+                response = await self.proxy.forward(
+                    request, model, body, key, request["request_id"]
+                )
+            code = response.status
+            return response
+        except GatewayError as error:
+            code = error.status
+            raise
+        finally:
+            self.metrics.requests.labels(label, str(code)).inc()
+            if label:
+                self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        """The models a client may call, with their engine and phase (OpenAI's list shape)."""
+        self.check_key(request)
+        data = [
+            {
+                "id": m.served_name,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.namespace,
+                "engine": m.engine,
+                "phase": m.phase,
+                "ready": m.ready,
+                "reason": m.reason,
+                "endpoints": len(self.table.endpoints(m)),
+            }
+            for m in self.table.models()
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if not self.synced():
+            return web.json_response({"status": "listing"}, status=503)
+        return web.json_response({"status": "ready", "models": len(self.table.names())})
+
+    def app(self) -> web.Application:
+        # the body is read by the gateway itself, under its own limit
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes, middlewares=[request_ids, errors_to_json]
+        )
+        app.add_routes(
+            [
+                *(web.post(path, self.inference) for path in (*OPENAI_ROUTES, *SEED_ROUTES)),
+                web.get("/v1/models", self.list_models),
+                web.get("/healthz", self.healthz),
+                web.get("/readyz", self.readyz),
+            ]
+        )
+        return app

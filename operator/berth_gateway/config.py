@@ -1,0 +1,95 @@
+"""The gateway's settings, from its command line and environment (BERTH_GATEWAY_*)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_HEADER = "X-Berth-Model"
+MODEL_QUERY = "model"
+
+
+class GatewayConfig(BaseModel):
+    """What one gateway process needs to know."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespaces: tuple[str, ...] = Field(
+        default=(), description="Namespaces watched; empty: all namespaces."
+    )
+    bind: str = "0.0.0.0"
+    port: int = 8000
+    metrics_port: int = 9091
+    keys_secret: str | None = Field(
+        default=None, description="Secret of the client keys, in keys_namespace; none: no keys."
+    )
+    keys_namespace: str = "default"
+    max_body_bytes: int = 100 * 2**20
+    connect_timeout: float = 5.0
+    upstream_timeout: float = 600.0
+    retry_after_seconds: int = 10
+    eject_seconds: float = 5.0
+    secret_cache_seconds: float = 30.0
+    log_level: str = "INFO"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def parse_args(argv: list[str] | None = None) -> GatewayConfig:
+    """The command line, whose defaults come from BERTH_GATEWAY_* variables."""
+    defaults = GatewayConfig()
+    parser = argparse.ArgumentParser(prog="berth-gateway", description=__doc__)
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[n for n in _env("BERTH_GATEWAY_NAMESPACES", "").split(",") if n],
+        help="namespace to watch (repeatable); default: all namespaces",
+    )
+    parser.add_argument("--bind", default=_env("BERTH_GATEWAY_BIND", defaults.bind))
+    parser.add_argument("--port", type=int, default=int(_env("BERTH_GATEWAY_PORT", "8000")))
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(_env("BERTH_GATEWAY_METRICS_PORT", "9091"))
+    )
+    parser.add_argument(
+        "--keys-secret",
+        default=os.environ.get("BERTH_GATEWAY_KEYS_SECRET") or None,
+        help="Secret whose values are the client keys (commas or new lines between keys)",
+    )
+    parser.add_argument(
+        "--keys-namespace",
+        default=_env("BERTH_GATEWAY_KEYS_NAMESPACE", _env("POD_NAMESPACE", "default")),
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(_env("BERTH_GATEWAY_MAX_BODY_BYTES", str(defaults.max_body_bytes))),
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=float(_env("BERTH_GATEWAY_CONNECT_TIMEOUT", str(defaults.connect_timeout))),
+    )
+    parser.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=float(_env("BERTH_GATEWAY_UPSTREAM_TIMEOUT", str(defaults.upstream_timeout))),
+        help="seconds an upstream may stay silent (before its answer starts, or between chunks)",
+    )
+    parser.add_argument("--log-level", default=_env("BERTH_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    return GatewayConfig(
+        namespaces=tuple(dict.fromkeys(args.namespace)),
+        bind=args.bind,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        keys_secret=args.keys_secret,
+        keys_namespace=args.keys_namespace,
+        max_body_bytes=args.max_body_bytes,
+        connect_timeout=args.connect_timeout,
+        upstream_timeout=args.upstream_timeout,
+        log_level=args.log_level,
+    )

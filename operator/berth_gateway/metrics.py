@@ -1,0 +1,47 @@
+"""Prometheus metrics of the gateway, per model: requests by code, latency, time to first byte,
+requests in flight, upstream errors."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class GatewayMetrics:
+    """The gateway's metrics, in a registry of their own. Keys never appear in labels."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "berth_gateway_requests",
+            "Requests answered, by model and status code.",
+            ["model", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "berth_gateway_request_duration_seconds",
+            "Time from the request to the end of the answer.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_byte = Histogram(
+            "berth_gateway_time_to_first_byte_seconds",
+            "Time from the request to the upstream's status line.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "berth_gateway_in_flight_requests",
+            "Requests being answered, by model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "berth_gateway_upstream_errors",
+            "Upstream failures, by model and kind (connect, timeout, broken).",
+            ["model", "kind"],
+            registry=self.registry,
+        )

@@ -1,0 +1,200 @@
+"""Forwards one request to a model's endpoints: least loaded first, another endpoint when a
+connection fails before anything was sent, the answer streamed back as it arrives, and the
+upstream request closed when the client goes away."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from berth_gateway.balancer import Balancer
+from berth_gateway.bodies import RequestBody
+from berth_gateway.config import MODEL_HEADER, GatewayConfig
+from berth_gateway.errors import (
+    ModelNotReady,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from berth_gateway.metrics import GatewayMetrics
+from berth_gateway.table import Endpoint, Model, RoutingTable
+
+logger = logging.getLogger(__name__)
+
+#: hop-by-hop headers (RFC 9110) and those the gateway sets itself
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+    )
+)
+
+
+def upstream_headers(request: web.Request, key: str | None, request_id: str) -> CIMultiDict[str]:
+    """The client's headers without hop-by-hop ones and without its gateway key; the model's own
+    key when it has one."""
+    headers = CIMultiDict(
+        (k, v)
+        for k, v in request.headers.items()
+        if k.lower() not in HOP_BY_HOP and k.lower() not in ("authorization", MODEL_HEADER.lower())
+    )
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    headers["X-Request-Id"] = request_id
+    if request.body_exists and request.content_length is not None:
+        headers["Content-Length"] = str(request.content_length)
+    return headers
+
+
+def not_ready(model: Model, retry_after: int) -> ModelNotReady:
+    """503 with the resource's own reason and message."""
+    if model.ready:  # Ready, but its EndpointSlices have not caught up (or it is at 0 replicas)
+        reason, message = "NoReadyEndpoints", "no ready endpoint yet"
+    else:
+        reason, message = model.reason, model.message
+    return ModelNotReady(
+        f"model {model.served_name} ({model.namespace}/{model.name}) cannot answer now: "
+        f"{reason}: {message}",
+        reason,
+        retry_after,
+    )
+
+
+class Proxy:
+    """Sends requests to models' endpoints through one pooled HTTP client."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        table: RoutingTable,
+        balancer: Balancer,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.config = config
+        self.table = table
+        self.balancer = balancer
+        self.metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None, connect=self.config.connect_timeout, sock_read=self.config.upstream_timeout
+        )
+
+    async def forward(
+        self,
+        request: web.Request,
+        model: Model,
+        body: RequestBody,
+        key: str | None,
+        request_id: str,
+    ) -> web.StreamResponse:
+        """The upstream's answer, streamed; raises GatewayError when none could be had."""
+        name = model.served_name
+        started = time.perf_counter()
+        tried: set[Endpoint] = set()
+        headers = upstream_headers(request, key, request_id)
+        while True:
+            endpoint = self.balancer.pick(self.table.endpoints(model), tried)
+            if endpoint is None:
+                if tried:
+                    raise UpstreamUnavailable(
+                        f"model {name}: no connection to any of its {len(tried)} endpoints; "
+                        "its pods may be restarting, retry shortly"
+                    )
+                raise not_ready(model, self.config.retry_after_seconds)
+            tried.add(endpoint)
+            url = endpoint.url + request.path_qs
+            with self.balancer.lease(endpoint):
+                try:
+                    upstream = await self.session.request(
+                        request.method,
+                        url,
+                        headers=headers,
+                        data=body.data,
+                        timeout=self._timeout(),
+                        allow_redirects=False,
+                    )
+                except aiohttp.ClientConnectorError as error:
+                    # nothing was sent: another endpoint may take it
+                    logger.warning("%s: %s refused the connection: %s", request_id, url, error)
+                    self.metrics.upstream_errors.labels(name, "connect").inc()
+                    self.balancer.eject(endpoint)
+                    continue
+                except TimeoutError:
+                    self.metrics.upstream_errors.labels(name, "timeout").inc()
+                    raise UpstreamTimeout(
+                        f"model {name} did not start answering within "
+                        f"{self.config.upstream_timeout:g} s (gateway.upstreamTimeoutSeconds)"
+                    ) from None
+                except aiohttp.ClientError as error:
+                    self.metrics.upstream_errors.labels(name, "broken").inc()
+                    raise UpstreamUnavailable(
+                        f"model {name}: the upstream {endpoint.address} failed: {error}"
+                    ) from None
+                self.metrics.first_byte.labels(name).observe(time.perf_counter() - started)
+                try:
+                    return await self._relay(request, upstream, request_id, name)
+                finally:
+                    upstream.close()
+
+    async def _relay(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        request_id: str,
+        name: str,
+    ) -> web.StreamResponse:
+        """Writes the upstream's answer to the client chunk by chunk, as it arrives."""
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for header, value in upstream.headers.items():
+            if header.lower() not in HOP_BY_HOP:
+                response.headers.add(header, value)
+        response.headers["X-Request-Id"] = request_id
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        await response.prepare(request)
+        try:
+            async for chunk in _chunks(upstream):
+                await response.write(chunk)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            # the answer has started: the status cannot change; cut the client's answer short
+            self.metrics.upstream_errors.labels(name, "broken").inc()
+            logger.warning("%s: the upstream broke off its answer: %r", request_id, error)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+
+
+async def _chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async for chunk in upstream.content.iter_any():
+        yield chunk

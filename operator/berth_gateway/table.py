@@ -1,0 +1,185 @@
+"""The routing table: each ModelDeployment's served name, state and ready endpoints, kept from
+the watches of ModelDeployments and of their Services' EndpointSlices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from berth_operator.api.modeldeployment import (
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+    SecretKeyRef,
+)
+from berth_operator.controller.engines import served_model_name
+from berth_operator.controller.workload import PORT_NAME
+from pydantic import ValidationError
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One ready pod address of a model's Service."""
+
+    address: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Model:
+    """What the gateway knows of one ModelDeployment."""
+
+    namespace: str
+    name: str
+    served_name: str
+    engine: str
+    created: str
+    phase: str | None
+    ready: bool
+    reason: str
+    message: str
+    auth: SecretKeyRef | None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Model | None:
+        """None when the spec is not one this version can read (the operator reports why)."""
+        meta = body["metadata"]
+        try:
+            spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+            status = ModelDeploymentStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            return None
+        ready = next((c for c in status.conditions or [] if c.type == "Ready"), None)
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            served_name=served_model_name(spec, meta["name"]),
+            engine=spec.engine,
+            created=meta.get("creationTimestamp") or "",
+            phase=status.phase,
+            ready=ready is not None and ready.status == "True",
+            reason=ready.reason if ready else "NotReconciled",
+            message=ready.message if ready else "the operator has not reported on it yet",
+            auth=spec.auth.api_key_secret_ref if spec.auth else None,
+        )
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+def ready_endpoints(body: Mapping[str, Any]) -> tuple[str, tuple[Endpoint, ...]]:
+    """(Service name, its ready endpoints) from an EndpointSlice, on the server's port."""
+    service = (body.get("metadata", {}).get("labels") or {}).get(SERVICE_NAME_LABEL, "")
+    ports = body.get("ports") or []
+    port = next((p.get("port") for p in ports if p.get("name") == PORT_NAME), None)
+    if port is None and len(ports) == 1:
+        port = ports[0].get("port")
+    if port is None:
+        return service, ()
+    found = []
+    for endpoint in body.get("endpoints") or []:
+        conditions = endpoint.get("conditions") or {}
+        # an unset `ready` means ready (API conventions of EndpointSlice)
+        if conditions.get("ready") is False or conditions.get("terminating"):
+            continue
+        found.extend(Endpoint(address, int(port)) for address in endpoint.get("addresses") or [])
+    return service, tuple(found)
+
+
+def _in_scope(key: Key, namespace: str | None) -> bool:
+    return namespace is None or key[0] == namespace
+
+
+class RoutingTable:
+    """Models by served name (the oldest resource keeps a contested name) and their endpoints."""
+
+    def __init__(self) -> None:
+        self._models: dict[Key, Model] = {}
+        self._slices: dict[Key, tuple[str, tuple[Endpoint, ...]]] = {}
+        self._by_name: dict[str, Model] = {}
+        self._endpoints: dict[Key, tuple[Endpoint, ...]] = {}
+
+    # ---- updates from the watches --------------------------------------------------------
+
+    def set_model(self, body: Mapping[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        model = Model.from_body(body)
+        if model is None:
+            self._models.pop(key, None)
+        else:
+            self._models[key] = model
+        self._index()
+
+    def remove_model(self, namespace: str, name: str) -> None:
+        self._models.pop((namespace, name), None)
+        self._index()
+
+    def reset_models(self, bodies: Iterable[Mapping[str, Any]], namespace: str | None) -> None:
+        """After a (re)list: the listed objects replace every model in scope."""
+        self._models = {k: m for k, m in self._models.items() if not _in_scope(k, namespace)}
+        for body in bodies:
+            if model := Model.from_body(body):
+                self._models[model.key] = model
+        self._index()
+
+    def set_slice(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        self._slices[(meta["namespace"], meta["name"])] = ready_endpoints(body)
+        self._index()
+
+    def remove_slice(self, namespace: str, name: str) -> None:
+        self._slices.pop((namespace, name), None)
+        self._index()
+
+    def reset_slices(self, bodies: Iterable[Mapping[str, Any]], namespace: str | None) -> None:
+        self._slices = {k: s for k, s in self._slices.items() if not _in_scope(k, namespace)}
+        for body in bodies:
+            meta = body["metadata"]
+            self._slices[(meta["namespace"], meta["name"])] = ready_endpoints(body)
+        self._index()
+
+    def _index(self) -> None:
+        by_name: dict[str, Model] = {}
+        for model in sorted(self._models.values(), key=lambda m: (m.created, m.namespace, m.name)):
+            by_name.setdefault(model.served_name, model)
+        endpoints: dict[Key, list[Endpoint]] = {}
+        for (namespace, _), (service, found) in self._slices.items():
+            endpoints.setdefault((namespace, service), []).extend(found)
+        self._by_name = by_name
+        self._endpoints = {k: tuple(dict.fromkeys(v)) for k, v in endpoints.items()}
+
+    # ---- reads for requests ----------------------------------------------------------------
+
+    def model(self, served_name: str) -> Model | None:
+        return self._by_name.get(served_name)
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def models(self) -> list[Model]:
+        return [self._by_name[n] for n in self.names()]
+
+    def of_engine(self, engine: str) -> list[Model]:
+        return [m for m in self.models() if m.engine == engine]
+
+    def endpoints(self, model: Model) -> tuple[Endpoint, ...]:
+        """The ready endpoints of the model's Service (named after the resource)."""
+        return self._endpoints.get(model.key, ())
+
+    def conflicts(self) -> dict[Key, Model]:
+        """Resources that claim a name an older one holds, with the holder."""
+        return {
+            key: self._by_name[m.served_name]
+            for key, m in self._models.items()
+            if self._by_name.get(m.served_name) is not m
+        }

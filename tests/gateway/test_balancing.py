@@ -1,0 +1,57 @@
+"""Two replicas: requests go to the one with fewer requests in flight; one replica killed, and no
+request that had not been sent to it fails."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tests.cluster.kubectl import Kubectl
+from tests.gateway.parts import endpoint_slice, http, model_deployment, wait_until
+
+BODY = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def test_least_outstanding_requests_and_a_replica_killed(
+    kubectl: Kubectl, start_gateway: Any, stand_ins: Any
+) -> None:
+    a, b = stand_ins("a"), stand_ins("b")
+    kubectl.apply(
+        model_deployment("chat", "vllm"),
+        endpoint_slice("chat", a.address, a.port),
+        endpoint_slice("chat", b.address, b.port),
+    )
+    gateway = start_gateway()
+    gateway.wait_for_endpoints("chat", 2)
+    url = gateway.url + "/v1/chat/completions"
+    json_headers = {"Content-Type": "application/json"}
+    held = {**json_headers, "X-Test-Hold": "1"}
+
+    def in_flight() -> tuple[int, int]:
+        return a.stats()["in_flight"], b.stats()["in_flight"]
+
+    with ThreadPoolExecutor(16) as pool:
+        # four held requests spread two and two
+        first = [pool.submit(http, "POST", url, BODY, held) for _ in range(4)]
+        wait_until(lambda: sum(in_flight()) == 4, "four requests in flight")
+        assert in_flight() == (2, 2)
+        # a's finish: the next two go to a, which has none left, not one to each
+        a.release()
+        wait_until(lambda: sum(f.done() for f in first) == 2, "a's requests answered")
+        on_b = [f for f in first if not f.done()]
+        assert [f.result()[0] for f in first if f not in on_b] == [200, 200]
+        second = [pool.submit(http, "POST", url, BODY, held) for _ in range(2)]
+        wait_until(lambda: sum(in_flight()) == 4, "two more requests in flight")
+        assert in_flight() == (2, 2)
+
+        # b dies with two requests on it: they were sent, they fail with 502; every later
+        # request is answered, though b stays in the EndpointSlice with the fewest in flight
+        b.kill()
+        assert [f.result()[0] for f in on_b] == [502, 502]
+        later = list(pool.map(lambda _: http("POST", url, BODY, json_headers), range(10)))
+        assert [status for status, _, _ in later] == [200] * 10
+        assert all(json.loads(body)["system_fingerprint"] == "a" for _, _, body in later)
+        a.release()
+        assert [f.result()[0] for f in second] == [200, 200]
+    assert 'kind="connect"' in gateway.metrics()
