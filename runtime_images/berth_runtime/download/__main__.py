@@ -38,6 +38,7 @@ def terminate(env: DownloadEnv, error: DownloadError) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per request otherwise
     env = DownloadEnv.from_env()
     annotator = None
     if env.namespace and env.job_name:

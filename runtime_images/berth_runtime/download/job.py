@@ -15,6 +15,7 @@ from pathlib import Path
 from berth_operator.api.podenv import DownloadEnv
 
 from berth_runtime.clock import utcnow
+from berth_runtime.download import partials
 from berth_runtime.download.errors import DownloadError, classify
 from berth_runtime.download.plan import DownloadPlan, PlannedFile, make_plan
 from berth_runtime.download.progress import DownloadProgress, ProgressMonitor, measure
@@ -99,6 +100,10 @@ def run_download(
     # faults in page by page. 1 MiB pieces are reused from the heap and stay in cache: on
     # loopback the download phase went from 65-87 % to 106 % of curl (download_throughput.py).
     constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_PIECE_BYTES
+    # Xet files stay regular files in their repository's blobs/: the cache-wide shared store
+    # (<cache>/blobs/<xx>/<xet hash>, symlinked from each repository) would outlive `force`,
+    # which removes the repository, and a bad copy there would be linked back on the retry.
+    constants.HF_HUB_DISABLE_SHARED_BLOBS = True
 
     request.cache_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -114,6 +119,7 @@ def run_download(
     if request.force and plan.repo_dir(request.cache_dir).exists():
         logger.info("force: removing %s", plan.repo_dir(request.cache_dir))
         shutil.rmtree(plan.repo_dir(request.cache_dir))
+    partials.prune(plan, request.cache_dir)
     check_free_space(plan, request.cache_dir)
     monitor = ProgressMonitor(
         plan, request.cache_dir, lambda p: report(p, False), on_stall, request.stall_seconds
@@ -122,6 +128,7 @@ def run_download(
         monitor.start()
         started = time.monotonic()
         try:
+            partials.resume(plan, request.cache_dir, request.token)
             snapshot_download(
                 request.repo,
                 revision=plan.commit,

@@ -11,6 +11,7 @@ from pathlib import Path
 from berth_operator.api.modeldeployment import DownloadReport
 
 from berth_runtime.clock import utcnow
+from berth_runtime.download.partials import partial_bytes
 from berth_runtime.download.plan import DownloadPlan
 
 
@@ -60,9 +61,7 @@ def measure(plan: DownloadPlan, cache_dir: Path) -> tuple[int, int]:
             done_bytes += f.size
             done_files += 1
             continue
-        partial = blobs / f"{f.blob}.incomplete"
-        if partial.exists():
-            done_bytes += min(partial.stat().st_size, f.size)
+        done_bytes += partial_bytes(blobs, f.blob, f.size)
     return done_bytes, done_files
 
 
