@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from filelock import FileLock
-
 from berth_runtime.download import partials
 from berth_runtime.download.plan import DownloadPlan, PlannedFile
 from berth_runtime.download.progress import measure
+from filelock import FileLock
 
 WEIGHTS = PlannedFile("model.safetensors", 1000, "a" * 64, "a" * 64)
 CONFIG = PlannedFile("config.json", 20, "c" * 40, None)
@@ -35,24 +34,24 @@ def write(path: Path, size: int) -> Path:
 def test_a_per_process_partial_counts_as_progress(tmp_path):
     write(blobs(tmp_path) / f"{WEIGHTS.blob}.0a1b2c3d.incomplete", 300)
     write(blobs(tmp_path) / CONFIG.blob, 20)
-    assert measure(PLAN, tmp_path) == (320, 1)
+    assert measure([PLAN], tmp_path) == (320, 1)
 
 
 def test_two_writers_of_one_blob_count_once(tmp_path):
     write(blobs(tmp_path) / f"{WEIGHTS.blob}.0a1b2c3d.incomplete", 300)
     write(blobs(tmp_path) / f"{WEIGHTS.blob}.99999999.incomplete", 700)
-    assert measure(PLAN, tmp_path) == (700, 0)
+    assert measure([PLAN], tmp_path) == (700, 0)
 
 
 def test_the_old_partial_name_still_counts(tmp_path):
     write(blobs(tmp_path) / f"{WEIGHTS.blob}.incomplete", 400)
-    assert measure(PLAN, tmp_path) == (400, 0)
+    assert measure([PLAN], tmp_path) == (400, 0)
 
 
 def test_a_finished_blob_counts_whole_and_its_file(tmp_path):
     write(blobs(tmp_path) / WEIGHTS.blob, 1000)
     write(blobs(tmp_path) / CONFIG.blob, 20)
-    assert measure(PLAN, tmp_path) == (1020, 2)
+    assert measure([PLAN], tmp_path) == (1020, 2)
 
 
 def test_prune_keeps_the_longest_abandoned_partial(tmp_path):

@@ -53,6 +53,9 @@ def main() -> None:
             progress.files_done,
             progress.files_total,
         )
+        if final:
+            dump = progress.as_report().model_dump_json(by_alias=True, exclude_none=True)
+            logger.info("final report: %s", dump)
         if annotator is None or not (final or annotator.due()):
             return
         # The last report is the truth users read: retry it through an API outage, for a while.

@@ -37,7 +37,7 @@ def classify(
 
     `needed_by` names the repository whose pipeline config asked for `repo`, if not the spec's.
     """
-    from httpx2 import TransportError
+    from httpx2 import ReadTimeout, TransportError
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -81,6 +81,13 @@ def classify(
         return DownloadError(
             "NetworkError",
             f"the hub answered {status} for {what}: {str(error).splitlines()[0][:200]}",
+            permanent=False,
+        )
+    if isinstance(error, ReadTimeout):
+        return DownloadError(
+            "Stalled",
+            f"the hub stopped sending {what} (no byte within huggingface_hub's read timeout, "
+            "retries included); the Job retries",
             permanent=False,
         )
     if isinstance(error, TransportError | OSError):
