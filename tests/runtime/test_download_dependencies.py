@@ -134,3 +134,14 @@ def test_a_gated_dependency_is_named_with_the_same_reason(hub: LocalHub, run_dow
     message = result.termination["message"]
     assert COMMUNITY in message and PIPELINE in message, message
     assert "accept the model's conditions" in message
+
+
+def test_a_redownload_fetches_the_dependencies_again(hub: LocalHub, run_download):
+    publish(hub)
+    assert run_download(PIPELINE, HF_TOKEN="hf_good").returncode == 0
+    community = run_download.cache / f"models--{COMMUNITY.replace('/', '--')}"
+    stray = community / "blobs" / "stray"
+    stray.write_text("left over")
+    assert run_download(PIPELINE, HF_TOKEN="hf_good", BERTH_FORCE="1").returncode == 0
+    assert not stray.exists()
+    assert (community / "refs" / "main").read_text() == hub.repos[COMMUNITY].commit

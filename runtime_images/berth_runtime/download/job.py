@@ -166,6 +166,13 @@ def fetch(request: DownloadEnv, plan: DownloadPlan, needed_by: str | None) -> No
     write_marker(plan, request.cache_dir)
 
 
+def remove(plan: DownloadPlan, cache_dir: Path) -> None:
+    """A clean re-download starts without the repository."""
+    if plan.repo_dir(cache_dir).exists():
+        logger.info("force: removing %s", plan.repo_dir(cache_dir))
+        shutil.rmtree(plan.repo_dir(cache_dir))
+
+
 def run_download(
     request: DownloadEnv,
     report: Callable[[DownloadProgress, bool], None],
@@ -186,10 +193,13 @@ def run_download(
 
     request.cache_dir.mkdir(parents=True, exist_ok=True)
     main = plan_or_raise(request)
-    if request.force and main.repo_dir(request.cache_dir).exists():
-        logger.info("force: removing %s", main.repo_dir(request.cache_dir))
-        shutil.rmtree(main.repo_dir(request.cache_dir))
-    plans = [main, *dependency_plans(request, main)]
+    if request.force:
+        remove(main, request.cache_dir)
+    dependencies = dependency_plans(request, main)
+    if request.force:
+        for plan in dependencies:
+            remove(plan, request.cache_dir)
+    plans = [main, *dependencies]
     for plan in plans:
         partials.prune(plan, request.cache_dir)
     check_free_space(plans, request.cache_dir)
