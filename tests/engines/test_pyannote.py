@@ -10,16 +10,26 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.engines.conftest import EngineServer, cached_tiny_model, run_in_engine
 from tests.engines.forms import multipart
+from tests.engines.runner import tiny_model_dir
 from tests.engines.speech import SAMPLE_RATE, conversation, wav_bytes
-from tests.hub.download import download_into, repo_from_directory
+from tests.hub.download import download_into, finish, repo_from_directory, start_download
 from tests.hub.server import LocalHub
 
 REPO_ID = "berth-test/tiny-diarization"  # speaker-diarization-3.1 style
 COMMUNITY_REPO_ID = "berth-test/tiny-diarization-community"  # community-1 style
 ROUTE = "/api/diarization/process"
+# speaker-diarization-3.1 as published: its config names two other (gated) repositories and
+# no PLDA, which pyannote 4 then takes from community-1
+SPLIT_REPO_ID = "pyannote/tiny-speaker-diarization-3.1"
+SPLIT_PARTS = {
+    "segmentation": "pyannote/tiny-segmentation-3.0",
+    "embedding": "pyannote/tiny-embedding",
+}
+COMMUNITY_1 = "pyannote/speaker-diarization-community-1"
 
 
 def cached_community_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -33,6 +43,44 @@ def cached_community_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         hub.stop()
     return work / "cache"
+
+
+def cached_split_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 3.1-style tiny pipeline cut into repositories as 3.1 is, all gated behind one token,
+    on a local hub; the download Job fetches the pipeline and finds the rest itself."""
+    parts = tiny_model_dir("pyannote", "tiny_pyannote.py")
+    work = tmp_path_factory.mktemp("pyannote-split")
+    config = yaml.safe_load((parts / "config.yaml").read_text())
+    params = config["pipeline"]["params"]
+    params.update(SPLIT_PARTS)
+    del params["plda"]
+    (work / "pipeline").mkdir()
+    (work / "pipeline" / "config.yaml").write_text(yaml.safe_dump(config))
+    repos = [
+        repo_from_directory(SPLIT_REPO_ID, work / "pipeline"),
+        *(repo_from_directory(repo, parts / part) for part, repo in SPLIT_PARTS.items()),
+        repo_from_directory(COMMUNITY_1, parts),  # its segmentation/ and embedding/ stay there
+    ]
+    hub = LocalHub().start()
+    try:
+        for repo in repos:
+            repo.gated, repo.tokens = True, {"hf_tiny"}
+            hub.add(repo)
+        job = start_download(hub, work / "cache", SPLIT_REPO_ID, HF_TOKEN="hf_tiny")
+        result = finish(job, work / "cache")
+        assert result.returncode == 0, result.output
+    finally:
+        hub.stop()
+    community = work / "cache" / f"models--{COMMUNITY_1.replace('/', '--')}"
+    assert not list(community.rglob("segmentation")), "only the PLDA of community-1 is fetched"
+    return work / "cache"
+
+
+@pytest.fixture(scope="module")
+def split_server(serve: Any, tmp_path_factory: pytest.TempPathFactory) -> EngineServer:
+    server = serve("pyannote", cached_split_model(tmp_path_factory), SPLIT_REPO_ID, {})
+    server.wait_ready()
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +347,13 @@ def test_invalid_speaker_settings_fail_the_load_with_the_reason(
     assert "maxSpeakers" in status["last_error"]["message"]
     code, answer = post_file(failing, b"RIFF")
     assert (code, answer["error"]["type"]) == (503, "ModelNotReady")
+
+
+def test_a_pipeline_naming_other_repositories_downloads_and_diarizes(
+    split_server: EngineServer, speech: bytes
+) -> None:
+    status = split_server.json("/api/status")[1]
+    assert status["state"] == "Ready", status
+    code, answer = post_file(split_server, speech)
+    assert code == 200, answer
+    assert speakers_of(answer, seconds(speech))

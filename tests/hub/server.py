@@ -1,7 +1,8 @@
 """A local Hugging Face hub: serves generated repos to the real huggingface_hub client.
 
 It answers like the hub does where the client looks: model info with sha and siblings (sizes
-and LFS sha256 with ?blobs=true), resolve with ETag / X-Linked-Etag, X-Repo-Commit and
+and LFS sha256 with ?blobs=true), the recursive tree listing (huggingface_hub 1.x and later
+list files there), resolve with ETag / X-Linked-Etag, X-Repo-Commit and
 Content-Length, Range requests, and 401/403/404 with the hub's X-Error-Code. Faults on
 demand: throttling, a disconnect or a stall after some bytes, an error status for everything.
 """
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import threading
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from aiohttp import web
@@ -51,9 +53,12 @@ class HubRepo:
         self.branches.setdefault("main", self.commit)
 
     def etag(self, path: str) -> str:
-        content = self.files[path]
         if path in self.lfs:
-            return hashlib.sha256(content).hexdigest()
+            return hashlib.sha256(self.files[path]).hexdigest()
+        return self.git_oid(path)
+
+    def git_oid(self, path: str) -> str:
+        content = self.files[path]
         return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
     def size(self, path: str) -> int:
@@ -105,6 +110,7 @@ class LocalHub:
         self._release = asyncio.Event()
         app = web.Application()
         app.router.add_get("/api/models/{org}/{name}/revision/{revision}", self.model_info)
+        app.router.add_get("/api/models/{org}/{name}/tree/{revision}", self.tree)
         app.router.add_route("*", "/{org}/{name}/resolve/{revision}/{path:.+}", self.resolve)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -184,6 +190,33 @@ class LocalHub:
             "siblings": siblings,
         }
         return web.json_response(info)
+
+    async def tree(self, request: web.Request) -> web.Response:
+        """The recursive listing of a revision's files (one page: no Link header)."""
+        repo, error = self._authorize(request)
+        if error:
+            return error
+        assert repo is not None
+        if self._commit(repo, request.match_info["revision"]) is None:
+            return self._error(
+                404, "RevisionNotFound", f"Invalid rev id: {request.match_info['revision']}"
+            )
+        entries: list[dict[str, Any]] = []
+        folders = sorted(
+            {str(p) for path in repo.files for p in PurePosixPath(path).parents} - {"."}
+        )
+        entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in folders]
+        for path in sorted(repo.files):
+            entry: dict[str, Any] = {
+                "type": "file",
+                "oid": repo.git_oid(path),
+                "size": repo.size(path),
+                "path": path,
+            }
+            if path in repo.lfs:
+                entry["lfs"] = {"oid": repo.etag(path), "size": repo.size(path), "pointerSize": 134}
+            entries.append(entry)
+        return web.json_response(entries)
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         repo, error = self._authorize(request)

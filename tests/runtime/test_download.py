@@ -113,22 +113,24 @@ def test_a_stalled_download_fails_as_stalled(hub: LocalHub, run_download):
 
 
 def test_resume_after_a_kill_does_not_fetch_completed_bytes_again(hub: LocalHub, tmp_path):
-    # huggingface_hub writes in 10 MiB chunks: kill once one chunk is on disk
+    # huggingface_hub >= 1 writes <etag>.<8 hex>.incomplete, never reuses it, and a kill leaves
+    # it behind: the next attempt completes it with a Range request and leaves no partial
     repo = hub.add(tiny_repo(weights_mib=24))
     cache = tmp_path / "cache"
     hub.faults.bytes_per_second = 8 * MiB
     process = start_download(hub, cache, "org/tiny")
-    incomplete = (
-        cache / "models--org--tiny" / "blobs" / f"{repo.etag('model.safetensors')}.incomplete"
-    )
+    blobs = cache / "models--org--tiny" / "blobs"
+    partial = f"{repo.etag('model.safetensors')}.*incomplete"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if incomplete.exists() and incomplete.stat().st_size >= 10 * MiB:
+        found = list(blobs.glob(partial)) if blobs.exists() else []
+        if found and found[0].stat().st_size >= 10 * MiB:
             break
         time.sleep(0.05)
     process.kill()
     process.wait()
-    kept = incomplete.stat().st_size
+    (left,) = blobs.glob(partial)
+    kept = left.stat().st_size
     hub.faults.bytes_per_second = None
     before = hub.bytes_sent
     result = finish(start_download(hub, cache, "org/tiny"), cache)
@@ -139,6 +141,7 @@ def test_resume_after_a_kill_does_not_fetch_completed_bytes_again(hub: LocalHub,
     assert (snapshot(cache, repo) / "model.safetensors").read_bytes() == repo.files[
         "model.safetensors"
     ]
+    assert not list(blobs.glob("*incomplete")), "no partial is left behind"
 
 
 def test_force_removes_the_repository_first(hub: LocalHub, run_download):

@@ -367,6 +367,11 @@ class DownloadReport(StatusModel):
     started_at: str | None = None
     completed_at: str | None = None
     updated_at: str | None = None
+    dependencies: list[str] | None = Field(
+        default=None,
+        description="Other repositories the model's pipeline config names, downloaded with it "
+        "into the same cache (org/name@commit); the byte and file counts include them.",
+    )
 
 
 class DownloadStatus(DownloadReport):

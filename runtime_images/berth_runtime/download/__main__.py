@@ -38,6 +38,7 @@ def terminate(env: DownloadEnv, error: DownloadError) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per request otherwise
     env = DownloadEnv.from_env()
     annotator = None
     if env.namespace and env.job_name:
@@ -52,6 +53,9 @@ def main() -> None:
             progress.files_done,
             progress.files_total,
         )
+        if final:
+            dump = progress.as_report().model_dump_json(by_alias=True, exclude_none=True)
+            logger.info("final report: %s", dump)
         if annotator is None or not (final or annotator.due()):
             return
         # The last report is the truth users read: retry it through an API outage, for a while.

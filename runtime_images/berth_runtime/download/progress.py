@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from berth_operator.api.modeldeployment import DownloadReport
 
 from berth_runtime.clock import utcnow
+from berth_runtime.download.partials import partial_bytes
 from berth_runtime.download.plan import DownloadPlan
 
 
@@ -26,6 +27,7 @@ class DownloadProgress:
     bytes_per_second: int
     started_at: str
     completed_at: str | None = None
+    dependencies: list[str] = field(default_factory=list)  # other repositories, org/name@commit
 
     @property
     def percent(self) -> int:
@@ -46,23 +48,23 @@ class DownloadProgress:
             bytes_per_second=self.bytes_per_second,
             started_at=self.started_at,
             completed_at=self.completed_at,
+            dependencies=self.dependencies or None,
             updated_at=utcnow(),
         )
 
 
-def measure(plan: DownloadPlan, cache_dir: Path) -> tuple[int, int]:
-    """(bytes, files) of the plan present in the cache, partial downloads included."""
-    blobs = plan.repo_dir(cache_dir) / "blobs"
+def measure(plans: Sequence[DownloadPlan], cache_dir: Path) -> tuple[int, int]:
+    """(bytes, files) of the plans present in the cache, partial downloads included."""
     done_bytes = done_files = 0
-    for f in plan.files:
-        complete = blobs / f.blob
-        if complete.exists() and complete.stat().st_size == f.size:
-            done_bytes += f.size
-            done_files += 1
-            continue
-        partial = blobs / f"{f.blob}.incomplete"
-        if partial.exists():
-            done_bytes += min(partial.stat().st_size, f.size)
+    for plan in plans:
+        blobs = plan.repo_dir(cache_dir) / "blobs"
+        for f in plan.files:
+            complete = blobs / f.blob
+            if complete.exists() and complete.stat().st_size == f.size:
+                done_bytes += f.size
+                done_files += 1
+                continue
+            done_bytes += partial_bytes(blobs, f.blob, f.size)
     return done_bytes, done_files
 
 
@@ -72,14 +74,14 @@ class ProgressMonitor:
 
     def __init__(
         self,
-        plan: DownloadPlan,
+        plans: Sequence[DownloadPlan],
         cache_dir: Path,
         report: Callable[[DownloadProgress], None],
         on_stall: Callable[[float], None],
         stall_seconds: float,
         interval: float = 1.0,
     ) -> None:
-        self.plan, self.cache_dir, self.report, self.on_stall = plan, cache_dir, report, on_stall
+        self.plans, self.cache_dir, self.report, self.on_stall = plans, cache_dir, report, on_stall
         self.stall_seconds, self.interval = stall_seconds, interval
         self.started_at = utcnow()
         self._stop = threading.Event()
@@ -87,19 +89,21 @@ class ProgressMonitor:
         self._window: list[tuple[float, int]] = []
 
     def sample(self) -> DownloadProgress:
-        done, files = measure(self.plan, self.cache_dir)
+        done, files = measure(self.plans, self.cache_dir)
         now = time.monotonic()
         self._window = [(t, b) for t, b in self._window if now - t <= 10] + [(now, done)]
         (t0, b0) = self._window[0]
         rate = int((done - b0) / (now - t0)) if now > t0 else 0
+        main, *dependencies = self.plans
         return DownloadProgress(
-            self.plan.commit,
+            main.commit,
             done,
-            self.plan.bytes_total,
+            sum(p.bytes_total for p in self.plans),
             files,
-            len(self.plan.files),
+            sum(len(p.files) for p in self.plans),
             rate,
             self.started_at,
+            dependencies=[f"{p.repo}@{p.commit}" for p in dependencies],
         )
 
     def start(self) -> None:

@@ -80,8 +80,9 @@ class PyannoteEngine(Engine):
             if not has_plda_entry(model_dir):
                 hint = (
                     "; config.yaml has no 'plda:' entry, so pyannote.audio 4 loads the PLDA of "
-                    "pyannote/speaker-diarization-community-1 (gated): download that repository "
-                    "into the same cache, or add a plda entry pointing at local files"
+                    "pyannote/speaker-diarization-community-1 (gated), which the download Job "
+                    "fetches with the model: re-download it (berth.dev/redownload), or add a plda "
+                    "entry pointing at local files"
                 )
             raise PipelineLoadError(
                 f"pyannote could not load the pipeline in {model_dir}: "
