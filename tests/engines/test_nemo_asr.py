@@ -25,7 +25,7 @@ LANGUAGES = ["en", "de", "fr", "es"]
 SETTINGS = {
     "servedModelName": SERVED,
     "sourceLang": "fr",  # not the built-in default, so its use shows
-    "targetLang": "de",
+    "targetLang": "en",  # Canary translates to and from English only
     "maxAudioSeconds": 120,
     "chunkSeconds": 30,
     "maxBatchSize": 8,
@@ -179,7 +179,7 @@ def test_defaults_translations_and_alias(
     translated = client.audio.translations.create(
         model=SERVED, file=upload(speech), response_format="verbose_json"
     ).model_dump()
-    assert (translated["language"], translated["target_language"]) == ("fr", "de")
+    assert (translated["language"], translated["target_language"]) == ("fr", "en")
     assert translated["task"] == "translate" and isinstance(translated["text"], str)
     plain = client.audio.translations.create(
         model=SERVED, file=upload(speech), extra_body={"source_lang": "de", "target_lang": "en"}
@@ -192,7 +192,7 @@ def test_defaults_translations_and_alias(
     )
     assert status == 200, payload
     alias = json.loads(payload)
-    assert (alias["language"], alias["target_language"]) == ("fr", "de")
+    assert (alias["language"], alias["target_language"]) == ("fr", "en")
 
 
 def test_long_audio_is_chunked(client: OpenAI) -> None:
@@ -238,6 +238,7 @@ def test_concurrent_requests_are_batched(
     print(f"\nbatching: {after}")
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the client's overloads
 def test_bad_input_gets_clear_errors(client: OpenAI, speech: bytes) -> None:
     def transcribe(data: bytes, **kwargs: Any) -> Any:
         return lambda: client.audio.transcriptions.create(
@@ -256,6 +257,18 @@ def test_bad_input_gets_clear_errors(client: OpenAI, speech: bytes) -> None:
 
     status, error = error_of(transcribe(speech, extra_body={"target_lang": "ja"}))
     assert (status, error["type"]) == (400, "UnsupportedLanguage"), error
+
+    # both languages known, but Canary translates to and from English only
+    status, error = error_of(transcribe(speech, language="de", extra_body={"target_lang": "fr"}))
+    assert (status, error["type"]) == (400, "UnsupportedLanguagePair"), error
+    assert "from 'de' to 'fr'" in error["message"], error
+    assert "X->en and en->X" in error["message"], error
+    status, error = error_of(
+        lambda: client.audio.translations.create(
+            model=SERVED, file=upload(speech), extra_body={"source_lang": "es", "target_lang": "de"}
+        )
+    )
+    assert (status, error["type"]) == (400, "UnsupportedLanguagePair"), error
 
     too_long = wav_bytes(np.zeros(130 * SAMPLE_RATE, dtype=np.float32))
     status, error = error_of(transcribe(too_long))

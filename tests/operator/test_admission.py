@@ -124,7 +124,7 @@ INVALID = [
                 "asr": {"sourceLang": "de", "targetLang": "fr"},
             },
         },
-        "spec.asr.targetLang: Invalid value: \"object\": Canary translates only X->en and en->X",
+        'spec.asr.targetLang: Invalid value: "object": Canary translates only X->en and en->X',
     ),
     (
         "extra-arg-sets-tp",
