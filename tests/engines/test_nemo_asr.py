@@ -86,7 +86,7 @@ def test_loads_offline_and_reports_ready(server: EngineServer) -> None:
     assert status["state"] == "Ready", status
     dependencies = status["dependencies"]
     assert "cuda_runtime" in dependencies["torch"]
-    assert dependencies["nemo_toolkit"]["version"] == "2.5.3"
+    assert dependencies["nemo_toolkit"]["version"] == "3.0.0"
     details = status["details"]
     assert details["sample_rate"] == 16000
     assert details["device"] == "cpu" and "CPU" in details["warning"]
