@@ -16,7 +16,7 @@ from berth_runtime.engines.nemo_asr.formats import TIMED_FORMATS, render
 from berth_runtime.engines.nemo_asr.forms import AudioForm, InvalidField, read_form
 from berth_runtime.engines.nemo_asr.languages import check_language, check_pair
 from berth_runtime.engines.nemo_asr.model import CanaryModel, Task, find_nemo_file
-from berth_runtime.engines.nemo_asr.transcript import Transcript
+from berth_runtime.engines.nemo_asr.transcript import OVERLAP_SECONDS, Transcript
 from berth_runtime.server.app import accepts
 from berth_runtime.server.engine import Engine
 from berth_runtime.server.errors import NotFound
@@ -85,6 +85,7 @@ class NemoAsrEngine(Engine):
             "sample_rate": SAMPLE_RATE,
             "device": self.device,
             "chunk_seconds": self.chunk_seconds,
+            "chunk_overlap_seconds": OVERLAP_SECONDS,
             "max_audio_seconds": self.max_audio_seconds,
             "source_lang": self.source_default,
             "target_lang": self.target_default,
