@@ -21,12 +21,19 @@ class FakeNode:
     cpu: str = "64"
     memory: str = "512Gi"
     pods: str = "110"
+    #: a GPU node's local disk: the engines request ephemeral storage for /tmp
+    ephemeral_storage: str = "3500Gi"
     labels: dict[str, str] = field(default_factory=dict)
     taints: tuple[dict[str, str], ...] | None = None
 
     def manifest(self) -> dict[str, Any]:
         """The Node object to create; kwok manages it because of its annotation."""
-        capacity = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods}
+        capacity = {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "pods": self.pods,
+            "ephemeral-storage": self.ephemeral_storage,
+        }
         labels = {
             "kubernetes.io/hostname": self.name,
             "kubernetes.io/os": "linux",

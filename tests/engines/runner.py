@@ -113,7 +113,7 @@ def published_and_downloaded(repo_id: str, files: Path, work: Path) -> Path:
 
 class EngineServer:
     """`python -m berth_runtime.server` for one engine, as its container runs it, in the engine's
-    environment (or `python_env`, e.g. vllm/cpu)."""
+    environment (or `python_env`, e.g. vllm/cpu), started through `wrapper` if given."""
 
     def __init__(
         self,
@@ -123,10 +123,12 @@ class EngineServer:
         settings: dict[str, Any] | None = None,
         python_env: str | None = None,
         host: str = "127.0.0.1",
+        wrapper: tuple[str, ...] = (),
         **env: str,
     ) -> None:
         self.port = free_port()
         self.url = f"http://{host}:{self.port}"
+        self.cache = cache
         self.log = cache.parent / f"{engine}-server-{self.port}.log"
         # as the operator renders a spec that leaves resources.gpus at its default of 1
         rendered = {"gpus": 1, "servedModelName": repo.split("/")[-1], **(settings or {})}
@@ -135,7 +137,7 @@ class EngineServer:
         )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(engine_python(python_env or engine)), "-m", "berth_runtime.server"],
+                [*wrapper, str(engine_python(python_env or engine)), "-m", "berth_runtime.server"],
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,

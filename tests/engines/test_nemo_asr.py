@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import re
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
+from berth_runtime.engines.nemo_asr.model import EXTRACTION_DIR
 from openai import APIStatusError, OpenAI
 
 from tests.engines.conftest import EngineServer, cached_tiny_model
@@ -25,7 +28,7 @@ LANGUAGES = ["en", "de", "fr", "es"]
 SETTINGS = {
     "servedModelName": SERVED,
     "sourceLang": "fr",  # not the built-in default, so its use shows
-    "targetLang": "de",
+    "targetLang": "en",  # Canary translates to and from English only
     "maxAudioSeconds": 120,
     "chunkSeconds": 30,
     "maxBatchSize": 8,
@@ -40,8 +43,12 @@ def server(serve: Any, tmp_path_factory: pytest.TempPathFactory) -> EngineServer
     started = time.monotonic()
     cache = cached_tiny_model("nemo-asr", "tiny_canary.py", REPO_ID, tmp_path_factory)
     timings["build and download"] = time.monotonic() - started
+    # /tmp as a restarted container finds it: what a start killed midway left behind
+    leftover = cache.parent / "tmp" / EXTRACTION_DIR / "model_weights.ckpt"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half written")
     started = time.monotonic()
-    engine_server = serve("nemo-asr", cache, REPO_ID, SETTINGS)
+    engine_server = serve("nemo-asr", cache, REPO_ID, SETTINGS, TMPDIR=str(leftover.parent.parent))
     engine_server.status = engine_server.wait_ready(timeout=300)
     timings["start to Ready"] = time.monotonic() - started
     return engine_server
@@ -86,7 +93,7 @@ def test_loads_offline_and_reports_ready(server: EngineServer) -> None:
     assert status["state"] == "Ready", status
     dependencies = status["dependencies"]
     assert "cuda_runtime" in dependencies["torch"]
-    assert dependencies["nemo_toolkit"]["version"] == "2.5.3"
+    assert dependencies["nemo_toolkit"]["version"] == "3.0.0"
     details = status["details"]
     assert details["sample_rate"] == 16000
     assert details["device"] == "cpu" and "CPU" in details["warning"]
@@ -94,6 +101,10 @@ def test_loads_offline_and_reports_ready(server: EngineServer) -> None:
     assert details["tokenizer"] == "CanaryTokenizer"
     assert details["languages"] == LANGUAGES
     assert details["timestamps"] == "aligner"  # the CTC model inside the .nemo, as canary-1b-v2
+    # one extraction for Canary and its aligner, removed once loaded, and the leftover with it
+    log = server.log.read_text()
+    assert log.count("Restoration will occur within pre-extracted directory") == 2, log[-3000:]
+    assert not (server.cache.parent / "tmp" / EXTRACTION_DIR).exists()
     print(f"\nload {details['load_seconds']} s; timings {timings}")
 
 
@@ -179,7 +190,7 @@ def test_defaults_translations_and_alias(
     translated = client.audio.translations.create(
         model=SERVED, file=upload(speech), response_format="verbose_json"
     ).model_dump()
-    assert (translated["language"], translated["target_language"]) == ("fr", "de")
+    assert (translated["language"], translated["target_language"]) == ("fr", "en")
     assert translated["task"] == "translate" and isinstance(translated["text"], str)
     plain = client.audio.translations.create(
         model=SERVED, file=upload(speech), extra_body={"source_lang": "de", "target_lang": "en"}
@@ -192,29 +203,72 @@ def test_defaults_translations_and_alias(
     )
     assert status == 200, payload
     alias = json.loads(payload)
-    assert (alias["language"], alias["target_language"]) == ("fr", "de")
+    assert (alias["language"], alias["target_language"]) == ("fr", "en")
 
 
-def test_long_audio_is_chunked(client: OpenAI) -> None:
+def recording(seconds: int) -> np.ndarray:
+    """`seconds` of English speech: one sentence over and over, with pauses."""
     sentence = speak("This long recording goes on and on about trains, weather and meetings.")
     pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
-    audio = np.concatenate([sentence, pause] * 20)[: 70 * SAMPLE_RATE]
-    assert len(audio) == 70 * SAMPLE_RATE
-    started = time.monotonic()
-    body = client.audio.transcriptions.create(
+    repeats = seconds * SAMPLE_RATE // (len(sentence) + len(pause)) + 1
+    return np.concatenate([sentence, pause] * repeats)[: seconds * SAMPLE_RATE]
+
+
+def transcribe_long(client: OpenAI, audio: np.ndarray) -> dict[str, Any]:
+    return client.audio.transcriptions.create(
         model=SERVED,
         file=upload(wav_bytes(audio)),
         language="en",
         response_format="verbose_json",
-        timestamp_granularities=["segment"],
+        timestamp_granularities=["word", "segment"],
     ).model_dump()
+
+
+def assert_one_timeline(body: dict[str, Any], seconds: float) -> None:
+    """Words and segments in order, none overlapping the one before: chunk overlaps merged."""
+    assert abs(body["duration"] - seconds) < 0.1
+    for items in (body["words"], body["segments"]):
+        assert items and items[-1]["end"] > seconds - 30, items[-3:]
+        for before, after in itertools.pairwise(items):
+            assert (
+                before["start"] <= before["end"] <= after["start"] <= after["end"] <= seconds + 0.5
+            )
+
+
+def test_long_audio_is_chunked_with_overlaps_merged(client: OpenAI, server: EngineServer) -> None:
+    assert server.status["details"]["chunk_overlap_seconds"] == 2
+    started = time.monotonic()
+    body = transcribe_long(client, recording(70))
     timings["70 s transcription with timestamps"] = time.monotonic() - started
-    assert abs(body["duration"] - 70) < 0.1
-    segments = body["segments"]
-    # three 30 s chunks (30 + 30 + 10): times continue across them
-    assert segments[-1]["end"] > 60, segments
-    assert all(a["start"] <= b["start"] for a, b in itertools.pairwise(segments))
-    assert len(body["text"]) >= sum(len(s["text"]) for s in segments)
+    # chunks [0, 30], [28, 58] and [56, 70]: one timeline across them
+    assert_one_timeline(body, 70)
+    assert body["text"].split()[0] == body["words"][0]["word"]
+
+
+@pytest.fixture(scope="module")
+def small_shm_server(serve: Any, server: EngineServer) -> EngineServer:
+    """The engine as a pod runs it: /dev/shm a 64 MiB tmpfs, in a mount namespace of its own."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to give the server a pod-sized /dev/shm")
+    shm = 'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$@"'
+    long_server = serve(
+        "nemo-asr",
+        server.cache,
+        REPO_ID,
+        SETTINGS | {"maxAudioSeconds": 1600},
+        wrapper=("unshare", "--mount", "sh", "-c", shm, "sh"),
+    )
+    long_server.wait_ready(timeout=300)
+    return long_server
+
+
+def test_a_25_minute_recording_with_a_pod_sized_dev_shm(small_shm_server: EngineServer) -> None:
+    client = OpenAI(base_url=small_shm_server.url + "/v1", api_key="-", max_retries=0, timeout=900)
+    started = time.monotonic()
+    body = transcribe_long(client, recording(25 * 60))
+    timings["25 min transcription with timestamps, 64 MiB /dev/shm"] = time.monotonic() - started
+    assert_one_timeline(body, 25 * 60)
+    print(f"\ntimings {timings}")
 
 
 def test_concurrent_requests_are_batched(
@@ -238,6 +292,7 @@ def test_concurrent_requests_are_batched(
     print(f"\nbatching: {after}")
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the client's overloads
 def test_bad_input_gets_clear_errors(client: OpenAI, speech: bytes) -> None:
     def transcribe(data: bytes, **kwargs: Any) -> Any:
         return lambda: client.audio.transcriptions.create(
@@ -256,6 +311,18 @@ def test_bad_input_gets_clear_errors(client: OpenAI, speech: bytes) -> None:
 
     status, error = error_of(transcribe(speech, extra_body={"target_lang": "ja"}))
     assert (status, error["type"]) == (400, "UnsupportedLanguage"), error
+
+    # both languages known, but Canary translates to and from English only
+    status, error = error_of(transcribe(speech, language="de", extra_body={"target_lang": "fr"}))
+    assert (status, error["type"]) == (400, "UnsupportedLanguagePair"), error
+    assert "from 'de' to 'fr'" in error["message"], error
+    assert "X->en and en->X" in error["message"], error
+    status, error = error_of(
+        lambda: client.audio.translations.create(
+            model=SERVED, file=upload(speech), extra_body={"source_lang": "es", "target_lang": "de"}
+        )
+    )
+    assert (status, error["type"]) == (400, "UnsupportedLanguagePair"), error
 
     too_long = wav_bytes(np.zeros(130 * SAMPLE_RATE, dtype=np.float32))
     status, error = error_of(transcribe(too_long))

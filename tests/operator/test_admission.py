@@ -115,6 +115,18 @@ INVALID = [
         "spec.asr.sourceLang",
     ),
     (
+        "translation-between-two-languages-but-english",
+        {
+            **variant(),
+            "spec": {
+                "engine": "nemo-asr",
+                "model": {"repo": "nvidia/canary-1b-v2"},
+                "asr": {"sourceLang": "de", "targetLang": "fr"},
+            },
+        },
+        'spec.asr.targetLang: Invalid value: "object": Canary translates only X->en and en->X',
+    ),
+    (
         "extra-arg-sets-tp",
         {**variant(VLLM), "spec": {**VLLM, "vllm": {"extraArgs": ["--tensor-parallel-size=2"]}}},
         "spec.vllm.extraArgs",
@@ -192,6 +204,23 @@ def test_unmanaged_extra_args_are_accepted(crd: None, kubectl: Kubectl):
         "data",
     ]
     kubectl.apply({**variant(VLLM, name="ok-args"), "spec": {**VLLM, "vllm": {"extraArgs": args}}})
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [("de", "en"), ("en", "fr"), ("es", "es"), ("de", None), (None, "fr")]
+)
+def test_supported_translation_pairs_are_accepted(
+    crd: None, kubectl: Kubectl, source: str | None, target: str | None
+):
+    asr = {k: v for k, v in (("sourceLang", source), ("targetLang", target)) if v}
+    name = f"pair-{source or 'default'}-{target or 'default'}"
+    spec = {"engine": "nemo-asr", "model": {"repo": "nvidia/canary-1b-v2"}, "asr": asr}
+    kubectl.apply({**variant(name=name), "spec": spec})
+    stored = kubectl.get("md", name)["spec"]["asr"]
+    assert {k: stored[k] for k in ("sourceLang", "targetLang")} == {
+        "sourceLang": "en",
+        "targetLang": "en",
+    } | asr
 
 
 def test_valid_resource_is_accepted_with_defaults(crd: None, kubectl: Kubectl):

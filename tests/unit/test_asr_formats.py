@@ -23,35 +23,90 @@ from berth_runtime.engines.nemo_asr.transcript import (
     Segment,
     Word,
     assemble,
+    merge_texts,
     split_chunks,
 )
 
 
-def test_split_chunks_keeps_every_sample_and_folds_a_short_tail() -> None:
+def test_chunks_overlap_cover_every_sample_and_fold_a_short_tail() -> None:
     audio = np.arange(70 * SAMPLE_RATE, dtype=np.float32)
-    chunks = split_chunks(audio, 30)
-    assert [len(c) / SAMPLE_RATE for c in chunks] == [30, 30, 10]
-    assert np.array_equal(np.concatenate(chunks), audio)
-    tail = split_chunks(np.zeros(int(60.5 * SAMPLE_RATE), dtype=np.float32), 30)
-    assert [len(c) / SAMPLE_RATE for c in tail] == [30, 30.5]
+    chunks = split_chunks(audio, 30, overlap_seconds=2)
+    assert [(c.start, c.duration) for c in chunks] == [(0, 30), (28, 30), (56, 14)]
+    for chunk in chunks:  # each chunk is the recording's audio from its start
+        at = int(chunk.start * SAMPLE_RATE)
+        assert np.array_equal(chunk.audio, audio[at : at + len(chunk.audio)])
+    assert chunks[-1].audio[-1] == audio[-1]
+    # 58.5 s: a third chunk would add half a second, so the second one takes it
+    tail = split_chunks(np.zeros(int(58.5 * SAMPLE_RATE), dtype=np.float32), 30, 2)
+    assert [(c.start, c.duration) for c in tail] == [(0, 30), (28, 30.5)]
     assert len(split_chunks(np.zeros(10, dtype=np.float32), 30)) == 1
+    # an overlap never exceeds half a chunk
+    assert [c.start for c in split_chunks(np.zeros(10 * SAMPLE_RATE), 4, 3)] == [0, 2, 4, 6]
 
 
-def test_assemble_offsets_times_and_falls_back_to_chunk_segments() -> None:
+def test_a_word_across_a_boundary_comes_out_once_in_the_text() -> None:
+    # both chunks heard "at the station" in their 2 s overlap; the first one cut "nine"
+    pieces = merge_texts(["We will meet at the station at ni", "at the Station, at nine."], 2)
+    assert " ".join(w for p in pieces for w in p) == "We will meet at the station at nine."
+    assert pieces == [["We", "will", "meet", "at", "the", "station", "at"], ["nine."]]
+    # the second chunk began inside a word: its cut word falls away
+    assert merge_texts(["meet at the station", "tion the station at nine"], 2) == [
+        ["meet", "at", "the", "station"],
+        ["at", "nine"],
+    ]
+    # nothing in common (silence in the overlap): both kept whole
+    assert merge_texts(["one two", "three four", ""], 2) == [["one", "two"], ["three", "four"], []]
+
+
+def test_a_word_across_a_boundary_comes_out_once_in_the_words() -> None:
+    # chunks [0, 30] and [28, 58]: the middle of their overlap is 29 s
+    first = ChunkResult(
+        "meet at the station",
+        30.0,
+        words=[Word("meet", 27.9, 28.3), Word("the", 28.6, 28.9), Word("station", 29.3, 30.0)],
+    )
+    second = ChunkResult(
+        "the station at nine.",
+        30.0,
+        words=[Word("the", 0.62, 0.88), Word("station", 1.3, 2.2), Word("nine.", 2.6, 3.0)],
+        offset=28.0,
+    )
+    transcript = assemble([first, second], "en", "en")
+    assert [(w.word, w.start, w.end) for w in transcript.words] == [
+        ("meet", 27.9, 28.3),
+        ("the", 28.6, 28.9),
+        ("station", 29.3, 30.2),  # the second chunk heard it whole
+        ("nine.", 30.6, 31.0),
+    ]
+    assert transcript.text == "meet at the station at nine."
+    assert [(s.text, s.start, s.end) for s in transcript.segments] == [
+        ("meet the station nine.", 27.9, 31.0)  # a sentence across the boundary is one segment
+    ]
+    assert transcript.duration == 58.0
+
+
+@pytest.mark.parametrize("first_start", [28.55, 28.75])  # its middle just before or after 29 s
+def test_a_word_both_chunks_place_near_the_middle_comes_out_once(first_start: float) -> None:
+    first = ChunkResult("go", 30.0, words=[Word("go", first_start, first_start + 0.6)])
+    second = ChunkResult("go", 30.0, words=[Word("go", 0.65, 1.25)], offset=28.0)
+    words = assemble([first, second], "en", "en").words
+    assert [w.word for w in words] == ["go"]
+
+
+def test_assemble_falls_back_to_one_segment_per_chunk_part() -> None:
     first = ChunkResult(
         "Hello there. Bye.",
         30.0,
         words=[Word("Hello", 0.5, 0.9), Word("there.", 1.0, 1.4), Word("Bye.", -1, -1)],
-        segments=[Segment("Hello there.", 0.5, 1.4), Segment("Bye.", -1, -1)],
     )
-    second = ChunkResult("again", 10.0)  # nothing aligned: one segment over the chunk
-    transcript = assemble([first, second, ChunkResult("", 5.0)], "en", "de")
+    second = ChunkResult("again", 12.0, offset=28.0)  # nothing aligned: one segment
+    transcript = assemble([first, second, ChunkResult("", 5.0, offset=38.0)], "en", "de")
     assert transcript.text == "Hello there. Bye. again"
-    assert transcript.duration == 45.0
+    assert transcript.duration == 43.0
     assert [(w.word, w.start) for w in transcript.words] == [("Hello", 0.5), ("there.", 1.0)]
     assert [(s.text, s.start, s.end) for s in transcript.segments] == [
         ("Hello there.", 0.5, 1.4),
-        ("again", 30.0, 40.0),
+        ("again", 29.0, 39.0),
     ]
     assert (transcript.language, transcript.target_language) == ("en", "de")
 
@@ -63,7 +118,7 @@ def sample() -> object:
         [Word("One", 0.2, 0.5), Word("two.", 0.6, 1.0)],
         [Segment("One two.", 0.2, 1.0)],
     )
-    return assemble([chunk, ChunkResult("Three", 3723.5)], "en", "en")
+    return assemble([chunk, ChunkResult("Three", 3723.5, offset=4.0)], "en", "en")
 
 
 def test_clock() -> None:

@@ -1,5 +1,6 @@
 """Children rendered from the spec: names, GPU requests, env, probes, security."""
 
+import pytest
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.download import (
     download_identity,
@@ -45,7 +46,7 @@ def test_cpu_deployment_has_no_gpu_request_nor_gpu_toleration():
     pod = render_deployment(resource, CONFIG, SERVED)["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"] == {
         "limits": {"cpu": "4", "memory": "16Gi"},
-        "requests": {"cpu": "4", "memory": "16Gi"},
+        "requests": {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "67584Mi"},
     }
     assert pod["tolerations"] == []
 
@@ -80,6 +81,28 @@ def test_runtime_pods_are_offline_restricted_and_mount_the_cache_read_only():
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "cache", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-m"
+
+
+@pytest.mark.parametrize(
+    ("engine", "model_bytes", "size"),
+    [
+        ("nemo-asr", 6_400_000_000, "10200Mi"),  # canary-1b-v2's .nemo unpacked, plus 4 GiB
+        ("nemo-asr", None, "12288Mi"),  # an unknown size counts as 8 GiB
+        ("vllm", 62 * 2**30, "4096Mi"),  # caches only: vLLM reads the weights in place
+        ("pyannote", 2**30, "1024Mi"),
+    ],
+)
+def test_every_engine_has_a_sized_tmp_and_requests_it(engine, model_bytes, size):
+    served = ServedModel(revision="main", resolved_revision="abc", model_bytes=model_bytes)
+    pod = render_deployment(md(engine=engine), CONFIG, served)["spec"]["template"]["spec"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": size}} in pod["volumes"]
+    container = pod["containers"][0]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert container["resources"]["requests"]["ephemeral-storage"] == size
+
+
+def test_canary_startup_budget_covers_one_extraction():
+    assert ENGINES["nemo-asr"].startup_budget_seconds(6_400_000_000) == 150 + 120
 
 
 def test_startup_budget_grows_with_model_size():

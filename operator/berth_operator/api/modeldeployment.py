@@ -169,15 +169,51 @@ class VllmSettings(ApiModel):
     )
 
 
+#: Canary-1B-v2 translates to and from this language only (X->en, en->X); X->X transcribes
+TRANSLATION_HUB = "en"
+
+
+def translation_pair_supported(source: str, target: str) -> bool:
+    """Whether Canary can go from `source` to `target`: the same language, or one side English."""
+    return source == target or TRANSLATION_HUB in (source, target)
+
+
+def supported_pairs_sentence() -> str:
+    """The translation pairs Canary supports, in words, for messages."""
+    hub = TRANSLATION_HUB
+    return f"Canary translates only X->{hub} and {hub}->X (or transcribes X->X)"
+
+
 class AsrSettings(ApiModel):
     """Settings of the nemo-asr engine."""
 
     source_lang: str = Field(
         default="en", pattern=LANGUAGE, description="Default language of the audio."
     )
-    target_lang: str = Field(default="en", pattern=LANGUAGE, description="Default output language.")
+    target_lang: str = Field(
+        default="en",
+        pattern=LANGUAGE,
+        description="Default output language: sourceLang transcribes; a translation needs "
+        f"'{TRANSLATION_HUB}' on one side.",
+    )
     pnc: bool = Field(default=True, description="Punctuation and capitalisation.")
     timestamps: bool = Field(default=False, description="Word and segment timestamps by default.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "!has(self.sourceLang) || !has(self.targetLang)"
+                    " || self.sourceLang == self.targetLang"
+                    f" || self.sourceLang == '{TRANSLATION_HUB}'"
+                    f" || self.targetLang == '{TRANSLATION_HUB}'",
+                    f"{supported_pairs_sentence()}: set sourceLang or targetLang to "
+                    f"'{TRANSLATION_HUB}', or both to the same language",
+                    ".targetLang",
+                ),
+            ]
+        }
+    )
 
 
 class DiarizationSettings(ApiModel):

@@ -21,6 +21,14 @@ from berth_operator.api.podenv import (
 
 PROBE_PERIOD_SECONDS = 10
 GIB = 2**30
+MIB = 2**20
+#: the size assumed for a model whose download reported none (canary-1b-v2's .nemo is ~6 GB)
+UNKNOWN_MODEL_BYTES = 8 * GIB
+
+
+def quantity(size: int) -> str:
+    """Bytes as a Kubernetes quantity, rounded up to a MiB."""
+    return f"{math.ceil(size / MIB)}Mi"
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,16 @@ class EngineProfile:
     startup_path: str
     base_startup_seconds: int
     startup_seconds_per_gib: float
+    #: what the server writes under /tmp besides an unpacked model (caches, request audio)
+    scratch_bytes: int
+    #: whether the server unpacks the model's archive under /tmp while it loads
+    unpacks_model: bool = False
     env: dict[str, str] = field(default_factory=dict)
+
+    def tmp_bytes(self, model_bytes: int | None) -> int:
+        """The size limit of /tmp, which the container also requests as ephemeral storage."""
+        unpacked = (model_bytes or UNKNOWN_MODEL_BYTES) if self.unpacks_model else 0
+        return self.scratch_bytes + unpacked
 
     def startup_budget_seconds(self, model_bytes: int | None) -> int:
         """Import time plus weight loading, which grows with the model's size."""
@@ -67,6 +84,7 @@ ENGINES: dict[str, EngineProfile] = {
         startup_path="/health",
         base_startup_seconds=300,
         startup_seconds_per_gib=10,
+        scratch_bytes=4 * GIB,  # torch.compile and Triton caches (HOME is /tmp)
         env={"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"},
     ),
     "nemo-asr": EngineProfile(
@@ -74,8 +92,15 @@ ENGINES: dict[str, EngineProfile] = {
         live_path="/healthz",
         ready_path="/readyz",
         startup_path="/readyz",
-        base_startup_seconds=180,
-        startup_seconds_per_gib=15,
+        # `import nemo.collections.asr` took 28-50 s on 2 busy cores, the tiny model's start
+        # 10-60 s; twice that, plus the server and CUDA start-up
+        base_startup_seconds=150,
+        # NeMo 3.0 unpacks the .nemo once (2.5 did it twice, for Canary and its aligner): at
+        # 100 MiB/s from the cache volume ~10 s/GiB, plus reading the weights onto the GPU
+        startup_seconds_per_gib=20,
+        # request audio as WAV for timestamps: 115 MB an hour, 3 h at most, 8 to a batch
+        scratch_bytes=4 * GIB,
+        unpacks_model=True,
     ),
     "pyannote": EngineProfile(
         name="pyannote",
@@ -84,6 +109,7 @@ ENGINES: dict[str, EngineProfile] = {
         startup_path="/readyz",
         base_startup_seconds=120,
         startup_seconds_per_gib=15,
+        scratch_bytes=1 * GIB,  # audio is decoded in memory; library caches only
         env={"PYANNOTE_METRICS_ENABLED": "0"},
     ),
 }

@@ -9,7 +9,7 @@ from berth_operator.api.metadata import REVISION_ANNOTATION
 from berth_operator.api.podenv import API_KEYS_VARIABLE, ServerEnv
 from berth_operator.config import OperatorConfig, library_env
 from berth_operator.controller.cache import cache_claim_name
-from berth_operator.controller.engines import ENGINES, engine_settings
+from berth_operator.controller.engines import ENGINES, engine_settings, quantity
 from berth_operator.controller.naming import runtime_account_name, server_labels, server_selector
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.security import (
@@ -64,7 +64,8 @@ def _env(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> li
     return env
 
 
-def _resources(md: ModelDeployment) -> dict[str, Any]:
+def _resources(md: ModelDeployment, served: ServedModel) -> dict[str, Any]:
+    """GPU, cpu and memory from the spec; ephemeral storage for the engine's /tmp."""
     res = md.spec.resources
     limits: dict[str, str] = {}
     if res.gpus:
@@ -73,17 +74,22 @@ def _resources(md: ModelDeployment) -> dict[str, Any]:
         if value is not None:
             limits[key] = str(value)
     requests = {k: v for k, v in limits.items() if k in ("cpu", "memory")}
-    return {"limits": limits, **({"requests": requests} if requests else {})}
+    requests["ephemeral-storage"] = quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
+    return {"limits": limits, "requests": requests}
 
 
-def _volumes(md: ModelDeployment, config: OperatorConfig) -> tuple[list[dict], list[dict]]:
-    """Volumes and mounts: the cache read-only, a writable /tmp, /dev/shm for multi-GPU vLLM."""
+def _volumes(
+    md: ModelDeployment, config: OperatorConfig, served: ServedModel
+) -> tuple[list[dict], list[dict]]:
+    """Volumes and mounts: the cache read-only, a size-limited /tmp (a start killed midway
+    leaves its files there for the next), /dev/shm for multi-GPU vLLM."""
+    tmp_limit = quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
     volumes: list[dict[str, Any]] = [
         {
             "name": "cache",
             "persistentVolumeClaim": {"claimName": cache_claim_name(md, config), "readOnly": True},
         },
-        {"name": "tmp", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": tmp_limit}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "cache", "mountPath": config.cache_mount_path, "readOnly": True},
@@ -122,13 +128,13 @@ def render_deployment(
 ) -> dict[str, Any]:
     """The Deployment running the engine's server on the cached weights, offline."""
     labels = server_labels(md.name, md.spec.engine)
-    volumes, mounts = _volumes(md, config)
+    volumes, mounts = _volumes(md, config, served)
     container = {
         "name": SERVER_CONTAINER,
         "image": md.spec.image or config.images[md.spec.engine],
         "ports": [{"name": PORT_NAME, "containerPort": config.service_port, "protocol": "TCP"}],
         "env": _env(md, config, served),
-        "resources": _resources(md),
+        "resources": _resources(md, served),
         "securityContext": restricted_container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,

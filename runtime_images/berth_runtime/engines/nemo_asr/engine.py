@@ -14,9 +14,9 @@ from berth_runtime.audio import SAMPLE_RATE, decode_audio
 from berth_runtime.engines.nemo_asr.batching import Batcher
 from berth_runtime.engines.nemo_asr.formats import TIMED_FORMATS, render
 from berth_runtime.engines.nemo_asr.forms import AudioForm, InvalidField, read_form
-from berth_runtime.engines.nemo_asr.languages import check_language
+from berth_runtime.engines.nemo_asr.languages import check_language, check_pair
 from berth_runtime.engines.nemo_asr.model import CanaryModel, Task, find_nemo_file
-from berth_runtime.engines.nemo_asr.transcript import Transcript
+from berth_runtime.engines.nemo_asr.transcript import OVERLAP_SECONDS, Transcript
 from berth_runtime.server.app import accepts
 from berth_runtime.server.engine import Engine
 from berth_runtime.server.errors import NotFound
@@ -78,12 +78,14 @@ class NemoAsrEngine(Engine):
         self.nemo_file = nemo_file.name
         for role, language in (("source", self.source_default), ("target", self.target_default)):
             check_language(language, self.model.languages, f"the default {role}")
+        check_pair(self.source_default, self.target_default, "spec.asr")
 
     def details(self) -> dict[str, Any]:
         details: dict[str, Any] = {
             "sample_rate": SAMPLE_RATE,
             "device": self.device,
             "chunk_seconds": self.chunk_seconds,
+            "chunk_overlap_seconds": OVERLAP_SECONDS,
             "max_audio_seconds": self.max_audio_seconds,
             "source_lang": self.source_default,
             "target_lang": self.target_default,
@@ -143,9 +145,9 @@ class NemoAsrEngine(Engine):
         else:
             target = form.target_lang or self.target_default
         supported = self.model.languages
-        return check_language(source, supported, "source"), check_language(
-            target, supported, "target"
-        )
+        check_language(source, supported, "source")
+        check_language(target, supported, "target")
+        return check_pair(source, target)
 
     def wants_timestamps(self, form: AudioForm) -> bool:
         return (

@@ -6,6 +6,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from berth_operator.api.modeldeployment import (
+    TRANSLATION_HUB,
+    supported_pairs_sentence,
+    translation_pair_supported,
+)
+
 from berth_runtime.server.errors import BadRequest
 
 SPECIAL_TOKENIZER = "spl_tokens"
@@ -15,6 +21,10 @@ LANGUAGE_TOKEN = re.compile(r"^<\|([a-z]{2}(?:-[A-Z]{2})?)\|>$")
 
 class UnsupportedLanguage(BadRequest):
     type = "UnsupportedLanguage"
+
+
+class UnsupportedLanguagePair(BadRequest):
+    type = "UnsupportedLanguagePair"
 
 
 def languages_from_tokens(tokens: Iterable[str]) -> list[str]:
@@ -47,3 +57,14 @@ def check_language(language: str, supported: list[str], role: str) -> str:
             f"supported: {', '.join(supported)}"
         )
     return language
+
+
+def check_pair(source: str, target: str, what: str = "this request") -> tuple[str, str]:
+    """(source, target) if Canary can translate between them, else a 400 naming the pairs."""
+    if not translation_pair_supported(source, target):
+        raise UnsupportedLanguagePair(
+            f"{what} asks for a translation from '{source}' to '{target}'; "
+            f"{supported_pairs_sentence()}: set source_lang or target_lang to "
+            f"'{TRANSLATION_HUB}', or both to the same language"
+        )
+    return source, target

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import tarfile
 import tempfile
 import wave
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import numpy as np
 from berth_runtime.engines.nemo_asr.languages import supported_languages
 from berth_runtime.engines.nemo_asr.transcript import (
     SAMPLE_RATE,
+    Chunk,
     ChunkResult,
     Segment,
     Transcript,
@@ -23,6 +26,8 @@ from berth_runtime.engines.nemo_asr.transcript import (
 )
 
 logger = logging.getLogger(__name__)
+#: where the `.nemo` is unpacked, under /tmp: the operator sizes /tmp for it
+EXTRACTION_DIR = "berth-nemo-model"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,33 @@ def find_nemo_file(model_dir: Path) -> Path:
     return files[0]
 
 
+def extract(nemo_file: Path, scratch: Path) -> Path:
+    """Unpacks the `.nemo` archive into `scratch`, emptied first: a start killed midway (by its
+    startup probe, say) leaves its files there, and the next start would otherwise add more."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    with tarfile.open(nemo_file, "r:*") as archive:
+        archive.extractall(scratch, filter="data")
+    return scratch
+
+
+def restore(nemo_file: Path, device: str, scratch: Path) -> Any:
+    """`ASRModel.restore_from` on one extraction of the archive, removed once loaded. NeMo (3.0)
+    restores canary-1b-v2's built-in alignment model from the same directory."""
+    import torch
+    from nemo.collections.asr.models import ASRModel
+    from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
+
+    connector = SaveRestoreConnector()
+    connector.model_extracted_dir = str(extract(nemo_file, scratch))
+    try:
+        return ASRModel.restore_from(
+            str(nemo_file), map_location=torch.device(device), save_restore_connector=connector
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def write_wav(path: Path, audio: np.ndarray) -> None:
     """16-bit PCM mono WAV at 16 kHz."""
     with wave.open(str(path), "wb") as writer:
@@ -71,11 +103,8 @@ class CanaryModel:
     """An `EncDecMultiTaskModel` on one device; `transcribe` is called from one thread at a time."""
 
     def __init__(self, nemo_file: Path, device: str, chunk_seconds: float, max_batch: int) -> None:
-        import torch
-        from nemo.collections.asr.models import ASRModel
-
         self.device, self.chunk_seconds, self.max_batch = device, chunk_seconds, max_batch
-        self.model = ASRModel.restore_from(str(nemo_file), map_location=torch.device(device))
+        self.model = restore(nemo_file, device, Path(tempfile.gettempdir()) / EXTRACTION_DIR)
         self.model.eval()
         self.languages = supported_languages(self.model.tokenizer)
         # canary-1b-v2 aligns with a CTC model kept in its .nemo, which reads audio files only
@@ -90,7 +119,7 @@ class CanaryModel:
         return type(self.model.tokenizer).__name__
 
     def transcribe(self, task: Task, audios: list[np.ndarray]) -> list[Transcript]:
-        """One `transcribe` call for every chunk of every request; results regrouped per request."""
+        """One `transcribe` call for every chunk of every request; results merged per request."""
         chunked = [split_chunks(audio, self.chunk_seconds) for audio in audios]
         flat = [chunk for chunks in chunked for chunk in chunks]
         results = self._run(task, flat)
@@ -100,7 +129,7 @@ class CanaryModel:
             at += len(chunks)
         return transcripts
 
-    def _run(self, task: Task, chunks: list[np.ndarray]) -> list[ChunkResult]:
+    def _run(self, task: Task, chunks: list[Chunk]) -> list[ChunkResult]:
         from nemo.collections.asr.models.aed_multitask_models import MultiTaskTranscriptionConfig
 
         prompt = {
@@ -115,6 +144,8 @@ class CanaryModel:
             return_hypotheses=True,
             verbose=False,
             enable_chunking=False,  # we chunk ourselves; NeMo's path breaks on a one-array list
+            # DataLoader workers pass batches through /dev/shm, 64 MiB in a pod: a bus error
+            num_workers=0,
             prompt=prompt,
         )
         timestamps = True if task.timestamps else None
@@ -123,24 +154,24 @@ class CanaryModel:
                 paths = []
                 for index, chunk in enumerate(chunks):
                     path = Path(tmp) / f"chunk-{index}.wav"
-                    write_wav(path, chunk)
+                    write_wav(path, chunk.audio)
                     paths.append(str(path))
                 hypotheses = self.model.transcribe(
                     paths, override_config=config, timestamps=timestamps
                 )
         else:
             hypotheses = self.model.transcribe(
-                list(chunks), override_config=config, timestamps=timestamps
+                [chunk.audio for chunk in chunks], override_config=config, timestamps=timestamps
             )
         return [
-            self._result(hypothesis, len(chunk) / SAMPLE_RATE, task.timestamps)
+            self._result(hypothesis, chunk, task.timestamps)
             for hypothesis, chunk in zip(hypotheses, chunks, strict=True)
         ]
 
     @staticmethod
-    def _result(hypothesis: Any, duration: float, timestamps: bool) -> ChunkResult:
+    def _result(hypothesis: Any, chunk: Chunk, timestamps: bool) -> ChunkResult:
         text = hypothesis if isinstance(hypothesis, str) else str(hypothesis.text or "")
-        result = ChunkResult(text=text.strip(), duration=duration)
+        result = ChunkResult(text=text.strip(), duration=chunk.duration, offset=chunk.start)
         stamps = getattr(hypothesis, "timestamp", None)
         if timestamps and isinstance(stamps, dict):
             result.words = [Word(*t) for t in _times(stamps.get("word"), "word")]
