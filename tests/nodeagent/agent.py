@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import shutil
 import threading
 import time
 import urllib.error
@@ -47,7 +48,14 @@ class NodeAgent:
     ) -> None:
         self.plane, self.images, self.workdir, self.name = plane, images, workdir, name
         self.api = KubeApi(plane.server, plane.admin_token, str(plane.ca_file))
-        self.capacity = {"cpu": cpu, "memory": memory, "pods": "110"}
+        # as a kubelet does: ephemeral storage is the size of the disk that holds its pods
+        disk = shutil.disk_usage(workdir.parent if not workdir.exists() else workdir).total
+        self.capacity = {
+            "cpu": cpu,
+            "memory": memory,
+            "pods": "110",
+            "ephemeral-storage": str(disk),
+        }
         self.runners: dict[str, PodRunner] = {}
         self.stopping = threading.Event()
         self._addresses = (f"127.0.{address_block}.{i}" for i in itertools.count(2))
