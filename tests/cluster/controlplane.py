@@ -363,7 +363,10 @@ class ControlPlane:
         """How the API server reaches a real kubelet (logs, exec): by InternalIP, so that no
         name resolution is needed, with a client certificate instead of anonymous access."""
         cert, key = write_client_cert(
-            self.pki_dir, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+            self.pki_dir,
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            "system:masters",
         )
         return [
             "--kubelet-preferred-address-types=InternalIP",

@@ -5,10 +5,13 @@
 //	testbox write PATH     create PATH and write to it; exit 1 with the error when it cannot
 //	testbox crash MESSAGE  print MESSAGE and exit 3
 //	testbox eat MIB        allocate and touch MIB mebibytes, then sleep
-//	testbox get URL        print the body of an HTTP GET; exit 1 on any error
+//	testbox get URL        print the body of an HTTP GET (https trusts the service account's
+//	                       CA); exit 1 on any error
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,6 +57,11 @@ func main() {
 		time.Sleep(time.Hour)
 	case "get":
 		client := http.Client{Timeout: 5 * time.Second}
+		if ca, err := os.ReadFile(serviceAccountCA); err == nil {
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(ca)
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+		}
 		response, err := client.Get(arg)
 		if err != nil {
 			fail(err.Error())
@@ -67,6 +75,8 @@ func main() {
 		fail("unknown behaviour " + os.Args[1])
 	}
 }
+
+const serviceAccountCA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 func fail(message string) {
 	fmt.Fprintln(os.Stderr, message)
