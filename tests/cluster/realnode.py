@@ -143,6 +143,36 @@ class RealNode:
         self.processes.clear()
         self.host.release()
 
+    def wait_for_service_rule(
+        self, cluster_ip: str, port: int, endpoint: str, timeout: float = 30.0
+    ) -> None:
+        """Waits until kube-proxy has programmed `cluster_ip:port` to forward to `endpoint`
+        (an "IP:port")."""
+        service = f"-d {cluster_ip}/32 -p tcp -m comment"
+        deadline = time.monotonic() + timeout
+        while True:
+            rules = subprocess.run(
+                ["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=30
+            ).stdout
+            if f"--to-destination {endpoint}" in rules and any(
+                service in line and f"--dport {port} " in line for line in rules.splitlines()
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(
+                    f"kube-proxy did not program {cluster_ip}:{port} -> {endpoint} in "
+                    f"{timeout:.0f} s:\n{self.processes[-1].log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def wait_for_sandbox_removed(self, sandbox_id: str, timeout: float = 90.0) -> None:
+        """Waits until the kubelet has removed a pod sandbox (after its pod was deleted)."""
+        deadline = time.monotonic() + timeout
+        while sandbox_id in self.crictl("pods", "-q").stdout.split():
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"sandbox {sandbox_id} still exists after {timeout:.0f} s")
+            time.sleep(0.2)
+
     def leftovers(self) -> list[str]:
         """What the node left on this machine (empty after a clean stop)."""
         return leftovers(self.workdir)

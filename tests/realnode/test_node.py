@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.cluster.kubectl import Kubectl, condition_is
 from tests.cluster.nodes import REAL_NODE_LABEL, REAL_NODE_TAINT
 from tests.cluster.realnode import RealNode
-from tests.realnode.pods import real_node_pod, box_container
+from tests.realnode.pods import box_container, real_node_pod
 
 
 def test_real_node_is_ready_tainted_and_kwok_nodes_stay(
