@@ -18,6 +18,9 @@ STATE_DIR = Path("/run/berth-realnode")
 BRIDGE = "berthrn0"
 POD_CIDR = "10.89.0.0/24"
 GATEWAY = "10.89.0.1"  # the bridge's address: node IP, kubelet and API server address
+# containerd's socket: short (a work directory may be too deep for a unix socket) and fixed, so
+# that its shims are found after a crash whatever became of the work directory.
+CONTAINERD_SOCKET = STATE_DIR / "containerd.sock"
 CGROUP_ROOT = "berth-realnode"
 GUARD_CHAIN = "BERTH-REALNODE"  # mangle FORWARD: nothing crosses between the bridge and outside
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -53,9 +56,14 @@ def read_sysctls() -> dict[str, str]:
     return {name: _sysctl_path(name).read_text().strip() for name in SYSCTLS}
 
 
+def _hierarchies() -> list[Path]:
+    """Every mounted cgroup hierarchy; the kubelet makes its root in the unified one too."""
+    return sorted(p for p in CGROUP_FS.iterdir() if p.is_dir())
+
+
 def _v1_hierarchies() -> list[Path]:
     """Every cgroup v1 hierarchy (the unified v2 mount holds no controllers here)."""
-    return sorted(p for p in CGROUP_FS.iterdir() if p.is_dir() and p.name != "unified")
+    return [p for p in _hierarchies() if p.name != "unified"]
 
 
 class NodeHost:
@@ -162,23 +170,22 @@ def _kill_and_wait(pids: list[int], grace: float = 10.0) -> None:
 def cgroup_pids() -> list[int]:
     """Every process in the node's cgroup tree: containers (and pause processes) still alive."""
     pids: set[int] = set()
-    for hierarchy in _v1_hierarchies():
+    for hierarchy in _hierarchies():
         for procs in (hierarchy / CGROUP_ROOT).rglob("cgroup.procs"):
             with contextlib.suppress(OSError):
                 pids |= {int(p) for p in procs.read_text().split()}
     return sorted(pids)
 
 
-def leftover_shims(workdir: Path) -> list[int]:
+def leftover_shims() -> list[int]:
     """containerd shims serving the node's containerd (they outlive containerd)."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
                 argv = proc.joinpath("cmdline").read_bytes().split(b"\0")
-                if argv[0].endswith(b"containerd-shim-runc-v2") and str(
-                    workdir
-                ).encode() in b" ".join(argv):
+                shim = argv[0].endswith(b"containerd-shim-runc-v2")
+                if shim and str(CONTAINERD_SOCKET).encode() in argv:
                     pids.append(int(proc.name))
     return pids
 
@@ -220,7 +227,7 @@ def restore_host(record: HostRecord, kube_proxy: Path) -> None:
             _kill_and_wait([pid])
     _run(str(kube_proxy), "--cleanup")
     _kill_and_wait(cgroup_pids())
-    _kill_and_wait(leftover_shims(workdir))
+    _kill_and_wait(leftover_shims())
     for point in sorted(node_mounts(workdir), reverse=True):
         if _run("umount", point).returncode != 0:
             _run("umount", "-l", point)
@@ -233,9 +240,11 @@ def restore_host(record: HostRecord, kube_proxy: Path) -> None:
             for chain in LEFTOVER_CHAINS:
                 _run(ipt, "-w", "-t", table, "-X", chain)
         _delete_chain(ipt, "filter", FIREWALL_CHAIN, "INPUT", "OUTPUT")
+    for socket in STATE_DIR.glob(f"{CONTAINERD_SOCKET.name}*"):
+        socket.unlink()
     for name, value in record.sysctls.items():
         _sysctl_path(name).write_text(value)
-    for hierarchy in _v1_hierarchies():
+    for hierarchy in _hierarchies():
         root = hierarchy / CGROUP_ROOT
         if root.is_dir():
             for directory in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
@@ -250,7 +259,7 @@ def leftovers(workdir: Path) -> list[str]:
     found = [f"mount {p}" for p in node_mounts(workdir)]
     found += [f"network namespace {n}" for n in network_namespaces()]
     found += [f"process {p} in the node's cgroups" for p in cgroup_pids()]
-    found += [f"containerd shim {p}" for p in leftover_shims(workdir)]
+    found += [f"containerd shim {p}" for p in leftover_shims()]
     if _run("ip", "link", "show", BRIDGE).returncode == 0:
         found.append(f"bridge {BRIDGE}")
     for ipt in ("iptables", "ip6tables"):
@@ -260,5 +269,5 @@ def leftovers(workdir: Path) -> list[str]:
             for line in rules.splitlines()
             if line.startswith(":KUBE-") or line.startswith(f":{GUARD_CHAIN}")
         ]
-    found += [f"cgroup {h / CGROUP_ROOT}" for h in _v1_hierarchies() if (h / CGROUP_ROOT).exists()]
+    found += [f"cgroup {h / CGROUP_ROOT}" for h in _hierarchies() if (h / CGROUP_ROOT).exists()]
     return found

@@ -14,7 +14,15 @@ import yaml
 
 from tests.cluster.binaries import CNI_BIN_DIR, NodeBinaries, pinned_versions
 from tests.cluster.controlplane import ControlPlane, ControlPlaneError, free_port
-from tests.cluster.nodehost import BRIDGE, CGROUP_ROOT, GATEWAY, POD_CIDR, NodeHost, leftovers
+from tests.cluster.nodehost import (
+    BRIDGE,
+    CGROUP_ROOT,
+    CONTAINERD_SOCKET,
+    GATEWAY,
+    POD_CIDR,
+    NodeHost,
+    leftovers,
+)
 from tests.cluster.nodes import REAL_NODE_LABEL, REAL_NODE_TAINT
 from tests.cluster.pki import write_client_cert
 from tests.cluster.processes import ManagedProcess
@@ -44,7 +52,7 @@ class RealNode:
 
     @property
     def socket(self) -> Path:
-        return self.workdir / "containerd" / "containerd.sock"
+        return CONTAINERD_SOCKET
 
     def crictl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """crictl against the node's containerd."""
@@ -80,10 +88,6 @@ class RealNode:
     def claim_host(self) -> str:
         """Takes this machine's real-node lock, cleans up after a crashed earlier node and
         prepares the bridge; returns the address the API server must listen on."""
-        if len(str(self.socket)) > 100:
-            raise ControlPlaneError(
-                f"{self.socket} is too long for a unix socket; use a shorter work directory"
-            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host.acquire()
         return self.address

@@ -10,10 +10,11 @@ from tests.cluster import ControlPlane
 from tests.cluster.realnode import TESTBOX_IMAGE, RealNode
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNode]:
-    """A control plane with a real node joined, the test image imported; both torn down at the
-    end, and the host checked for anything left behind."""
+    """A control plane with a real node joined, the test image imported; both torn down after
+    this package's tests (one real node per machine: tests/realnode_recovery needs the host
+    next), and the host checked for anything left behind."""
     workdir = tmp_path_factory.mktemp("realnode")
     node = RealNode(workdir=workdir / "node")
     address = node.claim_host()
@@ -31,7 +32,7 @@ def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNode]:
     assert not left, f"the real node left behind: {left}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(real_node: RealNode) -> ControlPlane:
     """The control plane the real node joined (overrides the kwok-only one for these tests)."""
     assert real_node.plane is not None
