@@ -4,6 +4,7 @@ with private paths under a work directory, torn down fully (also after a crashed
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -88,6 +89,11 @@ class RealNode:
     def claim_host(self) -> str:
         """Takes this machine's real-node lock, cleans up after a crashed earlier node and
         prepares the bridge; returns the address the API server must listen on."""
+        if os.geteuid() != 0:
+            raise ControlPlaneError(
+                "a real node needs root (containerd, iptables, cgroups, mounts); "
+                "run the real-node tests as root (NotRoot)"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host.acquire()
         return self.address
