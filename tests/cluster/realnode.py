@@ -30,6 +30,8 @@ from tests.cluster.processes import ManagedProcess
 
 PAUSE_IMAGE = "registry.k8s.io/pause"
 TESTBOX_IMAGE = "berth.test/testbox:latest"
+# The kubelet's deepest socket is WORKDIR/kubelet/pod-resources/<10 digits>; sun_path is 108.
+MAX_WORKDIR_LENGTH = 107 - len("/kubelet/pod-resources/") - 10
 LOCAL_REGISTRY = "127.0.0.1:5000"  # plain HTTP, where `make images` pushes Berth's images
 
 
@@ -93,6 +95,12 @@ class RealNode:
             raise ControlPlaneError(
                 "a real node needs root (containerd, iptables, cgroups, mounts); "
                 "run the real-node tests as root (NotRoot)"
+            )
+        if len(str(self.workdir)) > MAX_WORKDIR_LENGTH:
+            raise ControlPlaneError(
+                f"{self.workdir} is too long: the kubelet's unix sockets under it would pass "
+                f"the 107-byte limit; use a work directory of at most {MAX_WORKDIR_LENGTH} "
+                "characters (WorkdirTooLong)"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host.acquire()

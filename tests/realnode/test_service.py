@@ -1,5 +1,5 @@
 """Services through kube-proxy on the real node: a ClusterIP answers from another pod and from
-the host, and pods reach the API server through the `kubernetes` Service."""
+the host, pods reach the API server through the `kubernetes` Service, and resolve no names."""
 
 from __future__ import annotations
 
@@ -56,3 +56,14 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(
 
     version = _run_once(kubectl, "api-client", "get", f"https://{service}/version")
     assert '"gitVersion"' in version
+
+
+def test_pods_resolve_no_names(real_node: RealNode, kubectl: Kubectl) -> None:
+    pod = real_node_pod("resolver", [box_container("client", "get", "http://example.com/")])
+    pod["spec"]["restartPolicy"] = "Never"
+    kubectl.apply(pod)
+    failed = kubectl.wait_for(
+        "pod", "resolver", lambda p: p.get("status", {}).get("phase") == "Failed", timeout=60
+    )
+    message = failed["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+    assert "lookup example.com on 127.0.0.1:53" in message
