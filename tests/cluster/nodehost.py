@@ -21,6 +21,7 @@ GATEWAY = "10.89.0.1"  # the bridge's address: node IP, kubelet and API server a
 # containerd's socket: short (a work directory may be too deep for a unix socket) and fixed, so
 # that its shims are found after a crash whatever became of the work directory.
 CONTAINERD_SOCKET = STATE_DIR / "containerd.sock"
+SHIM_SOCKETS = Path("/run/containerd/s")  # fixed in containerd 1.6, hashed per shim
 CGROUP_ROOT = "berth-realnode"
 GUARD_CHAIN = "BERTH-REALNODE"  # mangle FORWARD: nothing crosses between the bridge and outside
 CGROUP_FS = Path("/sys/fs/cgroup")
@@ -190,6 +191,13 @@ def leftover_shims() -> list[int]:
     return pids
 
 
+def stale_shim_sockets() -> list[Path]:
+    """Shim sockets that nothing listens on any more (a killed shim leaves its socket in the
+    directory every containerd 1.6 shares)."""
+    listening = {line.split()[-1] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+    return [p for p in SHIM_SOCKETS.glob("*") if p.is_socket() and str(p) not in listening]
+
+
 def node_mounts(workdir: Path) -> list[str]:
     """Mount points the node made: under its workdir and CRI's network namespaces."""
     points = []
@@ -240,7 +248,7 @@ def restore_host(record: HostRecord, kube_proxy: Path) -> None:
             for chain in LEFTOVER_CHAINS:
                 _run(ipt, "-w", "-t", table, "-X", chain)
         _delete_chain(ipt, "filter", FIREWALL_CHAIN, "INPUT", "OUTPUT")
-    for socket in STATE_DIR.glob(f"{CONTAINERD_SOCKET.name}*"):
+    for socket in [*STATE_DIR.glob(f"{CONTAINERD_SOCKET.name}*"), *stale_shim_sockets()]:
         socket.unlink()
     for name, value in record.sysctls.items():
         _sysctl_path(name).write_text(value)
@@ -260,6 +268,7 @@ def leftovers(workdir: Path) -> list[str]:
     found += [f"network namespace {n}" for n in network_namespaces()]
     found += [f"process {p} in the node's cgroups" for p in cgroup_pids()]
     found += [f"containerd shim {p}" for p in leftover_shims()]
+    found += [f"shim socket {p}" for p in stale_shim_sockets()]
     if _run("ip", "link", "show", BRIDGE).returncode == 0:
         found.append(f"bridge {BRIDGE}")
     for ipt in ("iptables", "ip6tables"):
