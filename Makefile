@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null)
 
 .PHONY: setup venv binaries engines system-packages test test-unit test-oldest-kubernetes lint demo cluster-up cluster-down clean
 
-setup: venv binaries engines system-packages ## Python environments, control-plane binaries, test tools
+setup: venv system-packages binaries engines ## Python environments, control-plane binaries, test tools
 
 venv: $(VENV)/.installed
 
@@ -16,16 +16,19 @@ $(VENV)/.installed: pyproject.toml
 	uv pip install --quiet --python $(PY) -e '.[test]'
 	@touch $@
 
-binaries: ## etcd, Kubernetes, kwok and helm, built once into ~/.cache/berth
+binaries: ## etcd, Kubernetes (the real node's kubelet and kube-proxy too), kwok, helm, crictl and the pause and test images, built once into ~/.cache/berth
 	@command -v go >/dev/null || { echo "Go is needed to build the control plane: install it from https://go.dev/dl"; exit 1; }
 	bash tests/cluster/build.sh
 
 engines: venv ## each engine's environment from its image's lock file, once per lock, in ~/.cache/berth/envs
 	@for engine in pyannote nemo-asr vllm/cpu; do runtime_images/engine_env.sh $$engine >/dev/null || exit 1; done
 
-system-packages: ## Debian's Chromium (dashboard tests) and espeak-ng (speech for the engine tests)
+system-packages: ## Debian's Chromium (dashboard tests), espeak-ng (speech for the engine tests) and the real node's containerd, runc, CNI plugins, conntrack and umoci
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	for tool in containerd runc conntrack umoci iptables; do \
+		command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "the tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
@@ -46,7 +49,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-demo: venv binaries engines system-packages ## a local cluster with fake GPU nodes, and what Berth does on it
+demo: venv system-packages binaries engines ## a local cluster with fake GPU nodes, and what Berth does on it
 	$(PY) -m demo
 
 cluster-up: venv binaries ## a control plane that stays up; then: eval "$$($(PY) -m tests.cluster env)"

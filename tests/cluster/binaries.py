@@ -1,9 +1,10 @@
-"""Locates the pinned control-plane binaries that build.sh put in the cache."""
+"""Locates the pinned control-plane and real-node binaries that build.sh put in the cache."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +34,18 @@ def pinned_versions() -> dict[str, str]:
     return versions
 
 
+def source_hash(path: Path) -> str:
+    """The cache key of something built from our own source (as build.sh computes it)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
 def kstatus_source_hash() -> str:
     """The kstatus CLI is our own source: its cache key includes the source's hash."""
-    return hashlib.sha256((CLUSTER_DIR / "kstatus" / "main.go").read_bytes()).hexdigest()[:8]
+    return source_hash(CLUSTER_DIR / "kstatus" / "main.go")
+
+
+def _missing(paths: dict[str, Path]) -> list[str]:
+    return [str(p) for p in paths.values() if not Path(p).is_file()]
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,7 @@ class Binaries:
             / f"kstatus-{v['CLI_UTILS_VERSION']}-{kstatus_source_hash()}"
             / "kstatus",
         )
-        missing = [str(p) for p in vars(binaries).values() if not Path(p).is_file()]
-        if missing:
+        if missing := _missing(vars(binaries)):
             raise FileNotFoundError(
                 f"control-plane binaries missing: {', '.join(missing)}; run {BUILD_SCRIPT} first"
             )
@@ -79,3 +88,61 @@ class Binaries:
     def path_entries(self) -> list[str]:
         """Directories to prepend to PATH so that `kubectl`, `helm` and friends resolve."""
         return sorted({str(Path(p).parent) for p in vars(self).values()})
+
+
+# Debian packages of the real node's system binaries (installed by `make setup`).
+SYSTEM_PACKAGES = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "iptables": "iptables",
+    "conntrack": "conntrack",
+    "umoci": "umoci",
+}
+CNI_BIN_DIR = Path("/usr/lib/cni")
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    """Absolute paths of what a real node runs: our builds from the cache, Debian's from PATH."""
+
+    kubelet: Path
+    kube_proxy: Path
+    crictl: Path
+    pause_image: Path
+    testbox_image: Path
+    containerd: Path
+    ctr: Path
+
+    @classmethod
+    def from_cache(cls) -> NodeBinaries:
+        """Paths; raises FileNotFoundError naming build.sh or the missing Debian packages."""
+        v = pinned_versions()
+        bin_dir, image_dir = cache_root() / "bin", cache_root() / "images"
+        missing_packages = sorted(
+            {pkg for cmd, pkg in SYSTEM_PACKAGES.items() if shutil.which(cmd) is None}
+            | (set() if (CNI_BIN_DIR / "bridge").is_file() else {"containernetworking-plugins"})
+        )
+        if missing_packages:
+            raise FileNotFoundError(
+                f"the real node needs Debian packages: apt-get install {' '.join(missing_packages)} "
+                "(or run `make setup` as root)"
+            )
+        node = bin_dir / f"kubernetes-node-{v['KUBELET_VERSION']}"
+        testbox = Path(__file__).resolve().parents[1] / "realnode" / "testbox" / "main.go"
+        binaries = cls(
+            kubelet=node / "kubelet",
+            kube_proxy=node / "kube-proxy",
+            crictl=bin_dir / f"crictl-{v['CRI_TOOLS_VERSION']}" / "crictl",
+            pause_image=image_dir
+            / f"pause-{v['PAUSE_TAG']}-{source_hash(CLUSTER_DIR / 'pause' / 'main.go')}"
+            / "image-oci.tar",
+            testbox_image=image_dir / f"testbox-{source_hash(testbox)}" / "image-oci.tar",
+            containerd=Path(shutil.which("containerd") or "containerd"),
+            ctr=Path(shutil.which("ctr") or "ctr"),
+        )
+        if missing := _missing(vars(binaries)):
+            raise FileNotFoundError(
+                f"real-node binaries missing: {', '.join(missing)}; run {BUILD_SCRIPT} first"
+            )
+        return binaries

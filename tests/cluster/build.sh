@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane binaries (etcd, Kubernetes, kwok, helm, a kstatus CLI) from the
-# Go module proxy into a cache outside the work tree, keyed by version; reuses what is there.
+# Builds the pinned control-plane binaries (etcd, Kubernetes, kwok, helm, a kstatus CLI) and the
+# real node's (kubelet, kube-proxy, crictl, the pause image) from the Go module proxy into a cache
+# outside the work tree, keyed by version or source hash; reuses what is there.
 set -euo pipefail
 
 # shellcheck source=versions.env
@@ -9,6 +10,7 @@ KUBERNETES_VERSION="${BERTH_KUBERNETES_VERSION:-$KUBERNETES_VERSION}"
 
 CACHE_ROOT="${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}"
 BIN_DIR="$CACHE_ROOT/bin"
+IMAGE_DIR="$CACHE_ROOT/images"
 export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
 
 step() { printf '==> %s\n' "$*"; }
@@ -56,8 +58,11 @@ GO
   rm -rf "$mod"
 }
 
-build_kubernetes() {
-  local out="$1" mod="$1/src" minor staging ldflags
+# build_kubernetes_commands DEST VERSION CMD...: CMDs of k8s.io/kubernetes VERSION, built from a
+# wrapper module.
+build_kubernetes_commands() {
+  local out="$1" mod="$1/src" KUBERNETES_VERSION="$2" minor staging ldflags
+  shift 2
   new_module "$mod" berth/kubewrapper
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local
   # directories; a consumer must replace each one with its published v0.Y.Z instead.
@@ -74,12 +79,54 @@ build_kubernetes() {
     cd "$mod"
     for m in $staging; do go mod edit -replace "$m=$m@$minor"; done
     go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
-    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    for cmd in "$@"; do
       step "  go build k8s.io/kubernetes/cmd/$cmd"
       go build -ldflags "$ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
     done
   )
   rm -rf "$mod"
+}
+
+build_kubernetes() {
+  build_kubernetes_commands "$1" "$KUBERNETES_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
+}
+
+build_kubernetes_node() {
+  build_kubernetes_commands "$1" "$KUBELET_VERSION" kubelet kube-proxy
+}
+
+build_crictl() {
+  GOBIN="$1" go install -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+}
+
+# pack_static_image DEST SOURCE-DIR TAG USER: a static Go binary built from SOURCE-DIR/main.go,
+# alone in an OCI image (entrypoint /NAME) packed by umoci; DEST/image-oci.tar is the layout.
+pack_static_image() {
+  local out="$1" src="$2" tag="$3" user="$4" name layout="$1/oci" mod="$1/src"
+  name=$(basename "$src")
+  new_module "$mod" "berth/$name"
+  cp "$src/main.go" "$mod/"
+  (cd "$mod" && go build -ldflags "-s -w" -o "$out/$name" .)
+  umoci init --layout "$layout"
+  umoci new --image "$layout:$tag"
+  umoci unpack --rootless --image "$layout:$tag" "$out/bundle"
+  install -m 0755 "$out/$name" "$out/bundle/rootfs/$name"
+  umoci repack --image "$layout:$tag" "$out/bundle"
+  umoci config --image "$layout:$tag" --config.entrypoint "/$name" --config.user "$user" \
+    --architecture amd64 --os linux
+  umoci gc --layout "$layout"
+  tar -C "$layout" -cf "$out/image-oci.tar" .
+  rm -rf "$mod" "$layout" "$out/bundle" "$out/$name"
+}
+
+# The sandbox image, imported into the node's containerd (never pulled).
+build_pause() {
+  pack_static_image "$1" "$(dirname "${BASH_SOURCE[0]}")/pause" "$PAUSE_TAG" 65535:65535
+}
+
+# The real-node tests' image: one static binary with a few behaviours (serve, write, crash, eat).
+build_testbox() {
+  pack_static_image "$1" "$(dirname "${BASH_SOURCE[0]}")/../realnode/testbox" latest 65532:65532
 }
 
 build_kwok() {
@@ -104,6 +151,10 @@ run_step "etcd $ETCD_VERSION" "$BIN_DIR/etcd-$ETCD_VERSION" build_etcd
 run_step "kubernetes $KUBERNETES_VERSION" "$BIN_DIR/kubernetes-$KUBERNETES_VERSION" build_kubernetes
 run_step "kwok $KWOK_VERSION" "$BIN_DIR/kwok-$KWOK_VERSION" build_kwok
 run_step "helm $HELM_VERSION" "$BIN_DIR/helm-$HELM_VERSION" build_helm
-KSTATUS_SOURCE_HASH=$(sha256sum "$(dirname "${BASH_SOURCE[0]}")/kstatus/main.go" | cut -c1-8)
-run_step "kstatus (cli-utils $CLI_UTILS_VERSION)" "$BIN_DIR/kstatus-$CLI_UTILS_VERSION-$KSTATUS_SOURCE_HASH" build_kstatus
+run_step "kubelet and kube-proxy $KUBELET_VERSION" "$BIN_DIR/kubernetes-node-$KUBELET_VERSION" build_kubernetes_node
+run_step "crictl $CRI_TOOLS_VERSION" "$BIN_DIR/crictl-$CRI_TOOLS_VERSION" build_crictl
+source_hash() { sha256sum "$(dirname "${BASH_SOURCE[0]}")/$1" | cut -c1-8; }
+run_step "pause image $PAUSE_TAG" "$IMAGE_DIR/pause-$PAUSE_TAG-$(source_hash pause/main.go)" build_pause
+run_step "testbox image" "$IMAGE_DIR/testbox-$(source_hash ../realnode/testbox/main.go)" build_testbox
+run_step "kstatus (cli-utils $CLI_UTILS_VERSION)" "$BIN_DIR/kstatus-$CLI_UTILS_VERSION-$(source_hash kstatus/main.go)" build_kstatus
 step "all binaries ready in $BIN_DIR ($(( $(date +%s) - total_start )) s)"

@@ -21,10 +21,11 @@ import yaml
 
 from tests.cluster.binaries import CLUSTER_DIR, Binaries
 from tests.cluster.nodes import KWOK_ANNOTATION, FakeNode, default_nodes
-from tests.cluster.pki import write_pki
+from tests.cluster.pki import write_client_cert, write_pki
 from tests.cluster.processes import ManagedProcess
 
 SERVICE_CIDR = "10.96.0.0/16"
+LOOPBACK = "127.0.0.1"
 STATE_FILE = "state.json"
 
 
@@ -39,16 +40,22 @@ class ControlPlaneError(RuntimeError):
     """A component failed to start or to become ready; the message carries its log tail."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on `host` that nothing listens on right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 @dataclass
 class ControlPlane:
-    """A running control plane in `workdir`; use as a context manager or call start()/stop()."""
+    """A running control plane in `workdir`; use as a context manager or call start()/stop().
+
+    `address` is where the API server listens and what it advertises. It stays on loopback
+    unless a real node joins: then it is a local non-loopback address that pods reach through
+    the `kubernetes` Service (kube-proxy skips loopback endpoints), and the API server gets a
+    kubelet client certificate and dials kubelets by their InternalIP.
+    """
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="berth-cluster-")))
     nodes: list[FakeNode] = field(default_factory=default_nodes)
@@ -58,6 +65,7 @@ class ControlPlane:
     processes: list[ManagedProcess] = field(default_factory=list)
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     startup_seconds: float = 0.0
+    address: str = LOOPBACK
 
     # ---- paths and environment -------------------------------------------------------
 
@@ -67,11 +75,20 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['apiserver']}"
+        return f"https://{self.address}:{self.ports['apiserver']}"
 
     @property
     def ca_file(self) -> Path:
         return self.workdir / "pki" / "ca.crt"
+
+    @property
+    def pki_dir(self) -> Path:
+        """The CA and the certificates it signed (a real node's client certificates go here)."""
+        return self.workdir / "pki"
+
+    @property
+    def serves_real_node(self) -> bool:
+        return self.address != LOOPBACK
 
     def env(self) -> dict[str, str]:
         """The environment for a client of this cluster: KUBECONFIG, and PATH with kubectl/helm."""
@@ -215,6 +232,7 @@ class ControlPlane:
 
     def _save_state(self) -> None:
         state = {
+            "address": self.address,
             "ports": self.ports,
             "admin_token": self.admin_token,
             "processes": [
@@ -229,6 +247,7 @@ class ControlPlane:
         state = json.loads((workdir / STATE_FILE).read_text())
         plane = cls(workdir=workdir, tied_to_parent=False)
         plane.ports = state["ports"]
+        plane.address = state.get("address", LOOPBACK)
         plane.admin_token = state["admin_token"]
         plane.processes = [
             ManagedProcess(name=p["name"], pid=p["pid"], log=Path(p["log"]))
@@ -241,9 +260,11 @@ class ControlPlane:
     def _prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
-        write_pki(self.workdir / "pki")
-        for name in ("etcd", "etcd-peer", "apiserver", "kwok"):
+        extra_ips = (self.address,) if self.serves_real_node else ()
+        write_pki(self.pki_dir, extra_ips=extra_ips)
+        for name in ("etcd", "etcd-peer", "kwok"):
             self.ports[name] = free_port()
+        self.ports["apiserver"] = free_port(self.address)
         (self.workdir / "tokens.csv").write_text(
             f'{self.admin_token},admin,admin-uid,"system:masters"\n'
         )
@@ -316,15 +337,12 @@ class ControlPlane:
         ]
 
     def _apiserver_args(self) -> list[str]:
-        pki = self.workdir / "pki"
+        pki = self.pki_dir
         return [
             str(self.binaries.kube_apiserver),
             f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            # Since 1.37 a loopback address may not back the `kubernetes` Service's endpoints;
-            # nothing on this control plane reaches the API through that Service.
-            "--endpoint-reconciler-type=none",
+            f"--bind-address={self.address}",
+            f"--advertise-address={self.address}",
             f"--secure-port={self.ports['apiserver']}",
             f"--tls-cert-file={pki / 'serving.crt'}",
             f"--tls-private-key-file={pki / 'serving.key'}",
@@ -338,6 +356,25 @@ class ControlPlane:
             "--allow-privileged=true",
             "--profiling=false",
             "--v=1",
+            *(self._kubelet_client_args() if self.serves_real_node else []),
+            # Since 1.37 a loopback address may not back the `kubernetes` Service's endpoints;
+            # without a real node nothing reaches the API through that Service.
+            *([] if self.serves_real_node else ["--endpoint-reconciler-type=none"]),
+        ]
+
+    def _kubelet_client_args(self) -> list[str]:
+        """How the API server reaches a real kubelet (logs, exec): by InternalIP, so that no
+        name resolution is needed, with a client certificate instead of anonymous access."""
+        cert, key = write_client_cert(
+            self.pki_dir,
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            "system:masters",
+        )
+        return [
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={cert}",
+            f"--kubelet-client-key={key}",
         ]
 
     def _controller_manager_args(self) -> list[str]:

@@ -7,6 +7,10 @@ from typing import Any
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# The real node (tests/cluster/realnode.py) carries this label and taint: only pods that select
+# and tolerate it land there, and kwok's fake nodes keep everything else.
+REAL_NODE_LABEL = "berth.dev/real-node"
+REAL_NODE_TAINT = {"key": REAL_NODE_LABEL, "value": "true", "effect": "NoSchedule"}
 
 
 @dataclass(frozen=True)
