@@ -1,0 +1,61 @@
+"""`make images`: the base, then each image built when its content changed, pushed to a registry.
+
+python -m images [--registry HOST/PATH] [--no-push] [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from berth_operator.config import DEFAULT_TAG
+
+from images import base, build, catalog, registry
+
+CACHE = Path.home() / ".cache" / "berth"
+
+
+def main() -> None:
+    """Builds the named images (all five by default) and prints a line per image."""
+    parser = argparse.ArgumentParser(prog="python -m images", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", choices=[[], *catalog.DOCKERFILES], metavar="NAME")
+    parser.add_argument("--registry", default=f"{registry.LOCAL}/berth-dev")
+    parser.add_argument("--tag", default=DEFAULT_TAG)
+    parser.add_argument("--no-push", action="store_true")
+    parser.add_argument(
+        "--stop-registry", action="store_true", help="stop the local registry and exit"
+    )
+    arguments = parser.parse_args()
+    if arguments.stop_registry:
+        registry.stop_local(CACHE / "registry")
+        return
+    start = time.monotonic()
+    base_image = base.base_image(CACHE / "images")
+    print(f"base {base_image} ready in {time.monotonic() - start:.0f} s", flush=True)
+    if not arguments.no_push and registry.is_local(arguments.registry):
+        registry.ensure_local(CACHE / "registry", arguments.registry.split("/", 1)[0])
+    record: dict[str, dict[str, object]] = {}
+    for name in arguments.names or catalog.DOCKERFILES:
+        image = build.build(name, base_image, arguments.tag)
+        pushed = [] if arguments.no_push else build.push(image, arguments.registry, arguments.tag)
+        how = "built" if image.rebuilt else "unchanged"
+        print(
+            f"{name:<10} {how} in {image.seconds:5.0f} s, {image.size:>8}, "
+            f"{' '.join(pushed) or image.local}",
+            flush=True,
+        )
+        record[name] = {
+            "local": image.local,
+            "content": image.key,
+            "pushed": pushed,
+            "size": image.size,
+        }
+    (CACHE / "images").mkdir(parents=True, exist_ok=True)
+    (CACHE / "images" / "images.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"images ready in {time.monotonic() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

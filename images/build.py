@@ -1,0 +1,87 @@
+"""Builds an image with buildah unless one of the same content is already there, and pushes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from images import catalog, content, registry
+from images.buildah import buildah, image_labels
+
+CONTENT_LABEL = "dev.berth.content"
+UV_CACHE = Path.home() / ".cache" / "uv"
+TRUST = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
+
+
+@dataclass(frozen=True)
+class Built:
+    """One image: where it is, what it was built from, and what building it took."""
+
+    name: str
+    local: str
+    key: str
+    seconds: float
+    rebuilt: bool
+    size: str
+
+
+def _size(image: str) -> str:
+    """The image's uncompressed size, as buildah prints it (e.g. "3.1 GB")."""
+    for entry in json.loads(buildah("images", "--json", image)):
+        if image in entry["names"]:
+            return entry["size"]
+    return "?"
+
+
+def build(name: str, base: str, tag: str) -> Built:
+    """Builds one image from the repository root; an image with the same content key stays."""
+    dockerfile = catalog.DOCKERFILES[name]
+    build_args = {"BASE": base}
+    key = content.content_key(catalog.ROOT, dockerfile, build_args)
+    local = f"localhost/berth-{name}:{tag}"
+    start = time.monotonic()
+    rebuilt = image_labels(local).get(CONTENT_LABEL) != key
+    if rebuilt:
+        # lent to RUN steps only (images/python-venv.sh), never part of a layer
+        volumes = [f"--volume={UV_CACHE}:/run/berth-build/uv"] if UV_CACHE.is_dir() else []
+        volumes += [f"--volume={TRUST}:/run/berth-build/ca.crt:ro"] if TRUST.is_file() else []
+        buildah(
+            "bud",
+            "--layers",
+            "--isolation",
+            "oci",
+            "--runtime",
+            "runc",  # crun refuses cgroup v1 hierarchies mixed with v2
+            "--network",
+            "host",  # apt and PyPI, while the image is built
+            *volumes,
+            *(f"--build-arg={arg}={value}" for arg, value in build_args.items()),
+            f"--label={CONTENT_LABEL}={key}",
+            "--file",
+            str(catalog.ROOT / dockerfile),
+            "--tag",
+            local,
+            str(catalog.ROOT),
+        )
+    return Built(name, local, key, time.monotonic() - start, rebuilt, _size(local))
+
+
+def push(image: Built, to: str, tag: str) -> list[str]:
+    """Pushes the image as repository:tag and repository:key; skipped when both are there."""
+    targets = [f"{catalog.repository(image.name, to)}:{t}" for t in (tag, image.key)]
+    local = registry.is_local(to)
+    if local:
+        digests = {registry.manifest_digest(target) for target in targets}
+        if len(digests) == 1 and None not in digests:
+            return targets
+    for target in targets:
+        buildah(
+            "push",
+            f"--tls-verify={'false' if local else 'true'}",
+            image.local,
+            f"docker://{target}",
+        )
+    return targets

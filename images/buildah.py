@@ -1,0 +1,34 @@
+"""Thin calls to buildah, in the storage it uses for every Berth image."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+
+def buildah(*args: str) -> str:
+    """Runs buildah and returns its output; a failure stops the build with buildah's words."""
+    done = subprocess.run(["buildah", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"buildah {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def image_exists(name: str) -> bool:
+    """Whether buildah's storage holds the image."""
+    return (
+        subprocess.run(
+            ["buildah", "inspect", "--type", "image", name], capture_output=True
+        ).returncode
+        == 0
+    )
+
+
+def image_labels(name: str) -> dict[str, str]:
+    """The image's labels; empty when it is not in storage."""
+    done = subprocess.run(
+        ["buildah", "inspect", "--type", "image", name], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        return {}
+    return json.loads(done.stdout)["OCIv1"]["config"].get("Labels") or {}
