@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -25,9 +26,22 @@ def main() -> None:
     parser.add_argument("--tag", default=DEFAULT_TAG)
     parser.add_argument("--no-push", action="store_true")
     parser.add_argument(
+        "--plan", action="store_true", help="print the release's build plan and exit"
+    )
+    parser.add_argument(
         "--stop-registry", action="store_true", help="stop the local registry and exit"
     )
     arguments = parser.parse_args()
+    if arguments.plan:
+        print(json.dumps(catalog.plan()))
+        return
+    missing = [
+        tool for tool in ("buildah", "mmdebstrap", "docker-registry") if not shutil.which(tool)
+    ]
+    if missing:
+        raise SystemExit(
+            f"make images needs {', '.join(missing)}: apt-get install {' '.join(missing)}"
+        )
     if arguments.stop_registry:
         registry.stop_local(CACHE / "registry")
         return

@@ -28,3 +28,20 @@ def repository(name: str, registry: str = DEFAULT_REGISTRY) -> str:
 def published(name: str, registry: str = DEFAULT_REGISTRY, tag: str = DEFAULT_TAG) -> str:
     """The image's full reference, as the chart and the operator's defaults name it."""
     return f"{repository(name, registry)}:{tag}"
+
+
+def plan() -> dict[str, object]:
+    """What a release builds and where it pushes: the registry, the tag, one entry per image."""
+    return {
+        "registry": DEFAULT_REGISTRY,
+        "tag": DEFAULT_TAG,
+        "images": [
+            {
+                "name": name,
+                "repository": repository(name),
+                "dockerfile": str(dockerfile),
+                "platforms": ",".join(PLATFORMS[name]),
+            }
+            for name, dockerfile in DOCKERFILES.items()
+        ],
+    }
