@@ -154,7 +154,7 @@ def test_published_names_are_the_charts_and_the_operators_defaults() -> None:
     chart = yaml.safe_load((ROOT / "charts" / "berth" / "Chart.yaml").read_text())
     values = yaml.safe_load((ROOT / "charts" / "berth" / "values.yaml").read_text())
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert chart["appVersion"] == DEFAULT_TAG == version
+    assert chart["appVersion"] == chart["version"] == DEFAULT_TAG == version
     assert values["image"]["repository"] == catalog.repository("operator")
     assert values["image"]["tag"] in ("", DEFAULT_TAG)
     config = OperatorConfig()
@@ -182,3 +182,18 @@ def test_content_key_follows_what_the_dockerfile_copies(tmp_path: Path) -> None:
     assert content.content_key(tmp_path, Path("Dockerfile"), {"BASE": "c"}) != key
     (tmp_path / "code" / "a.py").write_text("a = 2\n")
     assert content.content_key(tmp_path, Path("Dockerfile"), {"BASE": "b"}) != key
+
+
+def test_release_builds_what_the_plan_names_with_the_same_dockerfiles() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    plan_steps = " ".join(step.get("run", "") for step in workflow["jobs"]["plan"]["steps"])
+    assert "python -m images --plan" in plan_steps
+    image = workflow["jobs"]["image"]
+    build = next(step for step in image["steps"] if step.get("id") == "build")["with"]
+    assert build["file"] == "${{ matrix.image.dockerfile }}"
+    assert build["platforms"] == "${{ matrix.image.platforms }}"
+    assert build["sbom"] is True and "build-args" not in build  # the Dockerfiles' public base
+    assert any("cosign sign" in step.get("run", "") for step in image["steps"])
+    assert {entry["dockerfile"] for entry in catalog.plan()["images"]} == {
+        str(path) for path in catalog.DOCKERFILES.values()
+    }
