@@ -135,6 +135,7 @@ def test_engine_images_bring_what_their_libraries_load_at_run_time() -> None:
     }
     assert {"gcc", "libc6-dev", "python3.11-dev"} <= set(packages["vllm"])  # Triton's launcher
     assert {"libavcodec59", "libavformat59", "libavutil57"} <= set(packages["pyannote"])
+    assert "libpython3.11" in packages["pyannote"]  # torchcodec links against it
     assert "libsndfile1" in packages["nemo-asr"]
     assert packages["operator"] == packages["downloader"] == []
 
