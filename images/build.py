@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from images import catalog, content, registry
-from images.buildah import buildah, image_labels
+from images.buildah import buildah, image_exists
 
-CONTENT_LABEL = "dev.berth.content"
 UV_CACHE = Path.home() / ".cache" / "uv"
 TRUST = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
 
@@ -37,20 +36,24 @@ def _size(image: str) -> str:
 
 
 def build(name: str, base: str, tag: str) -> Built:
-    """Builds one image from the repository root; an image with the same content key stays."""
+    """Builds one image from the repository root, tagged with its content key and `tag`; an
+    image with the same content key is not built again."""
     dockerfile = catalog.DOCKERFILES[name]
     build_args = {"BASE": base}
     key = content.content_key(catalog.ROOT, dockerfile, build_args)
     local = f"localhost/berth-{name}:{tag}"
+    # the content key is a tag too: a label would differ in every step and defeat the layer cache
+    keyed = f"localhost/berth-{name}:{key}"
     start = time.monotonic()
-    rebuilt = image_labels(local).get(CONTENT_LABEL) != key
+    rebuilt = not image_exists(keyed)
     if rebuilt:
-        # lent to RUN steps only (images/python-venv.sh), never part of a layer
+        # lent to RUN steps (images/python-venv.sh); only empty mount points stay in the image
         volumes = [f"--volume={UV_CACHE}:/run/berth-build/uv"] if UV_CACHE.is_dir() else []
         volumes += [f"--volume={TRUST}:/run/berth-build/ca.crt:ro"] if TRUST.is_file() else []
         buildah(
             "bud",
             "--layers",
+            "--force-rm",  # a failed step leaves no working container behind
             "--isolation",
             "oci",
             "--runtime",
@@ -59,13 +62,13 @@ def build(name: str, base: str, tag: str) -> Built:
             "host",  # apt and PyPI, while the image is built
             *volumes,
             *(f"--build-arg={arg}={value}" for arg, value in build_args.items()),
-            f"--label={CONTENT_LABEL}={key}",
             "--file",
             str(catalog.ROOT / dockerfile),
             "--tag",
-            local,
+            keyed,
             str(catalog.ROOT),
         )
+    buildah("tag", keyed, local)
     return Built(name, local, key, time.monotonic() - start, rebuilt, _size(local))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 
@@ -22,13 +21,3 @@ def image_exists(name: str) -> bool:
         ).returncode
         == 0
     )
-
-
-def image_labels(name: str) -> dict[str, str]:
-    """The image's labels; empty when it is not in storage."""
-    done = subprocess.run(
-        ["buildah", "inspect", "--type", "image", name], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        return {}
-    return json.loads(done.stdout)["OCIv1"]["config"].get("Labels") or {}
