@@ -21,6 +21,7 @@ CACHE = Path.home() / ".cache" / "berth"
 def main() -> None:
     """Builds the named images (all five by default) and prints a line per image."""
     parser = argparse.ArgumentParser(prog="python -m images", description=__doc__.splitlines()[0])
+    # [] among the choices: argparse checks the empty default against them too
     parser.add_argument("names", nargs="*", choices=[[], *catalog.DOCKERFILES], metavar="NAME")
     parser.add_argument("--registry", default=f"{registry.LOCAL}/berth-dev")
     parser.add_argument("--tag", default=DEFAULT_TAG)
@@ -50,14 +51,17 @@ def main() -> None:
     print(f"base {base_image} ready in {time.monotonic() - start:.0f} s", flush=True)
     if not arguments.no_push and registry.is_local(arguments.registry):
         registry.ensure_local(CACHE / "registry", arguments.registry.split("/", 1)[0])
-    record: dict[str, dict[str, object]] = {}
+    # what the last builds left, per image, for tools that run them (e.g. a test node)
+    record_file = CACHE / "images" / "images.json"
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
     for name in arguments.names or catalog.DOCKERFILES:
         image = build.build(name, base_image, arguments.tag)
+        pushing = time.monotonic()
         pushed = [] if arguments.no_push else build.push(image, arguments.registry, arguments.tag)
         how = "built" if image.rebuilt else "unchanged"
         print(
-            f"{name:<10} {how} in {image.seconds:5.0f} s, {image.size:>8}, "
-            f"{' '.join(pushed) or image.local}",
+            f"{name:<10} {how} in {image.seconds:4.0f} s, pushed in "
+            f"{time.monotonic() - pushing:4.0f} s, {image.size:>8}, {' '.join(pushed) or image.local}",
             flush=True,
         )
         record[name] = {
@@ -66,8 +70,7 @@ def main() -> None:
             "pushed": pushed,
             "size": image.size,
         }
-    (CACHE / "images").mkdir(parents=True, exist_ok=True)
-    (CACHE / "images" / "images.json").write_text(json.dumps(record, indent=2) + "\n")
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
     print(f"images ready in {time.monotonic() - start:.0f} s", flush=True)
 
 
