@@ -14,6 +14,7 @@ from pathlib import Path
 from berth_operator.config import DEFAULT_TAG
 
 from images import base, build, catalog, registry
+from images.buildah import buildah
 
 CACHE = Path.home() / ".cache" / "berth"
 
@@ -71,6 +72,8 @@ def main() -> None:
             "size": image.size,
         }
     record_file.write_text(json.dumps(record, indent=2) + "\n")
+    # the layers that only replaced images and their cache steps held (engines: GBs each)
+    buildah("rmi", "--prune")
     print(f"images ready in {time.monotonic() - start:.0f} s", flush=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from images import catalog, content, registry
 from images.buildah import buildah, image_exists
 
 UV_CACHE = Path.home() / ".cache" / "uv"
+KEY = re.compile(r"[0-9a-f]{16}")  # content.content_key's length
 TRUST = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
 
 
@@ -33,6 +35,15 @@ def _size(image: str) -> str:
         if image in entry["names"]:
             return entry["size"]
     return "?"
+
+
+def drop_older(name: str, keep: str) -> None:
+    """Removes the images of `name` that earlier contents left, keeping `keep` (content key)."""
+    for entry in json.loads(buildah("images", "--json")):
+        for old in entry["names"] or []:
+            repository, _, key = old.rpartition(":")
+            if repository == f"localhost/berth-{name}" and key != keep and KEY.fullmatch(key):
+                buildah("rmi", old)
 
 
 def build(name: str, base: str, tag: str) -> Built:
@@ -69,6 +80,7 @@ def build(name: str, base: str, tag: str) -> Built:
             str(catalog.ROOT),
         )
     buildah("tag", keyed, local)
+    drop_older(name, key)
     return Built(name, local, key, time.monotonic() - start, rebuilt, _size(local))
 
 

@@ -15,5 +15,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
   rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 fi
-groupadd --system --gid 65532 berth
-useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin berth
+if ! getent passwd berth >/dev/null; then
+  groupadd --system --gid 65532 berth
+  useradd --system --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin berth
+fi

@@ -138,6 +138,17 @@ def test_engine_images_bring_what_their_libraries_load_at_run_time() -> None:
     assert "libpython3.11" in packages["pyannote"]  # torchcodec links against it
     assert "libsndfile1" in packages["nemo-asr"]
     assert packages["operator"] == packages["downloader"] == []
+    build_only = {
+        name: re.search(r"RUN sh /opt/berth/build/python-venv\.sh \S+(.*)", dockerfile(name))[
+            1
+        ].split()
+        for name in NAMES
+    }
+    # NeMo's lock holds C and C++ sources (texterrors, ctc-segmentation); their compilers are
+    # removed after the venv step, so none may be a package the image keeps
+    assert {"g++", "python3.11-dev"} <= set(build_only["nemo-asr"])
+    for name in NAMES:
+        assert not set(build_only[name]) & set(packages[name]), name
 
 
 @pytest.mark.parametrize(("name", "extras"), [("operator", ()), ("downloader", ("runtime",))])
