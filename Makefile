@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: setup venv binaries engines system-packages test test-unit test-oldest-kubernetes lint demo cluster-up cluster-down clean
+.PHONY: setup venv binaries engines system-packages test test-unit test-oldest-kubernetes lint demo cluster-up cluster-down images clean
 
 setup: venv system-packages binaries engines ## Python environments, control-plane binaries, test tools
 
@@ -57,6 +57,11 @@ cluster-up: venv binaries ## a control plane that stays up; then: eval "$$($(PY)
 
 cluster-down:
 	$(PY) -m tests.cluster down
+
+REGISTRY ?= 127.0.0.1:5000/berth-dev
+IMAGES ?=
+images: venv ## the five images (or IMAGES="operator ..."), built with buildah when their content changed, pushed to REGISTRY
+	$(PY) -m images --registry $(REGISTRY) $(IMAGES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,48 +1,76 @@
-"""The engine images, their lock files and the operator's expectations agree."""
+"""The images: Dockerfiles, lock files, expected.json, the chart and the operator's defaults agree,
+and every Dockerfile follows the rules that let it build from package registries alone."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-from berth_operator.config import DEFAULT_EXPECTED_DEPENDENCIES
+import yaml
+from berth_operator.config import (
+    DEFAULT_EXPECTED_DEPENDENCIES,
+    DEFAULT_REGISTRY,
+    DEFAULT_TAG,
+    OperatorConfig,
+)
+from packaging.requirements import Requirement
 
+from images import catalog, content
 from tests.nodeagent.images import dockerfile_entrypoint
 
-IMAGES = Path(__file__).resolve().parents[2] / "runtime_images"
+ROOT = catalog.ROOT
+IMAGES = ROOT / "runtime_images"
 ENGINES = sorted(DEFAULT_EXPECTED_DEPENDENCIES)
+NAMES = sorted(catalog.DOCKERFILES)
 
 
-def locked(engine: str) -> dict[str, str]:
-    text = (IMAGES / engine / "requirements.lock").read_text()
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked(lock: Path) -> dict[str, str]:
     return {
-        m[1].lower().replace("_", "-").replace(".", "-"): m[2]
-        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", text, re.MULTILINE)
+        normalized(m[1]): m[2]
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", lock.read_text(), re.MULTILINE)
     }
+
+
+def dockerfile(name: str) -> str:
+    return (ROOT / catalog.DOCKERFILES[name]).read_text()
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per Dockerfile instruction, continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", text)
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in joined.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_expected_dependencies_are_what_the_lock_installs(engine: str) -> None:
     expected = json.loads((IMAGES / engine / "expected.json").read_text())
     assert expected == DEFAULT_EXPECTED_DEPENDENCIES[engine]
-    versions = locked(engine)
+    versions = locked(IMAGES / engine / "requirements.lock")
     for name, version in expected.items():
         if name != "cudaRuntime":
-            assert versions[name.lower().replace("_", "-").replace(".", "-")] == version
+            assert versions[normalized(name)] == version
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_dockerfile_uses_the_lock_and_a_cuda_base_of_the_expected_runtime(engine: str) -> None:
-    dockerfile = (IMAGES / engine / "Dockerfile").read_text()
-    cuda = DEFAULT_EXPECTED_DEPENDENCIES[engine]["cudaRuntime"]
-    assert re.search(rf"^FROM nvidia/cuda:{re.escape(cuda)}\.\d+-", dockerfile, re.MULTILINE)
-    assert f"runtime_images/{engine}/requirements.lock" in dockerfile
-    assert json.loads(re.search(r"expected-dependencies='(.*)'", dockerfile)[1]) == json.loads(
+def test_engine_dockerfile_labels_its_expected_dependencies_and_runs_the_server(
+    engine: str,
+) -> None:
+    text = dockerfile(engine)
+    assert json.loads(re.search(r"expected-dependencies='(.*)'", text)[1]) == json.loads(
         (IMAGES / engine / "expected.json").read_text()
     )
-    assert dockerfile_entrypoint(IMAGES / engine / "Dockerfile") == (
+    assert dockerfile_entrypoint(ROOT / catalog.DOCKERFILES[engine]) == (
         "python",
         "-m",
         "berth_runtime.server",
@@ -52,9 +80,132 @@ def test_dockerfile_uses_the_lock_and_a_cuda_base_of_the_expected_runtime(engine
 def test_torch_wheels_of_every_image_are_cuda_builds_of_the_expected_runtime() -> None:
     for engine in ENGINES:
         cuda = DEFAULT_EXPECTED_DEPENDENCIES[engine]["cudaRuntime"]
-        versions = locked(engine)
+        versions = locked(IMAGES / engine / "requirements.lock")
         # CUDA 12 wheels carry the major in their name; CUDA 13 ones carry it in their version
         runtime = versions.get("nvidia-cuda-runtime") or ""
         assert f"nvidia-cuda-runtime-cu{cuda.split('.')[0]}" in versions or runtime.startswith(
             f"{cuda}."
         ), engine
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_base_is_a_build_argument_defaulting_to_public_debian_and_the_only_from(name: str) -> None:
+    steps = instructions(dockerfile(name))
+    assert steps[0][0] == "ARG" and re.fullmatch(r"BASE=debian:12(-slim)?", steps[0][1])
+    assert [args for step, args in steps if step == "FROM"] == ["${BASE}"]
+    # nothing pulled from an outside registry: no CUDA base, no `COPY --from=ghcr.io/...`
+    assert not [args for step, args in steps if step in ("COPY", "ADD") and "--from" in args]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_venv_comes_from_the_images_own_lock_with_compiled_bytecode(name: str) -> None:
+    text = dockerfile(name)
+    lock = (ROOT / catalog.DOCKERFILES[name]).parent / "requirements.lock"
+    assert lock.exists()
+    sources = content.copied_sources(text)
+    assert "images/python-venv.sh" in sources and str(lock.relative_to(ROOT)) in sources
+    assert "RUN sh /opt/berth/build/python-venv.sh /opt/berth/build/requirements.lock" in text
+    # the code copied after the venv is compiled as well: the root filesystem is read-only
+    assert text.index("python-venv.sh /opt") < text.index("RUN python -m compileall -q /opt/berth")
+
+
+def test_the_venv_script_compiles_bytecode_and_never_downloads_a_python() -> None:
+    script = (ROOT / "images" / "python-venv.sh").read_text()
+    assert re.search(r"^export .*\bUV_COMPILE_BYTECODE=1\b", script, re.MULTILINE)
+    assert re.search(r"^export .*\bUV_PYTHON_DOWNLOADS=never\b", script, re.MULTILINE)
+    assert "--python /usr/bin/python3.11" in script  # Debian's Python
+    assert re.search(r"pip install .*\buv==\d+\.\d+\.\d+$", script, re.MULTILINE)  # uv from PyPI
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_image_runs_as_the_non_root_user_and_copies_only_what_exists(name: str) -> None:
+    text = dockerfile(name)
+    assert [args for step, args in instructions(text) if step == "USER"][-1] == "65532:65532"
+    assert "RUN sh /opt/berth/build/debian-packages.sh" in text
+    for source in content.copied_sources(text):
+        assert (ROOT / source).exists(), source
+
+
+def test_engine_images_bring_what_their_libraries_load_at_run_time() -> None:
+    packages = {
+        name: re.search(r"RUN sh /opt/berth/build/debian-packages\.sh(.*)", dockerfile(name))[
+            1
+        ].split()
+        for name in NAMES
+    }
+    assert {"gcc", "libc6-dev", "python3.11-dev"} <= set(packages["vllm"])  # Triton's launcher
+    assert {"libavcodec59", "libavformat59", "libavutil57"} <= set(packages["pyannote"])
+    assert "libpython3.11" in packages["pyannote"]  # torchcodec links against it
+    assert "libsndfile1" in packages["nemo-asr"]
+    assert packages["operator"] == packages["downloader"] == []
+    build_only = {
+        name: re.search(r"RUN sh /opt/berth/build/python-venv\.sh \S+(.*)", dockerfile(name))[
+            1
+        ].split()
+        for name in NAMES
+    }
+    # NeMo's lock holds C and C++ sources (texterrors, ctc-segmentation); their compilers are
+    # removed after the venv step, so none may be a package the image keeps
+    assert {"g++", "python3.11-dev"} <= set(build_only["nemo-asr"])
+    for name in NAMES:
+        assert not set(build_only[name]) & set(packages[name]), name
+
+
+@pytest.mark.parametrize(("name", "extras"), [("operator", ()), ("downloader", ("runtime",))])
+def test_control_plane_locks_satisfy_the_projects_requirements(name: str, extras: tuple) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"]]
+    for extra in extras:
+        requirements += project["optional-dependencies"][extra]
+    versions = locked((ROOT / catalog.DOCKERFILES[name]).parent / "requirements.lock")
+    for requirement in map(Requirement, requirements):
+        assert requirement.specifier.contains(versions[normalized(requirement.name)]), requirement
+
+
+def test_published_names_are_the_charts_and_the_operators_defaults() -> None:
+    chart = yaml.safe_load((ROOT / "charts" / "berth" / "Chart.yaml").read_text())
+    values = yaml.safe_load((ROOT / "charts" / "berth" / "values.yaml").read_text())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert chart["appVersion"] == chart["version"] == DEFAULT_TAG == version
+    assert values["image"]["repository"] == catalog.repository("operator")
+    assert values["image"]["tag"] in ("", DEFAULT_TAG)
+    config = OperatorConfig()
+    assert values["engines"]["images"] == config.images
+    assert config.images == {engine: catalog.published(engine) for engine in ENGINES}
+    assert values["engines"]["downloaderImage"] == config.downloader_image
+    assert config.downloader_image == catalog.published("downloader")
+    assert catalog.plan()["registry"] == DEFAULT_REGISTRY
+
+
+def test_content_key_follows_what_the_dockerfile_copies(tmp_path: Path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "a.py").write_text("a = 1\n")
+    (tmp_path / "lock").write_text("x==1\n")
+    (tmp_path / "other").write_text("not copied\n")
+    (tmp_path / "Dockerfile").write_text(
+        "ARG BASE=debian:12-slim\nFROM ${BASE}\nCOPY lock \\\n  /x/\nCOPY --chown=1 code /code\n"
+    )
+    key = content.content_key(tmp_path, Path("Dockerfile"), {"BASE": "b"})
+    assert content.copied_sources((tmp_path / "Dockerfile").read_text()) == ["lock", "code"]
+    (tmp_path / "other").write_text("changed\n")
+    (tmp_path / "code" / "__pycache__").mkdir()
+    (tmp_path / "code" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    assert content.content_key(tmp_path, Path("Dockerfile"), {"BASE": "b"}) == key
+    assert content.content_key(tmp_path, Path("Dockerfile"), {"BASE": "c"}) != key
+    (tmp_path / "code" / "a.py").write_text("a = 2\n")
+    assert content.content_key(tmp_path, Path("Dockerfile"), {"BASE": "b"}) != key
+
+
+def test_release_builds_what_the_plan_names_with_the_same_dockerfiles() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    plan_steps = " ".join(step.get("run", "") for step in workflow["jobs"]["plan"]["steps"])
+    assert "python -m images --plan" in plan_steps
+    image = workflow["jobs"]["image"]
+    build = next(step for step in image["steps"] if step.get("id") == "build")["with"]
+    assert build["file"] == "${{ matrix.image.dockerfile }}"
+    assert build["platforms"] == "${{ matrix.image.platforms }}"
+    assert build["sbom"] is True and "build-args" not in build  # the Dockerfiles' public base
+    assert any("cosign sign" in step.get("run", "") for step in image["steps"])
+    assert {entry["dockerfile"] for entry in catalog.plan()["images"]} == {
+        str(path) for path in catalog.DOCKERFILES.values()
+    }
