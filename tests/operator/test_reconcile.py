@@ -151,9 +151,10 @@ def test_condition_transitions_are_events(kubectl: Kubectl):
     while not any(e["reason"] == "Downloaded" for e in events_of(kubectl, "told")):
         assert time.monotonic() < deadline, events_of(kubectl, "told")
         time.sleep(0.5)
-    downloaded = next(e for e in events_of(kubectl, "told") if e["reason"] == "Downloaded")
-    assert downloaded["type"] == "Normal"
-    assert downloaded["message"].startswith("CacheReady is True: ")
+    events = events_of(kubectl, "told")
+    downloaded = next(e for e in events if e["message"].startswith("CacheReady is True: "))
+    assert downloaded["reason"] == "Downloaded" and downloaded["type"] == "Normal"
+    assert not [e for e in events if e["type"] == "Warning"], "a healthy start warns of nothing"
     assert downloaded["source"]["component"] == "berth-operator"
     described = kubectl("describe", "md", "told").stdout
     assert "Downloaded" in described.split("Events:")[-1], described

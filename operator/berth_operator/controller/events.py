@@ -26,6 +26,7 @@ PROGRESS_REASONS = frozenset(
     {
         "DownloadPending",
         "Downloading",
+        "Downloaded",  # Ready, between the download and the model server's Deployment
         "WaitingForCache",
         "Starting",
         "NotReported",
