@@ -8,7 +8,9 @@ direct. The upstream is the tests' vLLM-compatible stand-in (tests/gateway/upstr
 non-loopback address of this machine, routed through a ModelDeployment and an EndpointSlice on
 the local control plane.
 
-    python -m benchmarks.gateway_latency [--requests 2000] [--tokens 5000]
+    python -m benchmarks.gateway_latency [--requests 2000] [--tokens 5000] [--profile FILE]
+
+With --profile, the gateway runs under cProfile and its busiest functions are printed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import http.client
 import json
 import os
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -133,6 +136,12 @@ def chunks_per_second(host: str, port: int, tokens: int) -> float:
     return tokens / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if q < 100 else max(values)
 
@@ -141,7 +150,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--tokens", type=int, default=5000)
+    parser.add_argument("--profile", type=Path, help="cProfile the gateway into this file")
     args = parser.parse_args()
+    profiler = ("-m", "cProfile", "-o", str(args.profile.resolve())) if args.profile else ()
     address = local_address()
     if address is None:
         raise SystemExit("this machine has no address but loopback, which EndpointSlices refuse")
@@ -156,7 +167,9 @@ def main() -> None:
         Kubectl(plane, "bench").apply(
             model_deployment("chat", "vllm"), endpoint_slice("chat", address, upstream.port)
         )
-        gateway = GatewayProcess(plane, work, "--namespace=bench", "--log-level=WARNING")
+        gateway = GatewayProcess(
+            plane, work, "--namespace=bench", "--log-level=WARNING", python_args=profiler
+        )
         nginx, nginx_port = start_nginx(work, f"{address}:{upstream.port}")
         try:
             gateway.wait_for_endpoints("chat", 1)
@@ -165,7 +178,9 @@ def main() -> None:
                 "nginx": ("127.0.0.1", nginx_port),
                 "gateway": ("127.0.0.1", gateway.port),
             }
+            cpu_before = cpu_seconds(gateway.process.pid)
             measured = latencies(targets, args.requests)
+            cpu_per_request = (cpu_seconds(gateway.process.pid) - cpu_before) / (args.requests + 50)
             p = {n: (percentile(t, 50), percentile(t, 99)) for n, t in measured.items()}
             print(f"{args.requests} small non-streaming requests, one keep-alive connection:")
             for name, (p50, p99) in p.items():
@@ -180,6 +195,7 @@ def main() -> None:
                 f"  gateway/nginx added: p50 {added['gateway'][0] / added['nginx'][0]:.2f}x "
                 f"(target <= 1.5x), p99 {added['gateway'][1] / added['nginx'][1]:.2f}x (target <= 2x)"
             )
+            print(f"  gateway CPU per request: {cpu_per_request * 1000:.3f} ms")
             # best of three, in turns
             rates = [
                 (
@@ -197,6 +213,8 @@ def main() -> None:
             nginx.stop()
             gateway.stop()
             upstream.stop()
+    if args.profile:
+        pstats.Stats(str(args.profile)).sort_stats("tottime").print_stats(30)
 
 
 if __name__ == "__main__":

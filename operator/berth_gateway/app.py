@@ -109,26 +109,29 @@ class Gateway:
     async def inference(self, request: web.Request) -> web.StreamResponse:
         self.check_key(request)
         started = time.perf_counter()
-        label = ""
+        metrics = self.metrics.model("")
         code = 500
         try:
             body = await read_body(request, self.config.max_body_bytes)
             model = self.resolve(body.model, SEED_ROUTES.get(request.path))
-            label = model.served_name
+            metrics = self.metrics.model(model.served_name)
             key = await self.upstream_keys.key_for(model)
-            with self.metrics.in_flight.labels(label).track_inprogress():
+            metrics.in_flight.inc()
+            try:
                 response = await self.proxy.forward(
-                    request, model, body, key, request["request_id"]
+                    request, model, body, key, request["request_id"], metrics
                 )
+            finally:
+                metrics.in_flight.dec()
             code = response.status
             return response
         except GatewayError as error:
             code = error.status
             raise
         finally:
-            self.metrics.requests.labels(label, str(code)).inc()
-            if label:
-                self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+            metrics.answered(code)
+            if metrics.name:
+                metrics.latency.observe(time.perf_counter() - started)
 
     async def list_models(self, request: web.Request) -> web.Response:
         """The models a client may call, with their engine and phase (OpenAI's list shape)."""

@@ -3,9 +3,38 @@ requests in flight, upstream errors."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass
+class ModelMetrics:
+    """One model's metric children, looked up once: `labels()` costs more than the update."""
+
+    name: str
+    latency: Any
+    first_byte: Any
+    in_flight: Any
+    requests: Counter
+    upstream_errors: Counter
+    _by_code: dict[int, Any] = field(default_factory=dict)
+    _by_kind: dict[str, Any] = field(default_factory=dict)
+
+    def answered(self, code: int) -> None:
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code[code] = self.requests.labels(self.name, str(code))
+        child.inc()
+
+    def upstream_error(self, kind: str) -> None:
+        child = self._by_kind.get(kind)
+        if child is None:
+            child = self._by_kind[kind] = self.upstream_errors.labels(self.name, kind)
+        child.inc()
 
 
 class GatewayMetrics:
@@ -45,3 +74,18 @@ class GatewayMetrics:
             ["model", "kind"],
             registry=self.registry,
         )
+        self._models: dict[str, ModelMetrics] = {}
+
+    def model(self, name: str) -> ModelMetrics:
+        """The metric children of model `name` ("": requests that named no known model)."""
+        found = self._models.get(name)
+        if found is None:
+            found = self._models[name] = ModelMetrics(
+                name,
+                self.latency.labels(name),
+                self.first_byte.labels(name),
+                self.in_flight.labels(name),
+                self.requests,
+                self.upstream_errors,
+            )
+        return found

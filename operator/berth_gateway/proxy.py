@@ -20,7 +20,7 @@ from berth_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from berth_gateway.metrics import GatewayMetrics
+from berth_gateway.metrics import ModelMetrics
 from berth_gateway.table import Endpoint, Model, RoutingTable
 
 logger = logging.getLogger(__name__)
@@ -81,19 +81,24 @@ class Proxy:
         config: GatewayConfig,
         table: RoutingTable,
         balancer: Balancer,
-        metrics: GatewayMetrics,
     ) -> None:
         self.config = config
         self.table = table
         self.balancer = balancer
-        self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=config.connect_timeout, sock_read=config.upstream_timeout
+        )
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """One pool of keep-alive connections per endpoint, shared by every request. No cookie
+        jar: the gateway keeps nothing of one client's answer for another client's request
+        (aiohttp's default jar ignores IP hosts anyway, but filters every request through it)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             )
@@ -103,11 +108,6 @@ class Proxy:
         if self._session is not None:
             await self._session.close()
 
-    def _timeout(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=None, connect=self.config.connect_timeout, sock_read=self.config.upstream_timeout
-        )
-
     async def forward(
         self,
         request: web.Request,
@@ -115,6 +115,7 @@ class Proxy:
         body: RequestBody,
         key: str | None,
         request_id: str,
+        metrics: ModelMetrics,
     ) -> web.StreamResponse:
         """The upstream's answer, streamed; raises GatewayError when none could be had."""
         name = model.served_name
@@ -139,29 +140,29 @@ class Proxy:
                         url,
                         headers=headers,
                         data=body.data,
-                        timeout=self._timeout(),
+                        timeout=self._timeout,
                         allow_redirects=False,
                     )
                 except aiohttp.ClientConnectorError as error:
                     # nothing was sent: another endpoint may take it
                     logger.warning("%s: %s refused the connection: %s", request_id, url, error)
-                    self.metrics.upstream_errors.labels(name, "connect").inc()
+                    metrics.upstream_error("connect")
                     self.balancer.eject(endpoint)
                     continue
                 except TimeoutError:
-                    self.metrics.upstream_errors.labels(name, "timeout").inc()
+                    metrics.upstream_error("timeout")
                     raise UpstreamTimeout(
                         f"model {name} did not start answering within "
                         f"{self.config.upstream_timeout:g} s (gateway.upstreamTimeoutSeconds)"
                     ) from None
                 except aiohttp.ClientError as error:
-                    self.metrics.upstream_errors.labels(name, "broken").inc()
+                    metrics.upstream_error("broken")
                     raise UpstreamUnavailable(
                         f"model {name}: the upstream {endpoint.address} failed: {error}"
                     ) from None
-                self.metrics.first_byte.labels(name).observe(time.perf_counter() - started)
+                metrics.first_byte.observe(time.perf_counter() - started)
                 try:
-                    return await self._relay(request, upstream, request_id, name)
+                    return await self._relay(request, upstream, request_id, metrics)
                 finally:
                     upstream.close()
 
@@ -170,7 +171,7 @@ class Proxy:
         request: web.Request,
         upstream: aiohttp.ClientResponse,
         request_id: str,
-        name: str,
+        metrics: ModelMetrics,
     ) -> web.StreamResponse:
         """Writes the upstream's answer to the client chunk by chunk, as it arrives."""
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -186,7 +187,7 @@ class Proxy:
                 await response.write(chunk)
         except (TimeoutError, aiohttp.ClientError) as error:
             # the answer has started: the status cannot change; cut the client's answer short
-            self.metrics.upstream_errors.labels(name, "broken").inc()
+            metrics.upstream_error("broken")
             logger.warning("%s: the upstream broke off its answer: %r", request_id, error)
             if request.transport is not None:
                 request.transport.close()

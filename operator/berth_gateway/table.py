@@ -13,6 +13,7 @@ from berth_operator.api.modeldeployment import (
     SecretKeyRef,
 )
 from berth_operator.controller.engines import served_model_name
+from berth_operator.controller.names import claim_order
 from berth_operator.controller.workload import PORT_NAME
 from pydantic import ValidationError
 
@@ -150,7 +151,10 @@ class RoutingTable:
 
     def _index(self) -> None:
         by_name: dict[str, Model] = {}
-        for model in sorted(self._models.values(), key=lambda m: (m.created, m.namespace, m.name)):
+        claimants = sorted(
+            self._models.values(), key=lambda m: claim_order(m.created, m.namespace, m.name)
+        )
+        for model in claimants:
             by_name.setdefault(model.served_name, model)
         endpoints: dict[Key, list[Endpoint]] = {}
         for (namespace, _), (service, found) in self._slices.items():
@@ -175,11 +179,3 @@ class RoutingTable:
     def endpoints(self, model: Model) -> tuple[Endpoint, ...]:
         """The ready endpoints of the model's Service (named after the resource)."""
         return self._endpoints.get(model.key, ())
-
-    def conflicts(self) -> dict[Key, Model]:
-        """Resources that claim a name an older one holds, with the holder."""
-        return {
-            key: self._by_name[m.served_name]
-            for key, m in self._models.items()
-            if self._by_name.get(m.served_name) is not m
-        }

@@ -78,6 +78,8 @@ class Operator:
         else:
             self.store.upsert(KIND, plain(body))
         self.queue.add((meta["namespace"], meta["name"]))
+        for rival in self.reconciler.track(meta["namespace"], meta["name"]):
+            self.queue.add(rival)
         if self.dashboard is not None:
             current = self.store.get(KIND, meta["namespace"], meta["name"])
             self.dashboard.changed(current, f"{meta['namespace']}/{meta['name']}")
@@ -166,6 +168,7 @@ class Operator:
                     obj.get("metadata", {}).pop("managedFields", None)
                     self.store.upsert(kind, obj)
         for key in self.store.keys(KIND):
+            self.reconciler.track(*key)
             self.queue.add(key)
 
     def model_deployments(self) -> list[dict[str, Any]]:

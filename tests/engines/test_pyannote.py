@@ -30,6 +30,7 @@ SPLIT_PARTS = {
     "embedding": "pyannote/tiny-embedding",
 }
 COMMUNITY_1 = "pyannote/speaker-diarization-community-1"
+SERVED = "diarizer"  # the community-style server's served model name
 
 
 def cached_community_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -100,7 +101,7 @@ def servers(serve: Any, caches: dict[str, Path]) -> dict[str, EngineServer]:
             "pyannote",
             caches[COMMUNITY_REPO_ID],
             COMMUNITY_REPO_ID,
-            {"numSpeakers": 1, "maxAudioSeconds": 30},
+            {"numSpeakers": 1, "maxAudioSeconds": 30, "servedModelName": SERVED},
         ),
     }
     for server in started.values():
@@ -116,7 +117,7 @@ def server(servers: dict[str, EngineServer]) -> EngineServer:
 
 @pytest.fixture(scope="module")
 def community_server(servers: dict[str, EngineServer]) -> EngineServer:
-    """community-1 style, settings numSpeakers=1 and maxAudioSeconds=30."""
+    """community-1 style, settings numSpeakers=1 and maxAudioSeconds=30, served as SERVED."""
     return servers[COMMUNITY_REPO_ID]
 
 
@@ -243,6 +244,28 @@ def test_audio_over_max_audio_seconds_is_413(community_server: EngineServer) -> 
     assert status == 413
     assert answer["error"]["type"] == "AudioTooLong"
     assert "30 s" in answer["error"]["message"]
+
+
+def test_model_may_be_the_served_name_the_repository_or_its_last_part(
+    community_server: EngineServer, speech: bytes
+) -> None:
+    accepted = (SERVED, COMMUNITY_REPO_ID, COMMUNITY_REPO_ID.split("/")[-1])
+    for name in accepted:
+        status, answer = post_file(community_server, speech, model=name)
+        assert status == 200, answer
+        assert speakers_of(answer, seconds(speech))
+    status, answer = post_json(
+        community_server, {"audio": base64.b64encode(speech).decode(), "model": SERVED}
+    )
+    assert status == 200, answer
+
+    for code, answer in (
+        post_file(community_server, speech, model="tiny-diarization"),
+        post_json(community_server, {"audio": "", "model": "tiny-diarization"}),
+    ):
+        assert (code, answer["error"]["type"]) == (404, "ModelNotFound")
+        assert "tiny-diarization'" in answer["error"]["message"]
+        assert all(name in answer["error"]["message"] for name in accepted)
 
 
 @pytest.mark.parametrize(

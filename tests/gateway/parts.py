@@ -70,14 +70,21 @@ class GatewayProcess:
     """`python -m berth_gateway` against the test's control plane, on free loopback ports."""
 
     def __init__(
-        self, cluster: ControlPlane, workdir: Path, *args: str, kubeconfig: Path | None = None
+        self,
+        cluster: ControlPlane,
+        workdir: Path,
+        *args: str,
+        kubeconfig: Path | None = None,
+        python_args: tuple[str, ...] = (),
     ) -> None:
+        """`python_args` go before `-m berth_gateway` (a profiler, for example)."""
         self.port, self.metrics_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = ManagedProcess.start(
             "gateway",
             [
                 sys.executable,
+                *python_args,
                 "-m",
                 "berth_gateway",
                 "--bind=127.0.0.1",

@@ -81,6 +81,12 @@ def test_bad_inputs_and_keys(kubectl: Kubectl, start_gateway: Any, stand_ins: An
     assert seen["authorization"] == "Bearer model-key"
     assert seen["x-request-id"] == "req-1"
 
+    # a cookie one client's answer sets reaches that client, never a later client's request
+    _, headers, _ = http("POST", url, chat(), {**old, "X-Test-Set-Cookie": "client-a"})
+    assert "client-a" in headers["Set-Cookie"]
+    assert http("POST", url, chat(), old)[0] == 200
+    assert "cookie" not in upstream.stats()["last_headers"]
+
     # unknown model: 404 naming the models
     status, error = error_of(http("POST", url, chat("nope"), old))
     assert (status, error["code"]) == (404, "ModelNotFound")

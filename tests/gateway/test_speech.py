@@ -113,12 +113,14 @@ def test_the_earlier_systems_transcription_route(gateway: GatewayProcess, speech
 
 
 def test_the_earlier_systems_diarization_route(gateway: GatewayProcess, speech: bytes) -> None:
-    # pyannote's server refuses a `model` form field, so the seed route names none: the only
-    # pyannote model answers; or the model is named in the header (or ?model=)
     path = "/api/diarization/process"
+    # `model` after the file: the gateway finds it in the buffered form, the server accepts it
+    after = post(gateway, path, *multipart({"model": "diarization"}, speech, file_first=True))
+    # no model: the only pyannote model answers
     alone = post(gateway, path, *multipart({}, speech))
+    # the model in the query or a header: the body streams through without being buffered
     body, headers = multipart({}, speech)
     named = post(gateway, path + "?model=diarization", body, headers)
     streamed = post(gateway, path, body, {**headers, "X-Berth-Model": "diarization"})
-    for answer in (alone, named, streamed):
+    for answer in (after, alone, named, streamed):
         assert all(set(s) >= {"speaker", "start", "end"} for s in answer["segments"])

@@ -1,6 +1,7 @@
 """A vLLM-compatible stand-in for the gateway's tests: OpenAI chat completions, plain and
 streamed (SSE, one chunk per token), requests held until /release (X-Test-Hold) or delayed
-(X-Test-Delay), chunks paced by X-Test-Chunk-Seconds, with what it saw at /stats. Run as its own process:
+(X-Test-Delay), chunks paced by X-Test-Chunk-Seconds, a cookie set on request
+(X-Test-Set-Cookie), with what it saw at /stats. Run as its own process:
 `python upstream.py HOST PORT NAME [API_KEY]`.
 
 It replaces vLLM only where the gateway's behaviour is under test (streaming, cancellation,
@@ -52,7 +53,10 @@ class StandIn:
                 pace = float(request.headers.get("X-Test-Chunk-Seconds", CHUNK_SECONDS))
                 return await self.stream(request, body["model"], tokens, pace)
             self.stats["served"] += 1
-            return web.json_response(self.completion(body["model"], tokens))
+            answer = web.json_response(self.completion(body["model"], tokens))
+            if cookie := request.headers.get("X-Test-Set-Cookie"):
+                answer.set_cookie("session", cookie)
+            return answer
         except asyncio.CancelledError:
             self.stats["cancelled"] += 1
             raise

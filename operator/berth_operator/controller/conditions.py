@@ -13,7 +13,11 @@ RUNTIME_READY = "RuntimeReady"
 READY = "Ready"
 # kstatus (Flux, kpt) reads Stalled=True as "failed: needs a person", not "still in progress".
 STALLED = "Stalled"
-CONDITION_ORDER = (READY, CACHE_READY, PODS_READY, RUNTIME_READY, STALLED)
+# True: an older resource holds this one's served model name in the gateway
+MODEL_NAME_CONFLICT = "ModelNameConflict"
+CONDITION_ORDER = (READY, CACHE_READY, PODS_READY, RUNTIME_READY, STALLED, MODEL_NAME_CONFLICT)
+#: conditions whose True is the problem: False is their quiet, normal state
+ABNORMAL_TRUE = frozenset({STALLED, MODEL_NAME_CONFLICT})
 
 
 @dataclass(frozen=True)

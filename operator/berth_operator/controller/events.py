@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from berth_operator.api.metadata import API_VERSION, KIND
 from berth_operator.api.modeldeployment import Condition
-from berth_operator.controller.conditions import STALLED
+from berth_operator.controller.conditions import ABNORMAL_TRUE
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +65,23 @@ class Transition:
 
     @property
     def warning(self) -> bool:
-        if self.type == STALLED:
+        if self.type in ABNORMAL_TRUE:
             return self.status == "True"
         return self.status != "True" and self.reason not in PROGRESS_REASONS
 
 
 def transitions(before: list[Condition] | None, after: list[dict[str, Any]]) -> list[Transition]:
     """Conditions of `after` whose status or reason differs from `before`. A condition seen for
-    the first time counts, except a quiet Stalled=False."""
+    the first time counts, except a quiet False of Stalled or ModelNameConflict."""
     old = {c.type: c for c in before or []}
     found = []
     for condition in after:
         previous = old.get(condition["type"])
-        if previous is None and condition["type"] == STALLED and condition["status"] == "False":
+        if (
+            previous is None
+            and condition["type"] in ABNORMAL_TRUE
+            and condition["status"] == "False"
+        ):
             continue
         if previous and (previous.status, previous.reason) == (
             condition["status"],

@@ -34,6 +34,8 @@ class Observed:
     token_problem: SecretCheck | None = None
     #: the cache claim, read only when a pod cannot be scheduled (it may be why)
     cache_claim: dict[str, Any] | None = None
+    #: the other resources in the watched namespaces that claim the same served model name
+    name_rivals: list[ModelDeployment] = field(default_factory=list)
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

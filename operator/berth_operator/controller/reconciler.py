@@ -31,6 +31,7 @@ from berth_operator.controller.download import (
     download_owner_references,
 )
 from berth_operator.controller.events import EventRecorder, EventTarget, transitions
+from berth_operator.controller.names import Key, ServedNames
 from berth_operator.controller.observed import Observed, SecretCheck
 from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.resource import ModelDeployment
@@ -67,6 +68,7 @@ class Reconciler:
     config: OperatorConfig
     events: EventRecorder = field(init=False)
     known_claims: set[tuple[str, str]] = field(default_factory=set)
+    names: ServedNames = field(default_factory=ServedNames)
     _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
@@ -95,6 +97,14 @@ class Reconciler:
             cached = (version, md, download_identity(md) if md else None)
             self._parsed[key] = cached
         return cached[1], cached[2]
+
+    def track(self, namespace: str, name: str) -> set[Key]:
+        """Indexes the stored resource's served model name; returns the other resources whose
+        name contest changed with it (they need a reconcile too)."""
+        body = self.store.get(KIND, namespace, name)
+        if body is None:
+            return self.names.remove((namespace, name))
+        return self.names.set((namespace, name), self.parsed(body)[0])
 
     def forget(self, namespace: str, name: str) -> None:
         self._parsed.pop((namespace, name), None)
@@ -172,6 +182,7 @@ class Reconciler:
             stale_jobs=[j for j in jobs_of_md if j["metadata"]["name"] != job_name],
             secret_problems=secret_problems,
             token_problem=token_problem,
+            name_rivals=self.names.rivals(md),
         )
 
     # ---- writing --------------------------------------------------------------------------

@@ -22,6 +22,8 @@ class ModelDeployment:
     status: ModelDeploymentStatus
     annotations: Mapping[str, str] = field(default_factory=dict)
     deleting: bool = False
+    #: metadata.creationTimestamp (RFC 3339; "" before the API server set it)
+    created: str = ""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ModelDeployment:
@@ -36,6 +38,7 @@ class ModelDeployment:
             status=ModelDeploymentStatus.model_validate(body.get("status") or {}),
             annotations=dict(meta.get("annotations") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
+            created=meta.get("creationTimestamp") or "",
         )
 
     @property

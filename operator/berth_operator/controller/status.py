@@ -9,6 +9,7 @@ from berth_operator.api.modeldeployment import DownloadReport, DownloadStatus
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.conditions import (
     CACHE_READY,
+    MODEL_NAME_CONFLICT,
     PODS_READY,
     READY,
     RUNTIME_READY,
@@ -18,6 +19,7 @@ from berth_operator.controller.conditions import (
 )
 from berth_operator.controller.download import DOWNLOAD_RETRIES, download_report
 from berth_operator.controller.engines import served_model_name
+from berth_operator.controller.names import name_verdict
 from berth_operator.controller.naming import selector_string, server_selector
 from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.podtruth import is_ready, worst_problem
@@ -306,6 +308,7 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         PODS_READY: pods,
         RUNTIME_READY: runtime,
         STALLED: stalled,
+        MODEL_NAME_CONFLICT: name_verdict(md, observed.name_rivals),
     }
     live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
     ready_count = sum(1 for p in live if is_ready(p))

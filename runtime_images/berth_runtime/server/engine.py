@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from berth_runtime.server.errors import ModelNotFound
+
 
 class Engine(ABC):
     """Resolves its files from the cache, loads, adds its routes, describes itself.
@@ -21,11 +23,13 @@ class Engine(ABC):
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
+        self.repo: str | None = None
 
     def resolve(self, cache_dir: Path, repo: str, revision: str) -> Path:
         """The local snapshot directory of repo@revision, offline."""
         from huggingface_hub import snapshot_download
 
+        self.repo = repo
         return Path(
             snapshot_download(repo, revision=revision, cache_dir=cache_dir, local_files_only=True)
         )
@@ -37,6 +41,22 @@ class Engine(ABC):
     @abstractmethod
     def routes(self) -> list[web.RouteDef]:
         """The inference routes (API keys apply to them)."""
+
+    def model_names(self) -> list[str]:
+        """The names a request may give as `model`: the served model name, the repository id
+        and its last part."""
+        names = [self.settings.get("servedModelName"), self.repo]
+        if self.repo:
+            names.append(self.repo.rsplit("/", 1)[-1])
+        return list(dict.fromkeys(str(n) for n in names if n))
+
+    def check_model_name(self, name: str) -> None:
+        """404 naming the accepted names when `name` is not one of them."""
+        accepted = self.model_names()
+        if name not in accepted:
+            raise ModelNotFound(
+                f"model '{name}' is not served here; use one of: {', '.join(accepted)}"
+            )
 
     def details(self) -> dict[str, Any]:
         """What status shows about the loaded model (device, sample rate, ...)."""

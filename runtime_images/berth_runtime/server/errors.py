@@ -34,6 +34,10 @@ class NotFound(ApiError):
     status, type = 404, "NotFound"
 
 
+class ModelNotFound(NotFound):
+    type = "ModelNotFound"
+
+
 class PayloadTooLarge(ApiError):
     status, type = 413, "PayloadTooLarge"
 

@@ -123,11 +123,14 @@ class PyannoteEngine(Engine):
 
     @accepts("multipart/form-data", "application/json")
     async def process(self, request: web.Request) -> web.Response:
-        """Diarizes one recording: multipart `file` or JSON base64 `audio`, optional speaker counts."""
+        """Diarizes one recording: multipart `file` or JSON base64 `audio`, optional speaker
+        counts, optional `model` (the served name, the repository or its last part)."""
         if request.content_type == "application/json":
-            data, request_counts = await read_json(request)
+            data, request_counts, model = await read_json(request)
         else:
-            data, request_counts = await read_multipart(request)
+            data, request_counts, model = await read_multipart(request)
+        if model is not None:
+            self.check_model_name(model)
         counts = merge_counts(request_counts, self.defaults)
         if counts.num_speakers is None and getattr(self.pipeline, "_expects_num_speakers", False):
             raise InvalidSpeakerCount(

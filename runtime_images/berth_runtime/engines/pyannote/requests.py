@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
@@ -63,9 +63,18 @@ class SpeakerCounts(BaseModel):
 
 
 class DiarizationRequest(SpeakerCounts):
-    """The JSON body: base64 audio and optional speaker counts."""
+    """The JSON body: base64 audio, optional speaker counts and model name."""
 
     audio: str
+    model: str | None = None
+
+
+class Diarization(NamedTuple):
+    """What a request asks for: the audio, its speaker counts, the model it names (or None)."""
+
+    audio: bytes
+    counts: SpeakerCounts
+    model: str | None
 
 
 def describe_validation_error(error: ValidationError, names: dict[str, str] | None = None) -> str:
@@ -170,13 +179,14 @@ def max_audio_seconds(settings: dict[str, Any]) -> float:
     return float(value)
 
 
-async def read_multipart(request: web.Request) -> tuple[bytes, SpeakerCounts]:
-    """The audio and speaker counts of a multipart request (`file`, `num_speakers`, ...)."""
+async def read_multipart(request: web.Request) -> Diarization:
+    """A multipart request: `file`, `num_speakers`, ..., and `model`."""
     form = await request.post()
-    unknown = sorted(set(form) - {"file", *SPEAKER_FIELDS})
+    unknown = sorted(set(form) - {"file", "model", *SPEAKER_FIELDS})
     if unknown:
         raise InvalidRequest(
-            f"unknown form field '{unknown[0]}': the fields are file, {', '.join(SPEAKER_FIELDS)}"
+            f"unknown form field '{unknown[0]}': the fields are file, model, "
+            f"{', '.join(SPEAKER_FIELDS)}"
         )
     if "file" not in form:
         raise MissingAudio("no 'file' field: send the audio as the multipart field 'file'")
@@ -192,13 +202,16 @@ async def read_multipart(request: web.Request) -> tuple[bytes, SpeakerCounts]:
             if not isinstance(value, str):
                 raise InvalidSpeakerCount(f"{field} must be a form value, not a file")
             counts[field] = parse_form_count(field, value)
+    model = form.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest("model must be a form value, not a file")
     request_counts = SpeakerCounts(**counts)
     check_combination(request_counts)
-    return data, request_counts
+    return Diarization(data, request_counts, model)
 
 
-async def read_json(request: web.Request) -> tuple[bytes, SpeakerCounts]:
-    """The audio and speaker counts of a JSON request (base64 `audio`, `num_speakers`, ...)."""
+async def read_json(request: web.Request) -> Diarization:
+    """A JSON request: base64 `audio`, `num_speakers`, ..., and `model`."""
     try:
         body = DiarizationRequest.model_validate_json(await request.read())
     except ValidationError as error:
@@ -212,6 +225,6 @@ async def read_json(request: web.Request) -> tuple[bytes, SpeakerCounts]:
         data = base64.b64decode(body.audio, validate=True)
     except (binascii.Error, ValueError) as error:
         raise InvalidAudioEncoding(f"'audio' is not valid base64 ({error})") from None
-    counts = SpeakerCounts(**body.model_dump(exclude={"audio"}))
+    counts = SpeakerCounts(**body.model_dump(include=set(SPEAKER_FIELDS)))
     check_combination(counts)
-    return data, counts
+    return Diarization(data, counts, body.model)
