@@ -19,14 +19,9 @@ from berth_runtime.engines.nemo_asr.model import CanaryModel, Task, find_nemo_fi
 from berth_runtime.engines.nemo_asr.transcript import OVERLAP_SECONDS, Transcript
 from berth_runtime.server.app import accepts
 from berth_runtime.server.engine import Engine
-from berth_runtime.server.errors import NotFound
 
 logger = logging.getLogger(__name__)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
-
-
-class ModelNotFound(NotFound):
-    type = "ModelNotFound"
 
 
 def pick_device() -> tuple[str, str | None]:
@@ -55,17 +50,12 @@ class NemoAsrEngine(Engine):
             max_size=int(settings.get("maxBatchSize") or 8),
             wait_seconds=float(settings.get("batchWaitMs", 20)) / 1000,
         )
-        self.repo: str | None = None
         self.model: CanaryModel | None = None
         self.nemo_file = ""
         self.device = "cpu"
         self.warning: str | None = None
 
     # ---- loading ----------------------------------------------------------------------------
-
-    def resolve(self, cache_dir: Path, repo: str, revision: str) -> Path:
-        self.repo = repo
-        return super().resolve(cache_dir, repo, revision)
 
     def load(self, model_dir: Path) -> None:
         nemo_file = find_nemo_file(model_dir)
@@ -116,24 +106,14 @@ class NemoAsrEngine(Engine):
             web.post("/api/audio/transcribe", self.alias),
         ]
 
-    def model_names(self) -> list[str]:
-        names = [self.settings.get("servedModelName"), self.repo]
-        if self.repo:
-            names.append(self.repo.rsplit("/", 1)[-1])
-        return list(dict.fromkeys(str(n) for n in names if n))
-
     def check_model(self, name: str | None, required: bool) -> None:
-        accepted = self.model_names()
+        """The OpenAI routes require `model`; the earlier route may leave it out."""
         if name is None:
             if required:
-                raise InvalidField(
-                    f"the form has no 'model' field; use one of: {', '.join(accepted)}"
-                )
+                accepted = ", ".join(self.model_names())
+                raise InvalidField(f"the form has no 'model' field; use one of: {accepted}")
             return
-        if name not in accepted:
-            raise ModelNotFound(
-                f"model '{name}' is not served here; use one of: {', '.join(accepted)}"
-            )
+        self.check_model_name(name)
 
     def languages(self, form: AudioForm, route: str) -> tuple[str, str]:
         """(source, target): transcriptions keep the source language unless target_lang says
