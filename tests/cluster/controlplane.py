@@ -40,6 +40,18 @@ class ControlPlaneError(RuntimeError):
     """A component failed to start or to become ready; the message carries its log tail."""
 
 
+def wait_for_component(process: ManagedProcess, deadline: float, ready: Any) -> None:
+    """Polls `ready()` until it is true; fails with the log's tail if the process exits first
+    or the deadline (a time.monotonic() value) passes."""
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise ControlPlaneError(f"{process.name} exited during start-up:\n{process.log_tail()}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise ControlPlaneError(f"{process.name} was not ready in time:\n{process.log_tail()}")
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port on `host` that nothing listens on right now."""
     with socket.socket() as s:
@@ -280,14 +292,7 @@ class ControlPlane:
         )
 
     def _wait(self, deadline: float, name: str, ready: Any) -> None:
-        process = next(p for p in self.processes if p.name == name)
-        while time.monotonic() < deadline:
-            if not process.alive():
-                raise ControlPlaneError(f"{name} exited during start-up:\n{process.log_tail()}")
-            if ready():
-                return
-            time.sleep(0.1)
-        raise ControlPlaneError(f"{name} was not ready in time:\n{process.log_tail()}")
+        wait_for_component(next(p for p in self.processes if p.name == name), deadline, ready)
 
     def _etcd_healthy(self) -> bool:
         try:

@@ -14,7 +14,12 @@ from typing import Any
 import yaml
 
 from tests.cluster.binaries import CNI_BIN_DIR, NodeBinaries, pinned_versions
-from tests.cluster.controlplane import ControlPlane, ControlPlaneError, free_port
+from tests.cluster.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    free_port,
+    wait_for_component,
+)
 from tests.cluster.nodehost import (
     BRIDGE,
     CGROUP_ROOT,
@@ -208,14 +213,7 @@ class RealNode:
         self.host.save()
 
     def _wait(self, deadline: float, name: str, ready: Any) -> None:
-        process = next(p for p in self.processes if p.name == name)
-        while time.monotonic() < deadline:
-            if not process.alive():
-                raise ControlPlaneError(f"{name} exited during start-up:\n{process.log_tail()}")
-            if ready():
-                return
-            time.sleep(0.1)
-        raise ControlPlaneError(f"{name} was not ready in time:\n{process.log_tail()}")
+        wait_for_component(next(p for p in self.processes if p.name == name), deadline, ready)
 
     def _containerd_ready(self) -> bool:
         return self.socket.exists() and self.ctr("version", timeout=10).returncode == 0
