@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +11,10 @@ import pytest
 import yaml
 
 from tests.cluster import ControlPlane
+from tests.cluster.helm import helm
 from tests.cluster.kubectl import Kubectl
 from tests.gateway.parts import GatewayProcess
+from tests.nodeagent.images import dockerfile_entrypoint
 from tests.operator.helpers import phase_is
 from tests.operator_process import OperatorProcess, cache_volume_manifest
 
@@ -35,21 +36,6 @@ RENDERINGS = {
     ],
     "crds-disabled": ["crds.enabled=false", "metrics.enabled=false"],
 }
-
-
-def helm(
-    cluster_or_none: ControlPlane | None, *args: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    from tests.cluster.binaries import Binaries
-
-    binary = Binaries.from_cache().helm
-    env = cluster_or_none.env() if cluster_or_none else {**os.environ, "KUBECONFIG": "/dev/null"}
-    result = subprocess.run(
-        [str(binary), *args], capture_output=True, text=True, env=env, timeout=180
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
-    return result
 
 
 def render(*sets: str) -> str:
@@ -111,6 +97,21 @@ def test_rendered_objects_are_what_the_values_say():
     no_dashboard = [o for o in yaml.safe_load_all(render("dashboard.enabled=false")) if o]
     rules = [r for o in no_dashboard if o["kind"] == "ClusterRole" for r in o["rules"]]
     assert not [r for r in rules if "nodes" in r["resources"]], "no Node reads without the panel"
+
+
+def test_every_pod_runs_what_its_image_holds_without_service_links():
+    """The kubelet's Service links would set BERTH_METRICS_PORT=tcp://... (from the Service
+    berth-metrics) over the port settings; and a module the chart runs must be in the image."""
+    objects = [o for o in yaml.safe_load_all(render()) if o]
+    pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] == "Deployment"]
+    assert len(pods) == 2
+    assert all(pod["enableServiceLinks"] is False for pod in pods)
+    dockerfile = CHART.parents[1] / "operator" / "Dockerfile"
+    for pod in pods:
+        for container in pod["containers"]:
+            command = container.get("command") or dockerfile_entrypoint(dockerfile)
+            module = command[command.index("-m") + 1]
+            assert f"COPY operator/{module} /opt/berth/{module}" in dockerfile.read_text(), module
 
 
 def test_the_gateway_reads_only_what_it_routes_by():
