@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
+import os
 import time
 from collections import Counter as Tally
 from collections.abc import Hashable
@@ -191,6 +193,20 @@ class Operator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def in_cluster_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The pod's service account, at the API server's address as client-go and lightkube take it
+    in a pod (KUBERNETES_SERVICE_HOST and _PORT): kopf's own default, kubernetes.default.svc,
+    needs cluster DNS, and the operator's two clients must talk to the same server."""
+    info = kopf.login_with_service_account(**kwargs)
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if info is None or not host or not port:
+        return info
+    return dataclasses.replace(
+        info, server=f"https://{f'[{host}]' if ':' in host else host}:{port}"
+    )
+
+
 def build_registry(
     operator: Operator, namespaces: list[str], dashboard_address: tuple[str, int] | None = None
 ) -> kopf.OperatorRegistry:
@@ -214,7 +230,7 @@ def build_registry(
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        return in_cluster_login(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
