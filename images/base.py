@@ -53,9 +53,14 @@ def rootfs(cache: Path, sources: Path = SOURCES) -> Path:
     return tar
 
 
+def image_name(sources: Path = SOURCES) -> str:
+    """The base image's name in buildah's storage, which its recipe decides."""
+    return f"localhost/berth-base:{SUITE}-{key(sources)}"
+
+
 def base_image(cache: Path, sources: Path = SOURCES) -> str:
     """The base image in buildah's storage, imported from the tarball once per recipe."""
-    name = f"localhost/berth-base:{SUITE}-{key(sources)}"
+    name = image_name(sources)
     if not image_exists(name):
         tar = rootfs(cache, sources)
         container = buildah("from", "scratch")

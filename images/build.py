@@ -46,12 +46,17 @@ def drop_older(name: str, keep: str) -> None:
                 buildah("rmi", old)
 
 
+def key_of(name: str, base: str) -> str:
+    """The content key of image `name` built on `base` from the files of this tree."""
+    return content.content_key(catalog.ROOT, catalog.DOCKERFILES[name], {"BASE": base})
+
+
 def build(name: str, base: str, tag: str) -> Built:
     """Builds one image from the repository root, tagged with its content key and `tag`; an
     image with the same content key is not built again."""
     dockerfile = catalog.DOCKERFILES[name]
     build_args = {"BASE": base}
-    key = content.content_key(catalog.ROOT, dockerfile, build_args)
+    key = key_of(name, base)
     local = f"localhost/berth-{name}:{tag}"
     # the content key is a tag too: a label would differ in every step and defeat the layer cache
     keyed = f"localhost/berth-{name}:{key}"

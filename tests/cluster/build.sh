@@ -12,6 +12,10 @@ CACHE_ROOT="${BERTH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/berth}"
 BIN_DIR="$CACHE_ROOT/bin"
 IMAGE_DIR="$CACHE_ROOT/images"
 export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
+# Go's build cache (7 GB for Kubernetes) serves only this build: the binaries are cached by
+# version, so it goes when the script ends, leaving the disk to images and engine environments.
+export GOCACHE="$CACHE_ROOT/go-build.tmp"
+trap 'rm -rf "$GOCACHE"' EXIT
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'build.sh: step "%s" failed; see the output above\n' "$CURRENT_STEP" >&2; }

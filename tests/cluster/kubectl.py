@@ -85,3 +85,16 @@ class Kubectl:
                     f"last seen:\n{last}"
                 )
             time.sleep(interval)
+
+
+def table_rows(kubectl: Kubectl, kind: str) -> dict[str, dict[str, str]]:
+    """`kubectl get KIND` as its user sees it: name -> {column: value}, cut at the header's
+    column positions (empty cells stay empty)."""
+    header, *lines = kubectl("get", kind).stdout.splitlines() or [""]
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    names = header.split()
+    rows = {}
+    for line in lines:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        rows[cells[0]] = dict(zip(names, cells, strict=True))
+    return rows

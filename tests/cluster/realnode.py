@@ -52,6 +52,8 @@ class RealNode:
     plane: ControlPlane | None = None
     ready_seconds: float = 0.0
     address: str = GATEWAY
+    # tainted, only pods meant for it land here; untainted, it is the cluster's CPU node
+    taints: list[dict[str, str]] = field(default_factory=lambda: [REAL_NODE_TAINT])
 
     def __post_init__(self) -> None:
         self.host = NodeHost(self.workdir, self.binaries.kube_proxy)
@@ -357,7 +359,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             "authorization": {"mode": "AlwaysAllow"},  # only CA-signed clients get this far
             "clusterDomain": "cluster.local",
             "resolvConf": str(self.workdir / "resolv.conf"),
-            "registerWithTaints": [REAL_NODE_TAINT],
+            "registerWithTaints": self.taints,
             "maxPods": 30,
             "serializeImagePulls": False,
             "imageGCHighThresholdPercent": 99,

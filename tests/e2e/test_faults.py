@@ -10,14 +10,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.stack import LocalStack
-from tests.hub.download import MiB, tiny_repo
-from tests.hub.server import Faults, HubRepo
+from tests.hub.download import MiB, bytes_on_disk, throttled_repo, tiny_repo
+from tests.hub.server import Faults
 
 pytestmark = pytest.mark.cluster
 OPERATOR_ENV = {"BERTH_DOWNLOAD_STALL_SECONDS": "20"}
@@ -60,26 +59,11 @@ def download_reason(md: dict[str, Any]) -> str | None:
     return next(c["reason"] for c in status["conditions"] if c["type"] == "CacheReady")
 
 
-def throttled_repo(repo_id: str, sizes_mib: list[int], bytes_per_second: float) -> HubRepo:
-    """A repo of LFS files of the given sizes, each response served at `bytes_per_second`."""
-    contents = {
-        f"model-{i:05d}.safetensors": os.urandom(mib * MiB) for i, mib in enumerate(sizes_mib)
-    }
-    repo = HubRepo(repo_id, files={"config.json": b"{}", **contents}, lfs=set(contents))
-    repo.faults = Faults(bytes_per_second=bytes_per_second)
-    return repo
-
-
 def download_pod(stack: LocalStack, md_name: str) -> str:
     job = stack.kubectl.get("md", md_name)["status"]["download"]["job"]
     pods = stack.kubectl.get("pods", None, "-l", f"job-name={job}")["items"]
     running = [p for p in pods if p["status"].get("phase") in ("Pending", "Running")]
     return running[0]["metadata"]["name"]
-
-
-def bytes_on_disk(directory: Path) -> int:
-    """Bytes of blobs and partial blobs (snapshots hold links to the blobs)."""
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def test_download_pod_killed_at_half_resumes_without_refetching(stack: LocalStack) -> None:

@@ -11,6 +11,7 @@ import urllib.request
 import openai
 import pytest
 
+from tests.cluster.kubectl import table_rows
 from tests.e2e.stack import LocalStack, tiny_model_manifest
 from tests.engines.forms import multipart
 from tests.engines.speech import conversation, wav_bytes
@@ -18,19 +19,6 @@ from tests.hub.download import MiB
 from tests.hub.server import Faults
 
 pytestmark = pytest.mark.cluster
-
-
-def get_md_rows(stack: LocalStack) -> dict[str, dict[str, str]]:
-    """`kubectl get md` as its user sees it: name -> {column: value}, cut at the header's
-    column positions (empty cells stay empty)."""
-    header, *lines = stack.kubectl("get", "md").stdout.splitlines() or [""]
-    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
-    names = header.split()
-    rows = {}
-    for line in lines:
-        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-        rows[cells[0]] = dict(zip(names, cells, strict=True))
-    return rows
 
 
 def test_tiny_models_from_apply_to_an_answer(stack: LocalStack) -> None:
@@ -46,7 +34,7 @@ def test_tiny_models_from_apply_to_an_answer(stack: LocalStack) -> None:
     partial_progress: set[str] = set()
     deadline = time.monotonic() + 300
     while True:
-        rows = get_md_rows(stack)
+        rows = table_rows(stack.kubectl, "md")
         if rows.get("diarization", {}).get("PHASE") == "Downloading":
             cache = rows["diarization"]["CACHE"]
             if cache.endswith("%") and cache != "100%":

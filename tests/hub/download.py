@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.hub.server import HubRepo, LocalHub
+from tests.hub.server import Faults, HubRepo, LocalHub
 from tests.pod_env import download_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,3 +86,18 @@ def download_into(hub: LocalHub, cache: Path, repo: str, timeout: float = 300) -
     """Fetches repo into cache with the real download Job; fails with its output otherwise."""
     result = finish(start_download(hub, cache, repo), cache, timeout)
     assert result.returncode == 0, result.output
+
+
+def throttled_repo(repo_id: str, sizes_mib: list[int], bytes_per_second: float) -> HubRepo:
+    """A repo of LFS files of the given sizes, each response served at `bytes_per_second`."""
+    contents = {
+        f"model-{i:05d}.safetensors": os.urandom(mib * MiB) for i, mib in enumerate(sizes_mib)
+    }
+    repo = HubRepo(repo_id, files={"config.json": b"{}", **contents}, lfs=set(contents))
+    repo.faults = Faults(bytes_per_second=bytes_per_second)
+    return repo
+
+
+def bytes_on_disk(directory: Path) -> int:
+    """Bytes of blobs and partial blobs (snapshots hold links to the blobs)."""
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file() and not p.is_symlink())

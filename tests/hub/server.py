@@ -72,9 +72,11 @@ class HubRepo:
 
 
 class LocalHub:
-    """The server, on 127.0.0.1 in a thread of its own; `endpoint` goes into HF_ENDPOINT."""
+    """The server, on `host` (loopback unless pods must reach it) in a thread of its own;
+    `endpoint` goes into HF_ENDPOINT."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.repos: dict[str, HubRepo] = {}
         self.faults = Faults()
         self.bytes_sent = 0
@@ -92,7 +94,7 @@ class LocalHub:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> LocalHub:
         self._thread.start()
@@ -114,7 +116,7 @@ class LocalHub:
         app.router.add_route("*", "/{org}/{name}/resolve/{revision}/{path:.+}", self.resolve)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
