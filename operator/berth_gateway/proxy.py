@@ -143,7 +143,7 @@ class Proxy:
                         timeout=self._timeout,
                         allow_redirects=False,
                     )
-                except aiohttp.ClientConnectorError as error:
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
                     # nothing was sent: another endpoint may take it
                     logger.warning("%s: %s refused the connection: %s", request_id, url, error)
                     metrics.upstream_error("connect")
