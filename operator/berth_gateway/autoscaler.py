@@ -41,12 +41,19 @@ def replicas_for(in_flight: int, policy: Autoscaling) -> int:
 
 
 class History:
-    """What the load needed at each look over the last scale-down delay, and since when this
-    replica has looked (a newly elected one has not seen the delay's worth yet)."""
+    """What the load needed at each look over the last scale-down delay, and since when the
+    replicas are what they are, as far as this replica looked (a newly elected one has not seen
+    the delay's worth yet; a scale-up by another replica starts the delay again)."""
 
     def __init__(self, since: float) -> None:
         self.since = since
+        self.replicas: int | None = None
         self._needs: deque[tuple[float, int]] = deque()
+
+    def observe(self, now: float, replicas: int) -> None:
+        if self.replicas is not None and replicas != self.replicas:
+            self.since = now
+        self.replicas = replicas
 
     def add(self, now: float, need: int, delay: float) -> None:
         self._needs.append((now, need))
@@ -65,10 +72,13 @@ def decide(policy: Autoscaling, current: int, load: ModelLoad, history: History,
     """The replicas to set now: `current` when nothing is to change.
 
     Up at once when the requests in flight need more. Down, to the most needed within the
-    scale-down delay, only once this replica has watched that long; to zero only when no request
-    started or ended within the delay either (a short one may fall between two looks)."""
+    scale-down delay, only once this replica has watched the replicas unchanged that long (the
+    replica that scaled a model from zero may not have published its request yet); to zero only
+    when no request started or ended within the delay either (a short one may fall between two
+    looks)."""
     delay = policy.scale_down_delay_seconds
     need = replicas_for(load.in_flight, policy)
+    history.observe(now, current)
     history.add(now, need, delay)
     if need > current:
         return need

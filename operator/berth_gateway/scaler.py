@@ -103,8 +103,8 @@ class Scaler:
             target = decide(
                 model.autoscaling, model.replicas, load.get(model.key, IDLE), history, now
             )
-            if target != model.replicas:
-                await self.scale(model, target)
+            if target != model.replicas and await self.scale(model, target):
+                history.observe(now, target)
         for key in set(self._histories) - {m.key for m in models}:
             del self._histories[key]
 

@@ -58,6 +58,15 @@ def test_zero_only_when_no_request_started_or_ended_within_the_delay():
     assert decide(POLICY, 0, ModelLoad(0, T0 + 30), history, T0 + 92) == 0
 
 
+def test_a_scale_up_by_another_replica_starts_the_delay_again():
+    history = looked_since(T0)
+    assert decide(POLICY, 0, ModelLoad(0, 0.0), history, T0 + 100) == 0
+    # another replica scaled it from zero for a request it has not published yet
+    assert decide(POLICY, 1, ModelLoad(0, 0.0), history, T0 + 101) == 1
+    assert decide(POLICY, 1, ModelLoad(0, 0.0), history, T0 + 160) == 1
+    assert decide(POLICY, 1, ModelLoad(0, 0.0), history, T0 + 161) == 0
+
+
 def test_replicas_outside_the_bounds_are_brought_back_at_once():
     floor = POLICY.model_copy(update={"min_replicas": 2})
     assert decide(floor, 0, ModelLoad(0, 0.0), looked_since(T0), T0) == 2
