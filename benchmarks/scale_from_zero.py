@@ -196,7 +196,10 @@ def main() -> None:
             client = Client(config=KubeConfig.from_file(plane.kubeconfig), namespace=NAMESPACE)
             autoscaling = {"maxReplicas": 1, "scaleDownDelaySeconds": 1}
             kubectl.apply(
-                model_deployment("chat", "vllm", replicas=0, autoscaling=autoscaling),
+                # kwok runs this image's pods without an address: only the stand-in answers
+                model_deployment(
+                    "chat", "vllm", replicas=0, autoscaling=autoscaling, image="berth-test/no-ip:1"
+                ),
                 endpoint_slice("chat", stand_in.address, stand_in.port),
             )
             gateway = GatewayProcess(
@@ -206,7 +209,6 @@ def main() -> None:
                 f"--lease-namespace={NAMESPACE}",
                 "--autoscale-interval=0.1",
                 "--lease-seconds=2",
-                "--connect-timeout=0.2",
             )
             wait(lambda: gateway.models().get("chat", {}).get("available") == "onRequest", "model")
             rounds, warm, plain = [], [], []
