@@ -46,8 +46,10 @@ from tests.gateway.parts import (
 )
 from tests.operator_process import OperatorProcess, cache_volume_manifest
 
+REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
 BODY = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode()
+JSON = {"Content-Type": "application/json"}
 PHASES = ("scale", "scheduling", "start", "load", "forward")
 
 
@@ -77,7 +79,7 @@ def one_round(client: Client, gateway: GatewayProcess) -> dict[str, float]:
     selector = {"berth.dev/modeldeployment": "chat"}
 
     def send() -> None:
-        answer["status"] = http("POST", gateway.url + "/v1/chat/completions", BODY, {})[0]
+        answer["status"] = http("POST", gateway.url + "/v1/chat/completions", BODY, JSON)[0]
         answer["at"] = time.perf_counter()
 
     started = time.perf_counter()
@@ -132,7 +134,7 @@ def wait(predicate: Any, what: str, timeout: float = 60) -> None:
 def at_zero(client: Client) -> bool:
     scale = client.get(ModelDeploymentResource.Scale, "chat", namespace=NAMESPACE)
     return (
-        scale.spec.replicas == 0
+        not scale.spec.replicas
         and pod_state(client, {"berth.dev/modeldeployment": "chat"})[0] is None
     )
 
@@ -185,6 +187,8 @@ def main() -> None:
         raise SystemExit("this machine has no address but loopback, which EndpointSlices refuse")
     with tempfile.TemporaryDirectory() as tmp, ControlPlane(workdir=Path(tmp) / "cluster") as plane:
         work = Path(tmp)
+        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.berth.dev")
         operator = OperatorProcess(plane, work)
         operator.start()
         stand_in = StandIn(address, work, "a")
@@ -216,7 +220,7 @@ def main() -> None:
                 wait(lambda: at_zero(client), "the model at zero")
                 rounds.append(one_round(client, gateway))
                 started = time.perf_counter()
-                assert http("POST", gateway.url + "/v1/chat/completions", BODY, {})[0] == 200
+                assert http("POST", gateway.url + "/v1/chat/completions", BODY, JSON)[0] == 200
                 warm.append(time.perf_counter() - started)
                 plain.append(plain_deployment_start(client, kubectl))
         finally:
