@@ -8,18 +8,44 @@ import logging
 import signal
 
 from aiohttp import web
+from berth_operator.api.metadata import AUTOSCALER_LEASE
 from lightkube import AsyncClient
+from lightkube.models.meta_v1 import OwnerReference
 from prometheus_client import start_http_server
 
 from berth_gateway.app import Gateway
 from berth_gateway.auth import KeyRing
 from berth_gateway.balancer import Balancer
 from berth_gateway.config import GatewayConfig, parse_args
+from berth_gateway.hold import Hold
+from berth_gateway.leases import LeaderElection, LoadReports
+from berth_gateway.load import Load
 from berth_gateway.metrics import GatewayMetrics
 from berth_gateway.proxy import Proxy
+from berth_gateway.scaler import Scaler
 from berth_gateway.table import RoutingTable
 from berth_gateway.upstream_keys import UpstreamKeys
 from berth_gateway.watch import keys_watch, routing_watches
+
+
+def autoscaling(
+    client: AsyncClient, config: GatewayConfig, table: RoutingTable, metrics: GatewayMetrics
+) -> tuple[Load, Scaler, LeaderElection, LoadReports]:
+    """This replica's load, its Leases, and the scaler they drive."""
+    load = Load()
+    owner = (
+        OwnerReference(apiVersion="v1", kind="Pod", name=config.identity, uid=config.pod_uid)
+        if config.pod_uid
+        else None
+    )
+    reports = LoadReports(
+        client, config.lease_namespace, config.identity, config.lease_seconds, owner
+    )
+    election = LeaderElection(
+        client, config.lease_namespace, AUTOSCALER_LEASE, config.identity, config.lease_seconds
+    )
+    scaler = Scaler(client, table, load, reports, election, metrics, config.autoscale_interval)
+    return load, scaler, election, reports
 
 
 async def serve(config: GatewayConfig) -> None:
@@ -32,6 +58,7 @@ async def serve(config: GatewayConfig) -> None:
     if config.keys_secret:
         watches.append(keys_watch(client, keys, config.keys_namespace, config.keys_secret))
     proxy = Proxy(config, table, Balancer(config.eject_seconds))
+    load, scaler, election, reports = autoscaling(client, config, table, metrics)
     gateway = Gateway(
         config,
         table,
@@ -40,8 +67,19 @@ async def serve(config: GatewayConfig) -> None:
         proxy,
         metrics,
         synced=lambda: all(w.synced.is_set() for w in watches),
+        load=load,
+        hold=Hold(table, scaler, metrics, config.hold_timeout, config.retry_after_seconds),
     )
     tasks = [asyncio.create_task(w.run()) for w in watches]
+    tasks += [
+        asyncio.create_task(election.run()),
+        asyncio.create_task(scaler.run()),
+        asyncio.create_task(
+            reports.run(
+                lambda: load.snapshot(scaler.horizon()), load.woken, config.autoscale_interval
+            )
+        ),
+    ]
     start_http_server(config.metrics_port, addr=config.bind, registry=metrics.registry)
     # a client that goes away cancels its handler, which closes the upstream request
     runner = web.AppRunner(gateway.app(), handler_cancellation=True, access_log=None)
@@ -59,6 +97,8 @@ async def serve(config: GatewayConfig) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await election.release()
+    await reports.withdraw()
     await client.close()
 
 
@@ -67,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     asyncio.run(serve(config))
 
 

@@ -19,6 +19,8 @@ from berth_gateway.errors import (
     Unauthorized,
     errors_to_json,
 )
+from berth_gateway.hold import Hold
+from berth_gateway.load import Load
 from berth_gateway.metrics import GatewayMetrics
 from berth_gateway.proxy import Proxy
 from berth_gateway.table import Model, RoutingTable
@@ -71,6 +73,8 @@ class Gateway:
         proxy: Proxy,
         metrics: GatewayMetrics,
         synced: Any = None,
+        load: Load | None = None,
+        hold: Hold | None = None,
     ) -> None:
         self.config = config
         self.table = table
@@ -79,6 +83,8 @@ class Gateway:
         self.proxy = proxy
         self.metrics = metrics
         self.synced = synced or (lambda: True)
+        self.load = load or Load()
+        self.hold = hold
 
     def resolve(self, name: str | None, engine: str | None) -> Model:
         """The model a request names; on the earlier system's routes, the only model of the
@@ -118,9 +124,12 @@ class Gateway:
             key = await self.upstream_keys.key_for(model)
             metrics.in_flight.inc()
             try:
-                response = await self.proxy.forward(
-                    request, model, body, key, request["request_id"], metrics
-                )
+                with self.load.track(model.key):
+                    if self.hold:
+                        model = await self.hold.until_up(model)
+                    response = await self.proxy.forward(
+                        request, model, body, key, request["request_id"], metrics
+                    )
             finally:
                 metrics.in_flight.dec()
             code = response.status
@@ -132,6 +141,15 @@ class Gateway:
             metrics.answered(code)
             if metrics.name:
                 metrics.latency.observe(time.perf_counter() - started)
+
+    def available(self, model: Model) -> str:
+        """`now`: a ready endpoint answers; `onRequest`: a request brings it up from zero (or
+        waits while it comes up); `no`: it cannot answer now (its `reason` says why)."""
+        if self.table.endpoints(model) and (model.autoscaling is None or model.loaded):
+            return "now"
+        if model.autoscaling is not None and model.blocked is None:
+            return "onRequest"
+        return "no"
 
     async def list_models(self, request: web.Request) -> web.Response:
         """The models a client may call, with their engine and phase (OpenAI's list shape)."""
@@ -147,6 +165,9 @@ class Gateway:
                 "ready": m.ready,
                 "reason": m.reason,
                 "endpoints": len(self.table.endpoints(m)),
+                "replicas": m.replicas,
+                "scalesFromZero": m.scales_from_zero,
+                "available": self.available(m),
             }
             for m in self.table.models()
         ]

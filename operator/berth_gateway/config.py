@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +34,22 @@ class GatewayConfig(BaseModel):
     eject_seconds: float = 5.0
     secret_cache_seconds: float = 30.0
     log_level: str = "INFO"
+    hold_timeout: float = Field(
+        default=600.0,
+        description="Seconds a request waits for an autoscaled model to come up (from zero).",
+    )
+    lease_namespace: str = Field(
+        default="default",
+        description="Namespace of the autoscaler Lease and of each replica's load Lease.",
+    )
+    identity: str = Field(default="gateway", description="This replica's name in the Leases.")
+    pod_uid: str | None = Field(
+        default=None, description="This replica's pod: its load Lease goes with it."
+    )
+    lease_seconds: int = Field(default=15, ge=1, description="Duration of the Leases.")
+    autoscale_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between the autoscaler's looks at the load."
+    )
 
 
 def _env(name: str, default: str) -> str:
@@ -79,6 +96,32 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         default=float(_env("BERTH_GATEWAY_UPSTREAM_TIMEOUT", str(defaults.upstream_timeout))),
         help="seconds an upstream may stay silent (before its answer starts, or between chunks)",
     )
+    parser.add_argument(
+        "--hold-timeout",
+        type=float,
+        default=float(_env("BERTH_GATEWAY_HOLD_TIMEOUT", str(defaults.hold_timeout))),
+        help="seconds a request waits for an autoscaled model to come up (503 after)",
+    )
+    parser.add_argument(
+        "--lease-namespace",
+        default=_env("BERTH_GATEWAY_LEASE_NAMESPACE", _env("POD_NAMESPACE", "default")),
+        help="namespace of the gateway's Leases (the autoscaler's, each replica's load)",
+    )
+    parser.add_argument(
+        "--identity",
+        default=_env("POD_NAME", f"{socket.gethostname()}-{os.getpid()}"),
+        help="this replica's name in the Leases (default: the pod's name)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=int(_env("BERTH_GATEWAY_LEASE_SECONDS", str(defaults.lease_seconds))),
+    )
+    parser.add_argument(
+        "--autoscale-interval",
+        type=float,
+        default=float(_env("BERTH_GATEWAY_AUTOSCALE_INTERVAL", str(defaults.autoscale_interval))),
+    )
     parser.add_argument("--log-level", default=_env("BERTH_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     return GatewayConfig(
@@ -92,4 +135,10 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         connect_timeout=args.connect_timeout,
         upstream_timeout=args.upstream_timeout,
         log_level=args.log_level,
+        hold_timeout=args.hold_timeout,
+        lease_namespace=args.lease_namespace,
+        identity=args.identity.lower(),
+        pod_uid=os.environ.get("POD_UID") or None,
+        lease_seconds=args.lease_seconds,
+        autoscale_interval=args.autoscale_interval,
     )

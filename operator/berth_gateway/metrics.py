@@ -1,5 +1,5 @@
 """Prometheus metrics of the gateway, per model: requests by code, latency, time to first byte,
-requests in flight, upstream errors."""
+requests in flight, upstream errors, scale-ups from zero and the wait they cost."""
 
 from __future__ import annotations
 
@@ -72,6 +72,19 @@ class GatewayMetrics:
             "berth_gateway_upstream_errors",
             "Upstream failures, by model and kind (connect, timeout, broken).",
             ["model", "kind"],
+            registry=self.registry,
+        )
+        self.scale_ups_from_zero = Counter(
+            "berth_gateway_scale_ups_from_zero",
+            "Scale-ups of a model from zero replicas this gateway replica wrote, by model.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.scale_from_zero_wait = Histogram(
+            "berth_gateway_scale_from_zero_wait_seconds",
+            "Time a request was held while its model came up from zero replicas, by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._models: dict[str, ModelMetrics] = {}

@@ -61,7 +61,7 @@ def upstream_headers(request: web.Request, key: str | None, request_id: str) -> 
 
 def not_ready(model: Model, retry_after: int) -> ModelNotReady:
     """503 with the resource's own reason and message."""
-    if model.ready:  # Ready, but its EndpointSlices have not caught up (or it is at 0 replicas)
+    if model.ready and model.replicas:  # Ready, but its EndpointSlices have not caught up
         reason, message = "NoReadyEndpoints", "no ready endpoint yet"
     else:
         reason, message = model.reason, model.message
@@ -143,7 +143,7 @@ class Proxy:
                         timeout=self._timeout,
                         allow_redirects=False,
                     )
-                except aiohttp.ClientConnectorError as error:
+                except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
                     # nothing was sent: another endpoint may take it
                     logger.warning("%s: %s refused the connection: %s", request_id, url, error)
                     metrics.upstream_error("connect")

@@ -3,17 +3,20 @@ the watches of ModelDeployments and of their Services' EndpointSlices."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from berth_operator.api.modeldeployment import (
+    Autoscaling,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     SecretKeyRef,
 )
 from berth_operator.controller.engines import served_model_name
 from berth_operator.controller.names import claim_order
+from berth_operator.controller.status import cannot_start
 from berth_operator.controller.workload import PORT_NAME
 from pydantic import ValidationError
 
@@ -49,6 +52,15 @@ class Model:
     reason: str
     message: str
     auth: SecretKeyRef | None
+    replicas: int = 1
+    autoscaling: Autoscaling | None = None
+    resource_version: str = ""
+    #: the operator's status is about the current spec
+    current: bool = True
+    #: the operator has a pod of the model serving (phase Ready, or Degraded: some ready)
+    loaded: bool = False
+    #: why the model cannot come up without a change, as (reason, message); None if it can
+    blocked: tuple[str, str] | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Model | None:
@@ -60,6 +72,8 @@ class Model:
         except ValidationError:
             return None
         ready = next((c for c in status.conditions or [] if c.type == "Ready"), None)
+        current = status.observed_generation == meta.get("generation")
+        blocker = cannot_start(status.conditions or []) if current else None
         return cls(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -71,11 +85,22 @@ class Model:
             reason=ready.reason if ready else "NotReconciled",
             message=ready.message if ready else "the operator has not reported on it yet",
             auth=spec.auth.api_key_secret_ref if spec.auth else None,
+            replicas=spec.replicas,
+            autoscaling=spec.autoscaling,
+            resource_version=meta.get("resourceVersion") or "",
+            current=current,
+            loaded=spec.replicas > 0 and status.phase in ("Ready", "Degraded"),
+            blocked=(blocker.reason, blocker.message) if blocker else None,
         )
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
+
+    @property
+    def scales_from_zero(self) -> bool:
+        """A request brings it up from zero replicas (through the gateway's autoscaler)."""
+        return self.autoscaling is not None and self.autoscaling.min_replicas == 0
 
 
 def ready_endpoints(body: Mapping[str, Any]) -> tuple[str, tuple[Endpoint, ...]]:
@@ -109,6 +134,7 @@ class RoutingTable:
         self._slices: dict[Key, tuple[str, tuple[Endpoint, ...]]] = {}
         self._by_name: dict[str, Model] = {}
         self._endpoints: dict[Key, tuple[Endpoint, ...]] = {}
+        self._changed = asyncio.Event()
 
     # ---- updates from the watches --------------------------------------------------------
 
@@ -160,6 +186,8 @@ class RoutingTable:
         for (namespace, _), (service, found) in self._slices.items():
             endpoints.setdefault((namespace, service), []).extend(found)
         self._by_name = by_name
+        self._changed.set()
+        self._changed = asyncio.Event()
         self._endpoints = {k: tuple(dict.fromkeys(v)) for k, v in endpoints.items()}
 
     # ---- reads for requests ----------------------------------------------------------------
@@ -175,6 +203,18 @@ class RoutingTable:
 
     def of_engine(self, engine: str) -> list[Model]:
         return [m for m in self.models() if m.engine == engine]
+
+    def by_key(self, key: Key) -> Model | None:
+        """The model of one resource, whether or not it holds its served name."""
+        return self._models.get(key)
+
+    def autoscaled(self) -> list[Model]:
+        """Every model with spec.autoscaling, holding its served name or not."""
+        return [m for m in self._models.values() if m.autoscaling is not None]
+
+    async def changed(self) -> None:
+        """Returns at the table's next change."""
+        await self._changed.wait()
 
     def endpoints(self, model: Model) -> tuple[Endpoint, ...]:
         """The ready endpoints of the model's Service (named after the resource)."""

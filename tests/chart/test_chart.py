@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from berth_operator.api.metadata import AUTOSCALER_LEASE
 
 from tests.cluster import ControlPlane
 from tests.cluster.helm import helm
 from tests.cluster.kubectl import Kubectl
-from tests.gateway.parts import GatewayProcess
+from tests.gateway.parts import GatewayProcess, wait_until
 from tests.nodeagent.images import dockerfile_entrypoint
 from tests.operator.helpers import phase_is
 from tests.operator_process import OperatorProcess, cache_volume_manifest
@@ -72,7 +73,8 @@ def test_rendering_matches_its_snapshot(name: str):
 def test_rendered_objects_are_what_the_values_say():
     objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds.count("Role") == 4  # the operator's and the gateway's, in each namespace
+    # the operator's and the gateway's in each namespace, the gateway's Leases in the release's
+    assert kinds.count("Role") == 5
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
         ["customresourcedefinitions"],
@@ -122,6 +124,8 @@ def test_the_gateway_reads_only_what_it_routes_by():
         "ClusterRoleBinding",
         "Deployment",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "ServiceAccount",
@@ -134,8 +138,13 @@ def test_the_gateway_reads_only_what_it_routes_by():
     }
     assert rules[("berth.dev", "modeldeployments")] == (["get", "list", "watch"], None)
     assert rules[("discovery.k8s.io", "endpointslices")] == (["list", "watch"], None)
-    role = next(o for o in gateway if o["kind"] == "Role")
-    assert role["rules"][0]["resourceNames"] == ["client-keys"]
+    # the autoscaler writes replicas only, and Leases in the release's namespace only
+    assert rules[("berth.dev", "modeldeployments/scale")] == (["patch"], None)
+    roles = {o["metadata"]["name"]: o for o in gateway if o["kind"] == "Role"}
+    assert roles["berth-gateway-keys"]["rules"][0]["resourceNames"] == ["client-keys"]
+    leases = roles["berth-gateway-leases"]
+    assert leases["metadata"]["namespace"] == "berth-system"
+    assert [r["resources"] for r in leases["rules"]] == [["leases"]]
     args = next(o for o in gateway if o["kind"] == "Deployment")["spec"]["template"]["spec"][
         "containers"
     ][0]["args"]
@@ -240,9 +249,16 @@ def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path
         # the gateway, with the chart's gateway ServiceAccount token: its RBAC is enough
         token = plane.service_account_token("berth-system", "berth-gateway", seconds=3600)
         kubeconfig = plane.write_kubeconfig(tmp_path / "gateway.kubeconfig", token, "berth-system")
-        gateway = GatewayProcess(plane, tmp_path, kubeconfig=kubeconfig)
+        gateway = GatewayProcess(
+            plane, tmp_path, "--lease-namespace=berth-system", kubeconfig=kubeconfig
+        )
         try:
             assert {"qwen", "canary", "diarization"} <= set(gateway.models())
+            # its Leases: it elects itself to scale, and publishes its load
+            wait_until(
+                lambda: system("get", "lease", AUTOSCALER_LEASE, check=False).returncode == 0,
+                "the autoscaler Lease",
+            )
         finally:
             gateway.stop()
         assert "Forbidden" not in gateway.process.log.read_text()

@@ -28,7 +28,9 @@ def start_gateway(
     started: list[GatewayProcess] = []
 
     def start(*args: str) -> GatewayProcess:
-        gateway = GatewayProcess(cluster, tmp_path, f"--namespace={namespace}", *args)
+        gateway = GatewayProcess(
+            cluster, tmp_path, f"--namespace={namespace}", f"--lease-namespace={namespace}", *args
+        )
         started.append(gateway)
         return gateway
 

@@ -145,6 +145,21 @@ INVALID = [
         "spec.auth.apiKeySecretRef.name: Required value",
     ),
     ("env-sets-hf-token", variant({"env": [{"name": "HF_TOKEN", "value": "hf_x"}]}), "spec.env"),
+    (
+        "autoscaling-min-above-max",
+        variant({"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}),
+        "spec.autoscaling.minReplicas: Invalid value",
+    ),
+    (
+        "replicas-above-autoscaling-max",
+        variant({"replicas": 3, "autoscaling": {"maxReplicas": 2}}),
+        "replicas must not exceed autoscaling.maxReplicas",
+    ),
+    (
+        "autoscaling-zero-target",
+        variant({"autoscaling": {"targetInFlight": 0}}),
+        "spec.autoscaling.targetInFlight",
+    ),
     ("unknown-field", variant({"gpu": 1}), 'unknown field "spec.gpu"'),
     ("name-starts-with-digit", variant(name="1model"), "metadata.name"),
     ("name-too-long", variant(name="m" * 53), "metadata.name"),
@@ -235,3 +250,13 @@ def test_valid_resource_is_accepted_with_defaults(crd: None, kubectl: Kubectl):
     assert spec["replicas"] == 1
     assert spec["resources"] == {"gpus": 1, "gpuResourceName": "nvidia.com/gpu"}
     assert spec["model"]["revision"] == "main"
+
+
+def test_scaling_above_the_autoscaling_maximum_is_refused(crd: None, kubectl: Kubectl):
+    """The scale subresource (kubectl scale, an HPA) meets the same rule as the manifest."""
+    kubectl.apply(variant({"replicas": 0, "autoscaling": {"maxReplicas": 2}}, name="scaled"))
+    assert kubectl("scale", "md", "scaled", "--replicas=2").returncode == 0
+    result = kubectl("scale", "md", "scaled", "--replicas=3", check=False)
+    assert result.returncode != 0
+    assert "replicas must not exceed autoscaling.maxReplicas" in result.stderr, result.stderr
+    assert kubectl.get("md", "scaled")["spec"]["replicas"] == 2

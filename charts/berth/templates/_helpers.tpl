@@ -42,6 +42,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list, watch]
+# Scale models with spec.autoscaling: their replicas only, through the scale subresource.
+- apiGroups: [berth.dev]
+  resources: [modeldeployments/scale]
+  verbs: [patch]
 # A model's own key (spec.auth.apiKeySecretRef), read when a request for it comes; never listed.
 - apiGroups: [""]
   resources: [secrets]

@@ -47,3 +47,14 @@ MODEL_BYTES_ANNOTATION = f"{GROUP}/model-bytes"
 #: on a download Job: the downloader's latest progress report (JSON), which the operator copies
 #: into status.download of every resource sharing the Job
 DOWNLOAD_PROGRESS_ANNOTATION = f"{GROUP}/download-progress"
+
+# ---- the gateway's autoscaler -------------------------------------------------------------
+
+GATEWAY_COMPONENT = "gateway"
+#: the component label of each gateway replica's load Lease
+GATEWAY_LOAD_COMPONENT = "gateway-load"
+#: on a gateway replica's load Lease: its requests in flight and last request time per model
+#: (JSON), which the elected replica reads to scale
+GATEWAY_LOAD_ANNOTATION = f"{GROUP}/gateway-load"
+#: the Lease the gateway replicas elect the one that scales with, in the gateway's namespace
+AUTOSCALER_LEASE = "berth-gateway-autoscaler"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 Engine = Literal["vllm", "nemo-asr", "pyannote"]
@@ -251,6 +251,58 @@ class Auth(ApiModel):
     )
 
 
+class Autoscaling(ApiModel):
+    """Replicas driven by the gateway from the requests in flight, down to zero when idle."""
+
+    min_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Fewest replicas; 0 unloads the model when idle, and the first request "
+        "through the gateway loads it again (held until the model is Ready).",
+    )
+    max_replicas: int = Field(default=1, ge=1, le=1000, description="Most replicas.")
+    target_in_flight: int = Field(
+        default=8,
+        ge=1,
+        le=100_000,
+        description="Requests in flight per replica (across every gateway replica) the "
+        "autoscaler aims for; more adds replicas.",
+    )
+    scale_down_delay_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="Seconds without the load that needs the current replicas (for zero: without "
+        "any request) before the autoscaler removes replicas.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "self.minReplicas <= self.maxReplicas",
+                    "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+                    ".minReplicas",
+                ),
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"autoscaling.minReplicas ({self.min_replicas}) must not exceed "
+                f"autoscaling.maxReplicas ({self.max_replicas})"
+            )
+        return self
+
+    def bounded(self, replicas: int) -> int:
+        """`replicas` within minReplicas..maxReplicas."""
+        return max(self.min_replicas, min(self.max_replicas, replicas))
+
+
 class EnvVar(ApiModel):
     """An environment variable for the model server container (core/v1 EnvVar)."""
 
@@ -299,7 +351,16 @@ class ModelDeploymentSpec(ApiModel):
     engine: Engine = Field(description="Model server: vllm, nemo-asr or pyannote.")
     model: ModelSource
     replicas: int = Field(
-        default=1, ge=0, le=1000, description="Replicas; 0 unloads the model and frees its GPUs."
+        default=1,
+        ge=0,
+        le=1000,
+        description="Replicas; 0 unloads the model and frees its GPUs. With autoscaling, the "
+        "gateway writes it (through the scale subresource): leave it out of Git.",
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Scale on the gateway's requests in flight, to zero when idle "
+        "(doc/gateway.md). Unset: spec.replicas alone decides.",
     )
     resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
     scheduling: Scheduling | None = None
@@ -352,6 +413,12 @@ class ModelDeploymentSpec(ApiModel):
                 ),
                 _managed_flags_rule(),
                 rule(
+                    "!has(self.autoscaling) || self.replicas <= self.autoscaling.maxReplicas",
+                    "replicas must not exceed autoscaling.maxReplicas: the autoscaler owns "
+                    "replicas; raise maxReplicas, or remove replicas from the manifest",
+                    ".replicas",
+                ),
+                rule(
                     "!has(self.env) || !self.env.exists(e, e.name == 'HF_TOKEN' || "
                     "e.name == 'HUGGING_FACE_HUB_TOKEN' || e.name == 'VLLM_API_KEY' || "
                     "e.name == 'BERTH_API_KEYS')",
@@ -362,6 +429,15 @@ class ModelDeploymentSpec(ApiModel):
             ]
         }
     )
+
+    @model_validator(mode="after")
+    def _replicas_within_autoscaling(self) -> ModelDeploymentSpec:
+        if self.autoscaling and self.replicas > self.autoscaling.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must not exceed autoscaling.maxReplicas "
+                f"({self.autoscaling.max_replicas}): the autoscaler owns replicas"
+            )
+        return self
 
 
 # ---- status ------------------------------------------------------------------------------

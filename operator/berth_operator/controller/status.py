@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
-from berth_operator.api.modeldeployment import DownloadReport, DownloadStatus
+from berth_operator.api.modeldeployment import Condition, DownloadReport, DownloadStatus
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.conditions import (
     CACHE_READY,
@@ -25,6 +26,8 @@ from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.podtruth import is_ready, worst_problem
 from berth_operator.controller.workload import endpoint
 
+#: the reason of Ready, PodsReady and RuntimeReady at 0 replicas
+SCALED_TO_ZERO = "ScaledToZero"
 WAITING_REASONS = {
     "DownloadPending",
     "Downloading",
@@ -32,6 +35,8 @@ WAITING_REASONS = {
     "Unschedulable",
     "CacheClaimPending",
 }
+#: pods that wait for the cluster to change (a node that fits, a volume): no wait of a request
+#: outlasts them, so the gateway answers a request held for a scale-up at once with them
 PENDING_POD_REASONS = {"Unschedulable", "CacheClaimPending"}
 DOWNLOADING_REASONS = {"Downloading", "DownloadRetrying"}
 FAILING_POD_REASONS = {
@@ -40,6 +45,29 @@ FAILING_POD_REASONS = {
     "ImagePullBackOff",
     "CreateContainerConfigError",
 }
+
+
+def cannot_start(conditions: Iterable[Condition]) -> Condition | None:
+    """Why the model cannot come up until a person or the cluster changes something, or None:
+    Stalled=True (the phase is Failed: its Ready condition says why), a pod waiting for a node
+    or a volume, and at zero replicas a download that failed. The one list the gateway reads to
+    answer a request held for a scale-up at once rather than after its hold timeout."""
+    by_type = {c.type: c for c in conditions}
+    ready, cache = by_type.get(READY), by_type.get(CACHE_READY)
+    stalled = by_type.get(STALLED)
+    if stalled is not None and stalled.status == "True":
+        return ready or stalled
+    if ready is not None and ready.status == "False" and ready.reason in PENDING_POD_REASONS:
+        return ready
+    scaled_to_zero = ready is not None and ready.reason == SCALED_TO_ZERO
+    if (
+        scaled_to_zero
+        and cache is not None
+        and cache.status == "False"
+        and (cache.reason not in WAITING_REASONS or cache.reason in PENDING_POD_REASONS)
+    ):
+        return cache
+    return None
 
 
 def _human_bytes(n: int | None) -> str:
@@ -169,7 +197,7 @@ def pods_verdict(observed: Observed) -> Verdict:
     wanted = observed.md.spec.replicas
     if wanted == 0:
         return Verdict(
-            "True", "ScaledToZero", "replicas is 0: the model is unloaded and its GPUs are free"
+            "True", SCALED_TO_ZERO, "replicas is 0: the model is unloaded and its GPUs are free"
         )
     if observed.deployment is None:
         return Verdict(
@@ -189,7 +217,7 @@ def pods_verdict(observed: Observed) -> Verdict:
 def runtime_verdict(observed: Observed) -> Verdict:
     """RuntimeReady: did the model server itself report the model loaded, from a current pod?"""
     if observed.md.spec.replicas == 0:
-        return Verdict("False", "ScaledToZero", "no model server runs at 0 replicas")
+        return Verdict("False", SCALED_TO_ZERO, "no model server runs at 0 replicas")
     runtime = observed.md.status.runtime
     current = {
         p["metadata"]["name"] for p in observed.pods if not p["metadata"].get("deletionTimestamp")
@@ -222,7 +250,7 @@ def ready_verdict(observed: Observed, cache: Verdict, pods: Verdict, runtime: Ve
     """Ready: pods ready AND the runtime reported the model loaded (or nothing wanted)."""
     if observed.md.spec.replicas == 0:
         return Verdict(
-            "True", "ScaledToZero", "replicas is 0: nothing to serve; scale up to load the model"
+            "True", SCALED_TO_ZERO, "replicas is 0: nothing to serve; scale up to load the model"
         )
     if problem := observed.token_problem or next(iter(observed.secret_problems), None):
         return Verdict("False", problem.reason, problem.message)
