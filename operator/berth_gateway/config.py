@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
     parser.add_argument(
         "--keys-secret",
         default=os.environ.get("BERTH_GATEWAY_KEYS_SECRET") or None,
-        help="Secret whose values are the client keys (commas or new lines between keys)",
+        help="Secret of the client keys: each entry holds keys (commas or new lines between them); "
+        "an entry NAME.models limits the keys of entry NAME to those models",
     )
     parser.add_argument(
         "--keys-namespace",
