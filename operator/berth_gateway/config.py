@@ -31,6 +31,11 @@ class GatewayConfig(BaseModel):
     upstream_timeout: float = 600.0
     retry_after_seconds: int = 10
     eject_seconds: float = 5.0
+    affinity_load_factor: float = Field(
+        default=1.25,
+        ge=1.0,
+        description="PrefixAffinity: no endpoint takes more than this times the average load.",
+    )
     secret_cache_seconds: float = 30.0
     log_level: str = "INFO"
 
@@ -80,6 +85,15 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         default=float(_env("BERTH_GATEWAY_UPSTREAM_TIMEOUT", str(defaults.upstream_timeout))),
         help="seconds an upstream may stay silent (before its answer starts, or between chunks)",
     )
+    parser.add_argument(
+        "--affinity-load-factor",
+        type=float,
+        default=float(
+            _env("BERTH_GATEWAY_AFFINITY_LOAD_FACTOR", str(defaults.affinity_load_factor))
+        ),
+        help="PrefixAffinity models: an endpoint over this times the average load in flight is "
+        "passed over (at least 1)",
+    )
     parser.add_argument("--log-level", default=_env("BERTH_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     return GatewayConfig(
@@ -92,5 +106,6 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         max_body_bytes=args.max_body_bytes,
         connect_timeout=args.connect_timeout,
         upstream_timeout=args.upstream_timeout,
+        affinity_load_factor=args.affinity_load_factor,
         log_level=args.log_level,
     )

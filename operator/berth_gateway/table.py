@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth_operator.api.modeldeployment import (
+    Balancing,
+    GatewaySettings,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     SecretKeyRef,
@@ -49,6 +51,8 @@ class Model:
     reason: str
     message: str
     auth: SecretKeyRef | None
+    balancing: Balancing
+    prefix_chars: int
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Model | None:
@@ -60,6 +64,7 @@ class Model:
         except ValidationError:
             return None
         ready = next((c for c in status.conditions or [] if c.type == "Ready"), None)
+        gateway = spec.gateway or GatewaySettings()
         return cls(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -71,6 +76,8 @@ class Model:
             reason=ready.reason if ready else "NotReconciled",
             message=ready.message if ready else "the operator has not reported on it yet",
             auth=spec.auth.api_key_secret_ref if spec.auth else None,
+            balancing=gateway.balancing,
+            prefix_chars=gateway.prefix_chars,
         )
 
     @property
