@@ -85,11 +85,14 @@ class Model:
         return (self.namespace, self.name)
 
 
-def ready_endpoints(body: Mapping[str, Any]) -> tuple[str, tuple[Endpoint, ...]]:
-    """(Service name, its ready endpoints) from an EndpointSlice, on the server's port."""
+def ready_endpoints(
+    body: Mapping[str, Any], port_name: str = PORT_NAME
+) -> tuple[str, tuple[Endpoint, ...]]:
+    """(Service name, its ready endpoints) from an EndpointSlice, on the port named `port_name`
+    (the model server's by default; the slice's only port when none has that name)."""
     service = (body.get("metadata", {}).get("labels") or {}).get(SERVICE_NAME_LABEL, "")
     ports = body.get("ports") or []
-    port = next((p.get("port") for p in ports if p.get("name") == PORT_NAME), None)
+    port = next((p.get("port") for p in ports if p.get("name") == port_name), None)
     if port is None and len(ports) == 1:
         port = ports[0].get("port")
     if port is None:
