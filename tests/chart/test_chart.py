@@ -83,10 +83,15 @@ def test_rendering_matches_its_snapshot(name: str):
     )
 
 
+def named(obj: dict, name: str) -> bool:
+    return obj["metadata"]["name"] == name
+
+
 def test_rendered_objects_are_what_the_values_say():
     objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds.count("Role") == 4  # the operator's and the gateway's, in each namespace
+    # the operator's and the gateway's in each namespace; the dashboard's in the release's
+    assert kinds.count("Role") == 5
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
         ["customresourcedefinitions"],
@@ -108,9 +113,17 @@ def test_rendered_objects_are_what_the_values_say():
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     defaults = [o for o in yaml.safe_load_all(render("crds.enabled=false")) if o]
     assert not [o for o in defaults if o["kind"] == "CustomResourceDefinition"]
+    # the dashboard's request figures: the gateway Service's EndpointSlices, listed only
+    dashboard = next(o for o in objects if o["kind"] == "Role" and named(o, "berth-dashboard"))
+    assert dashboard["metadata"]["namespace"] == "berth-system"
+    assert dashboard["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]}
+    ]
+    assert "--gateway-service=berth-system/berth-gateway" in container["args"]
     no_dashboard = [o for o in yaml.safe_load_all(render("dashboard.enabled=false")) if o]
     rules = [r for o in no_dashboard if o["kind"] == "ClusterRole" for r in o["rules"]]
     assert not [r for r in rules if "nodes" in r["resources"]], "no Node reads without the panel"
+    assert not [o for o in no_dashboard if o["kind"] == "Role" and named(o, "berth-dashboard")]
 
 
 def test_the_gateway_reads_only_what_it_routes_by():
