@@ -15,6 +15,7 @@ No vLLM runs here: what a hit saves is the prefill of the shared start (vLLM's o
 time to first token drops by the share of the prompt that is cached).
 
     python -m benchmarks.gateway_affinity [--requests 2000] [--prefixes 32] [--concurrency 16]
+        [--cache 8] [--load-factor 1.25]
 """
 
 from __future__ import annotations
@@ -100,17 +101,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--cache", type=int, default=8, help="prompt starts each replica holds")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--load-factor", type=float, default=1.25, help="the gateway's --affinity-load-factor"
+    )
     args = parser.parse_args()
     plan = workload(args.requests, args.prefixes, args.seed)
     models = {
         "least": {"gateway": {"balancing": "LeastRequests"}},
         "affinity": {"gateway": {"balancing": "PrefixAffinity"}},
     }
-    with routed_gateway(models, upstreams=REPLICAS) as bench:
+    gateway_args = (f"--affinity-load-factor={args.load_factor}",)
+    with routed_gateway(models, upstreams=REPLICAS, gateway_args=gateway_args) as bench:
         url = bench.gateway.url + "/v1/chat/completions"
         print(
             f"{args.requests} chats, {args.prefixes} system prompts (Zipf), {args.concurrency} "
-            f"clients, {REPLICAS} replicas, each replica's cache: {args.cache} prompt starts"
+            f"clients, {REPLICAS} replicas, each replica's cache: {args.cache} prompt starts, "
+            f"load factor {args.load_factor:g}"
         )
         for model in models:
             tally = Tally(args.cache)

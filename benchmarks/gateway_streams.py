@@ -125,7 +125,8 @@ def main() -> None:
         f"  gateway process: RSS idle {mib(idle['gateway'])}, with {n} open {mib(through.peak_rss['gateway'])} "
         f"({(through.peak_rss['gateway'] - idle['gateway']) / n / 1024:.1f} KiB a stream); "
         f"CPU {through.cpu_s['gateway']:.2f} s "
-        f"({through.cpu_s['gateway'] / through.chunks * 1e6:.0f} us a chunk)"
+        f"({through.cpu_s['gateway'] / through.chunks * 1e6:.0f} us a chunk, "
+        f"{through.cpu_s['gateway'] / through.total_s:.0%} of one core)"
     )
     print(
         f"  baseline, the upstream serving the same streams directly: RSS idle "
