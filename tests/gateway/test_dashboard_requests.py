@@ -4,9 +4,7 @@ Service, as the operator's dashboard does in a cluster."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,8 +16,8 @@ from berth_operator.kube import Kube
 from lightkube import AsyncClient, KubeConfig
 
 from tests.cluster import ControlPlane
-from tests.cluster.controlplane import free_port
 from tests.cluster.kubectl import Kubectl
+from tests.dashboard_thread import serve_in_thread
 from tests.gateway.parts import endpoint_slice, http, model_deployment, wait_until
 
 GATEWAY_SERVICE = "berth-gateway"
@@ -36,26 +34,14 @@ def metrics_slice(address: str, port: int) -> dict[str, Any]:
 @pytest.fixture
 def dashboard_url(cluster: ControlPlane, namespace: str) -> Iterator[str]:
     """The dashboard, in a thread of its own, reading the gateway Service of the namespace."""
-    port = free_port()
-    started, stop = threading.Event(), threading.Event()
 
-    async def serve() -> None:
+    async def make() -> tuple[Dashboard, Any]:
         client = AsyncClient(config=KubeConfig.from_file(cluster.kubeconfig))
         traffic = gateway_traffic(Kube(client), f"{namespace}/{GATEWAY_SERVICE}")
-        dashboard = Dashboard(lambda: [], traffic=traffic)
-        await dashboard.start("127.0.0.1", port)
-        started.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        await dashboard.stop()
-        await client.close()
+        return Dashboard(lambda: [], traffic=traffic), client.close
 
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert started.wait(30), "the dashboard did not start"
-    yield f"http://127.0.0.1:{port}"
-    stop.set()
-    thread.join(30)
+    with serve_in_thread(make) as served:
+        yield served.url
 
 
 def test_requests_in_flight_and_per_second_over_two_gateways(
