@@ -23,23 +23,13 @@ import pstats
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from tests.cluster import ControlPlane
+from benchmarks.gateway_bench import cpu_seconds, routed_gateway
 from tests.cluster.controlplane import free_port
-from tests.cluster.kubectl import Kubectl
 from tests.cluster.processes import ManagedProcess
-from tests.gateway.parts import (
-    GatewayProcess,
-    StandIn,
-    endpoint_slice,
-    local_address,
-    model_deployment,
-)
 
-REPO = Path(__file__).resolve().parents[1]
 BODY = json.dumps(
     {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
 )
@@ -136,12 +126,6 @@ def chunks_per_second(host: str, port: int, tokens: int) -> float:
     return tokens / elapsed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if q < 100 else max(values)
 
@@ -153,26 +137,10 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="cProfile the gateway into this file")
     args = parser.parse_args()
     profiler = ("-m", "cProfile", "-o", str(args.profile.resolve())) if args.profile else ()
-    address = local_address()
-    if address is None:
-        raise SystemExit("this machine has no address but loopback, which EndpointSlices refuse")
-    with tempfile.TemporaryDirectory() as tmp, ControlPlane(workdir=Path(tmp) / "cluster") as plane:
-        work = Path(tmp)
-        plane.kubectl(
-            "apply", "--server-side", "-f", str(REPO / "crds" / "modeldeployments.berth.dev.yaml")
-        )
-        plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.berth.dev")
-        plane.kubectl("create", "namespace", "bench")
-        upstream = StandIn(address, work, "a")
-        Kubectl(plane, "bench").apply(
-            model_deployment("chat", "vllm"), endpoint_slice("chat", address, upstream.port)
-        )
-        gateway = GatewayProcess(
-            plane, work, "--namespace=bench", "--log-level=WARNING", python_args=profiler
-        )
-        nginx, nginx_port = start_nginx(work, f"{address}:{upstream.port}")
+    with routed_gateway({"chat": {}}, python_args=profiler) as bench:
+        address, upstream, gateway = bench.address, bench.upstreams[0], bench.gateway
+        nginx, nginx_port = start_nginx(bench.work, f"{address}:{upstream.port}")
         try:
-            gateway.wait_for_endpoints("chat", 1)
             targets = {
                 "direct": (address, upstream.port),
                 "nginx": ("127.0.0.1", nginx_port),
@@ -211,8 +179,6 @@ def main() -> None:
             )
         finally:
             nginx.stop()
-            gateway.stop()
-            upstream.stop()
     if args.profile:
         pstats.Stats(str(args.profile)).sort_stats("tottime").print_stats(30)
 

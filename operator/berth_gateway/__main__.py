@@ -57,7 +57,7 @@ async def serve(config: GatewayConfig) -> None:
     watches = routing_watches(client, table, config.namespaces)
     if config.keys_secret:
         watches.append(keys_watch(client, keys, config.keys_namespace, config.keys_secret))
-    proxy = Proxy(config, table, Balancer(config.eject_seconds))
+    proxy = Proxy(config, table, Balancer(config.eject_seconds, config.affinity_load_factor))
     load, scaler, election, reports = autoscaling(client, config, table, metrics)
     gateway = Gateway(
         config,

@@ -9,12 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
-from berth_gateway.auth import KeyRing
+from berth_gateway.auth import Grant, KeyRing
 from berth_gateway.bodies import read_body
 from berth_gateway.config import GatewayConfig
 from berth_gateway.errors import (
     GatewayError,
     MissingModel,
+    ModelNotAllowed,
     ModelNotFound,
     Unauthorized,
     errors_to_json,
@@ -86,17 +87,22 @@ class Gateway:
         self.load = load or Load()
         self.hold = hold
 
-    def resolve(self, name: str | None, engine: str | None) -> Model:
+    def resolve(self, name: str | None, engine: str | None, grant: Grant) -> Model:
         """The model a request names; on the earlier system's routes, the only model of the
-        route's engine when it names none."""
+        route's engine (that the key may call) when it names none. Messages list only the
+        models the key may call."""
         if name:
-            if model := self.table.model(name):
-                return model
-            raise ModelNotFound(
-                f"no model named '{name}'; the models are: {', '.join(self.table.names()) or 'none'}"
-            )
+            model = self.table.model(name)
+            if model is None:
+                raise ModelNotFound(f"no model named '{name}'; the models are: {self.names(grant)}")
+            if not grant.permits(model.served_name):
+                raise ModelNotAllowed(
+                    f"this key may not call model '{name}'; the models it may call are: "
+                    f"{self.names(grant)}"
+                )
+            return model
         if engine:
-            candidates = self.table.of_engine(engine)
+            candidates = [m for m in self.table.of_engine(engine) if grant.permits(m.served_name)]
             if len(candidates) == 1:
                 return candidates[0]
             raise MissingModel(
@@ -105,21 +111,28 @@ class Gateway:
             )
         raise MissingModel(
             "the request names no model: add a 'model' field (or the X-Berth-Model header); "
-            f"the models are: {', '.join(self.table.names()) or 'none'}"
+            f"the models are: {self.names(grant)}"
         )
 
-    def check_key(self, request: web.Request) -> None:
-        if not self.keys.allows(request.headers.get("Authorization")):
+    def names(self, grant: Grant) -> str:
+        """The models `grant` may call, for messages."""
+        return ", ".join(grant.visible(self.table.names())) or "none"
+
+    def check_key(self, request: web.Request) -> Grant:
+        """What the request's key may call; 401 when it is no valid key."""
+        grant = self.keys.grant(request.headers.get("Authorization"))
+        if grant is None:
             raise Unauthorized()
+        return grant
 
     async def inference(self, request: web.Request) -> web.StreamResponse:
-        self.check_key(request)
+        grant = self.check_key(request)
         started = time.perf_counter()
         metrics = self.metrics.model("")
         code = 500
         try:
             body = await read_body(request, self.config.max_body_bytes)
-            model = self.resolve(body.model, SEED_ROUTES.get(request.path))
+            model = self.resolve(body.model, SEED_ROUTES.get(request.path), grant)
             metrics = self.metrics.model(model.served_name)
             key = await self.upstream_keys.key_for(model)
             metrics.in_flight.inc()
@@ -152,8 +165,9 @@ class Gateway:
         return "no"
 
     async def list_models(self, request: web.Request) -> web.Response:
-        """The models a client may call, with their engine and phase (OpenAI's list shape)."""
-        self.check_key(request)
+        """The models the client's key may call, with their engine and phase (OpenAI's list
+        shape)."""
+        grant = self.check_key(request)
         data = [
             {
                 "id": m.served_name,
@@ -170,6 +184,7 @@ class Gateway:
                 "available": self.available(m),
             }
             for m in self.table.models()
+            if grant.permits(m.served_name)
         ]
         return web.json_response({"object": "list", "data": data})
 

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -18,10 +19,12 @@ _MODEL_PART = re.compile(rb'content-disposition:[^\r\n]*;\s*name="?model"?\s*(;|
 
 @dataclass
 class RequestBody:
-    """The model a request names (None: it named none) and its body, to send on."""
+    """The model a request names (None: it named none) and its body, to send on; a JSON body's
+    object too, as parsed."""
 
     model: str | None
     data: bytes | AsyncIterator[bytes]
+    document: dict[str, Any] | None = None
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -54,13 +57,17 @@ async def stream_limited(request: web.Request, limit: int) -> AsyncIterator[byte
         yield chunk
 
 
-def model_from_json(body: bytes) -> str | None:
+def json_object(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except ValueError as error:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object with a 'model' field")
+    return document
+
+
+def model_from_json(document: dict[str, Any]) -> str | None:
     model = document.get("model")
     if model is not None and not isinstance(model, str):
         raise BadRequest("'model' must be a string")
@@ -85,7 +92,8 @@ async def read_body(request: web.Request, limit: int) -> RequestBody:
         return RequestBody(named, stream_limited(request, limit))
     body = await read_limited(request, limit)
     if request.content_type == "application/json":
-        return RequestBody(model_from_json(body), body)
+        document = json_object(body)
+        return RequestBody(model_from_json(document), body, document)
     if request.content_type == "multipart/form-data":
         return RequestBody(model_from_multipart(body, _boundary(request)), body)
     return RequestBody(None, body)

@@ -32,6 +32,11 @@ class GatewayConfig(BaseModel):
     upstream_timeout: float = 600.0
     retry_after_seconds: int = 10
     eject_seconds: float = 5.0
+    affinity_load_factor: float = Field(
+        default=1.25,
+        ge=1.0,
+        description="PrefixAffinity: no endpoint takes more than this times the average load.",
+    )
     secret_cache_seconds: float = 30.0
     log_level: str = "INFO"
     hold_timeout: float = Field(
@@ -74,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
     parser.add_argument(
         "--keys-secret",
         default=os.environ.get("BERTH_GATEWAY_KEYS_SECRET") or None,
-        help="Secret whose values are the client keys (commas or new lines between keys)",
+        help="Secret of the client keys: each entry holds keys (commas or new lines between them); "
+        "an entry NAME.models limits the keys of entry NAME to those models",
     )
     parser.add_argument(
         "--keys-namespace",
@@ -122,6 +128,15 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         type=float,
         default=float(_env("BERTH_GATEWAY_AUTOSCALE_INTERVAL", str(defaults.autoscale_interval))),
     )
+    parser.add_argument(
+        "--affinity-load-factor",
+        type=float,
+        default=float(
+            _env("BERTH_GATEWAY_AFFINITY_LOAD_FACTOR", str(defaults.affinity_load_factor))
+        ),
+        help="PrefixAffinity models: an endpoint over this times the average load in flight is "
+        "passed over (at least 1)",
+    )
     parser.add_argument("--log-level", default=_env("BERTH_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     return GatewayConfig(
@@ -134,6 +149,7 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         max_body_bytes=args.max_body_bytes,
         connect_timeout=args.connect_timeout,
         upstream_timeout=args.upstream_timeout,
+        affinity_load_factor=args.affinity_load_factor,
         log_level=args.log_level,
         hold_timeout=args.hold_timeout,
         lease_namespace=args.lease_namespace,

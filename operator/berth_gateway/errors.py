@@ -44,6 +44,10 @@ class Unauthorized(GatewayError):
         super().__init__(message, {"WWW-Authenticate": 'Bearer realm="berth"'})
 
 
+class ModelNotAllowed(GatewayError):
+    status, type, code = 403, "permission_error", "ModelNotAllowed"
+
+
 class ModelNotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "ModelNotFound"
 

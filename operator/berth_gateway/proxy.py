@@ -1,6 +1,6 @@
-"""Forwards one request to a model's endpoints: least loaded first, another endpoint when a
-connection fails before anything was sent, the answer streamed back as it arrives, and the
-upstream request closed when the client goes away."""
+"""Forwards one request to a model's endpoints: least loaded first (or by prompt prefix), another
+endpoint when a connection fails before anything was sent, the answer streamed back as it
+arrives, and the upstream request closed when the client goes away."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from berth_gateway.affinity import affinity_key
 from berth_gateway.balancer import Balancer
 from berth_gateway.bodies import RequestBody
 from berth_gateway.config import MODEL_HEADER, GatewayConfig
@@ -122,8 +123,9 @@ class Proxy:
         started = time.perf_counter()
         tried: set[Endpoint] = set()
         headers = upstream_headers(request, key, request_id)
+        prefix = affinity_key(model, body.document)
         while True:
-            endpoint = self.balancer.pick(self.table.endpoints(model), tried)
+            endpoint = self.balancer.pick(self.table.endpoints(model), tried, prefix)
             if endpoint is None:
                 if tried:
                     raise UpstreamUnavailable(

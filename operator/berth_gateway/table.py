@@ -10,6 +10,8 @@ from typing import Any
 
 from berth_operator.api.modeldeployment import (
     Autoscaling,
+    Balancing,
+    GatewaySettings,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     SecretKeyRef,
@@ -52,6 +54,8 @@ class Model:
     reason: str
     message: str
     auth: SecretKeyRef | None
+    balancing: Balancing
+    prefix_chars: int
     replicas: int = 1
     autoscaling: Autoscaling | None = None
     resource_version: str = ""
@@ -74,6 +78,7 @@ class Model:
         ready = next((c for c in status.conditions or [] if c.type == "Ready"), None)
         current = status.observed_generation == meta.get("generation")
         blocker = cannot_start(status.conditions or []) if current else None
+        gateway = spec.gateway or GatewaySettings()
         return cls(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -91,6 +96,8 @@ class Model:
             current=current,
             loaded=spec.replicas > 0 and status.phase in ("Ready", "Degraded"),
             blocked=(blocker.reason, blocker.message) if blocker else None,
+            balancing=gateway.balancing,
+            prefix_chars=gateway.prefix_chars,
         )
 
     @property
@@ -103,11 +110,14 @@ class Model:
         return self.autoscaling is not None and self.autoscaling.min_replicas == 0
 
 
-def ready_endpoints(body: Mapping[str, Any]) -> tuple[str, tuple[Endpoint, ...]]:
-    """(Service name, its ready endpoints) from an EndpointSlice, on the server's port."""
+def ready_endpoints(
+    body: Mapping[str, Any], port_name: str = PORT_NAME
+) -> tuple[str, tuple[Endpoint, ...]]:
+    """(Service name, its ready endpoints) from an EndpointSlice, on the port named `port_name`
+    (the model server's by default; the slice's only port when none has that name)."""
     service = (body.get("metadata", {}).get("labels") or {}).get(SERVICE_NAME_LABEL, "")
     ports = body.get("ports") or []
-    port = next((p.get("port") for p in ports if p.get("name") == PORT_NAME), None)
+    port = next((p.get("port") for p in ports if p.get("name") == port_name), None)
     if port is None and len(ports) == 1:
         port = ports[0].get("port")
     if port is None:

@@ -116,7 +116,7 @@ def keys_watch(client: AsyncClient, keys: KeyRing, namespace: str, name: str) ->
 
     def reset(bodies: Iterable[Body], _: str | None) -> None:
         found = list(bodies)
-        keys.replace(parse_keys(found[0].get("data")) if found else ())
+        keys.replace(parse_keys(found[0].get("data")) if found else {})
         if not found:
             logger.warning("the gateway's key Secret %s/%s does not exist", namespace, name)
 
@@ -126,6 +126,6 @@ def keys_watch(client: AsyncClient, keys: KeyRing, namespace: str, name: str) ->
         namespace,
         reset,
         lambda body: keys.replace(parse_keys(body.get("data"))),
-        lambda *_: keys.replace(()),
+        lambda *_: keys.replace({}),
         fields={"metadata.name": name},
     )

@@ -70,11 +70,16 @@ def test_rendering_matches_its_snapshot(name: str):
     )
 
 
+def named(obj: dict, name: str) -> bool:
+    return obj["metadata"]["name"] == name
+
+
 def test_rendered_objects_are_what_the_values_say():
     objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
     kinds = sorted(o["kind"] for o in objects)
-    # the operator's and the gateway's in each namespace, the gateway's Leases in the release's
-    assert kinds.count("Role") == 5
+    # the operator's and the gateway's in each namespace; the gateway's Leases and the
+    # dashboard's in the release's
+    assert kinds.count("Role") == 6
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
         ["customresourcedefinitions"],
@@ -96,9 +101,17 @@ def test_rendered_objects_are_what_the_values_say():
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     defaults = [o for o in yaml.safe_load_all(render("crds.enabled=false")) if o]
     assert not [o for o in defaults if o["kind"] == "CustomResourceDefinition"]
+    # the dashboard's request figures: the gateway Service's EndpointSlices, listed only
+    dashboard = next(o for o in objects if o["kind"] == "Role" and named(o, "berth-dashboard"))
+    assert dashboard["metadata"]["namespace"] == "berth-system"
+    assert dashboard["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]}
+    ]
+    assert "--gateway-service=berth-system/berth-gateway" in container["args"]
     no_dashboard = [o for o in yaml.safe_load_all(render("dashboard.enabled=false")) if o]
     rules = [r for o in no_dashboard if o["kind"] == "ClusterRole" for r in o["rules"]]
     assert not [r for r in rules if "nodes" in r["resources"]], "no Node reads without the panel"
+    assert not [o for o in no_dashboard if o["kind"] == "Role" and named(o, "berth-dashboard")]
 
 
 def test_every_pod_runs_what_its_image_holds_without_service_links():

@@ -55,3 +55,60 @@ def test_least_outstanding_requests_and_a_replica_killed(
         a.release()
         assert [f.result()[0] for f in second] == [200, 200]
     assert 'kind="connect"' in gateway.metrics()
+
+
+def chat_with(system: str, user: str) -> bytes:
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return json.dumps({"model": "chat", "messages": messages}).encode()
+
+
+def test_prefix_affinity_sticks_to_one_replica_under_a_load_bound(
+    kubectl: Kubectl, start_gateway: Any, stand_ins: Any
+) -> None:
+    a, b = stand_ins("a"), stand_ins("b")
+    kubectl.apply(
+        model_deployment(
+            "chat", "vllm", gateway={"balancing": "PrefixAffinity", "prefixChars": 64}
+        ),
+        endpoint_slice("chat", a.address, a.port),
+        endpoint_slice("chat", b.address, b.port),
+    )
+    gateway = start_gateway()
+    gateway.wait_for_endpoints("chat", 2)
+    url = gateway.url + "/v1/chat/completions"
+    json_headers = {"Content-Type": "application/json"}
+    system = "You are the support assistant of a shop that sells bicycles. " * 3
+
+    def served_by(body: bytes) -> str:
+        status, _, answer = http("POST", url, body, json_headers)
+        assert status == 200, answer
+        return json.loads(answer)["system_fingerprint"]
+
+    # the same first 64 characters, different questions: one replica serves them all
+    home = {served_by(chat_with(system, f"question {i}")) for i in range(10)}
+    assert len(home) == 1
+    (home_name,) = home
+    stand_in = {"a": a, "b": b}
+    other = stand_in["b" if home_name == "a" else "a"]
+    # other prompts spread over both (40 prefixes on one replica: 2 in 10^12)
+    assert {served_by(chat_with(f"{i} {system}", "hi")) for i in range(40)} == {"a", "b"}
+
+    idle = 'berth_gateway_in_flight_requests{model="chat"} 0.0'
+    wait_until(lambda: idle in gateway.metrics(), "no request in flight in the gateway")
+    # six requests held at once: the bound ceil(1.25 * (in flight + 1) / 2) lets the home
+    # replica take the 1st, 2nd, 4th and 5th; the 3rd and 6th go to the other one
+    held = {**json_headers, "X-Test-Hold": "1"}
+    with ThreadPoolExecutor(6) as pool:
+        futures = [
+            pool.submit(http, "POST", url, chat_with(system, f"held {i}"), held) for i in range(6)
+        ]
+        wait_until(
+            lambda: a.stats()["in_flight"] + b.stats()["in_flight"] == 6, "six requests in flight"
+        )
+        assert (stand_in[home_name].stats()["in_flight"], other.stats()["in_flight"]) == (4, 2)
+        a.release()
+        b.release()
+        assert [f.result()[0] for f in futures] == [200] * 6
+    # the load gone, the prefix is back on its replica
+    wait_until(lambda: idle in gateway.metrics(), "no request in flight in the gateway")
+    assert served_by(chat_with(system, "after")) == home_name

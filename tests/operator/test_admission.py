@@ -87,6 +87,16 @@ INVALID = [
         "asr settings need engine nemo-asr",
     ),
     (
+        "prefix-affinity-on-pyannote",
+        variant({"gateway": {"balancing": "PrefixAffinity"}}),
+        "gateway.balancing PrefixAffinity needs engine vllm",
+    ),
+    (
+        "unknown-balancing",
+        {**variant(VLLM), "spec": {**VLLM, "gateway": {"balancing": "RoundRobin"}}},
+        "spec.gateway.balancing",
+    ),
+    (
         "diarization-on-vllm",
         {**variant(VLLM), "spec": {**VLLM, "diarization": {"numSpeakers": 2}}},
         "diarization settings need engine pyannote",

@@ -226,12 +226,12 @@ async def next_event(stream: ClientResponse) -> tuple[str, dict]:
             return event, json.loads(line.removeprefix("data: "))
 
 
-def test_gpu_route_and_events_send_the_panel_when_it_changes():
+def test_routes_and_events_send_gpus_and_requests_when_they_change():
     node = {"metadata": {"name": "gpu-0"}, "status": {"allocatable": {"nvidia.com/gpu": "8"}}}
     objects: dict[str, list[dict]] = {"Node": [node], "Pod": []}
     dashboard = Dashboard(lambda: [], list_objects=lambda kind: objects[kind])
 
-    async def scenario() -> tuple[dict, tuple[str, dict], tuple[str, dict]]:
+    async def scenario() -> tuple[dict, tuple[str, dict], tuple[str, dict], list, dict]:
         async with TestClient(TestServer(dashboard.app())) as client:
             route = await (await client.get("/api/gpus")).json()
             stream = await client.get("/api/events")
@@ -240,10 +240,16 @@ def test_gpu_route_and_events_send_the_panel_when_it_changes():
             objects["Pod"].append(server_pod("ns", "m", "gpu-0", 2))
             dashboard.refresh_gpus()
             update = await next_event(stream)
+            figures = {"m": {"inFlight": 2, "perSecond": 0.5}}
+            dashboard.set_traffic(figures)
+            dashboard.set_traffic(figures)  # the same figures: nothing is sent
+            dashboard.set_traffic({})
+            traffic = [await next_event(stream), await next_event(stream)]
+            served = await (await client.get("/api/traffic")).json()
             stream.close()
-            return route, snapshot, update
+            return route, snapshot, update, traffic, served
 
-    route, (first, snapshot), (second, update) = asyncio.run(scenario())
+    route, (first, snapshot), (second, update), traffic, served = asyncio.run(scenario())
     idle = {
         "name": "gpu-0",
         "product": None,
@@ -252,7 +258,9 @@ def test_gpu_route_and_events_send_the_panel_when_it_changes():
         "models": [],
     }
     assert route == {"nodes": [idle]}
-    assert (first, snapshot) == ("snapshot", {"items": [], "gpus": route})
+    assert (first, snapshot) == ("snapshot", {"items": [], "gpus": route, "traffic": {}})
     assert second == "gpus"
     assert update["nodes"][0]["requested"] == {"nvidia.com/gpu": 2}
     assert [m["key"] for m in update["nodes"][0]["models"]] == ["ns/m"]
+    assert traffic == [("traffic", {"m": {"inFlight": 2, "perSecond": 0.5}}), ("traffic", {})]
+    assert served == {}

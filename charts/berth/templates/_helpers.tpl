@@ -27,6 +27,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (include "berth.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
+{{/* The gateway's name: its Deployment, Service, ServiceAccount and RBAC. */}}
+{{- define "berth.gatewayName" -}}
+{{- printf "%s-gateway" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{/* Labels that select the gateway's pods. */}}
 {{- define "berth.gatewaySelectorLabels" -}}
 app.kubernetes.io/name: berth-gateway

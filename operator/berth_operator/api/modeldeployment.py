@@ -303,6 +303,26 @@ class Autoscaling(ApiModel):
         return max(self.min_replicas, min(self.max_replicas, replicas))
 
 
+Balancing = Literal["LeastRequests", "PrefixAffinity"]
+
+
+class GatewaySettings(ApiModel):
+    """How Berth's gateway spreads this model's requests over its replicas."""
+
+    balancing: Balancing = Field(
+        default="LeastRequests",
+        description="LeastRequests: the replica with the fewest requests in flight. "
+        "PrefixAffinity (vllm only): requests whose prompts start alike go to the same replica, "
+        "so that vLLM's prefix cache is hit (consistent hashing with bounded loads).",
+    )
+    prefix_chars: int = Field(
+        default=512,
+        ge=1,
+        le=100_000,
+        description="PrefixAffinity: how many characters of the prompt's start choose the replica.",
+    )
+
+
 class EnvVar(ApiModel):
     """An environment variable for the model server container (core/v1 EnvVar)."""
 
@@ -375,6 +395,7 @@ class ModelDeploymentSpec(ApiModel):
     asr: AsrSettings | None = None
     diarization: DiarizationSettings | None = None
     auth: Auth | None = None
+    gateway: GatewaySettings | None = None
     env: list[EnvVar] | None = Field(default=None, max_length=128)
     expected_dependencies: dict[str, str] | None = Field(
         default=None,
@@ -400,6 +421,12 @@ class ModelDeploymentSpec(ApiModel):
                     "!has(self.vllm) || self.engine == 'vllm'",
                     "vllm settings need engine vllm",
                     ".vllm",
+                ),
+                rule(
+                    "!has(self.gateway) || !has(self.gateway.balancing)"
+                    " || self.gateway.balancing != 'PrefixAffinity' || self.engine == 'vllm'",
+                    "gateway.balancing PrefixAffinity needs engine vllm (its prefix cache)",
+                    ".gateway.balancing",
                 ),
                 rule(
                     "!has(self.asr) || self.engine == 'nemo-asr'",

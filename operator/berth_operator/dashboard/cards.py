@@ -63,6 +63,7 @@ def card(md: dict[str, Any]) -> dict[str, Any]:
             "lastError": runtime.get("lastError"),
         },
         "endpoint": status.get("endpoint"),
+        "gatewayModel": status.get("gatewayModel"),
         "commands": {
             "scale to 0": f"kubectl scale {target} --replicas=0",
             "scale to 1": f"kubectl scale {target} --replicas=1",

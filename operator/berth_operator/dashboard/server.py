@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from berth_operator.dashboard.cards import card
 from berth_operator.dashboard.gpus import gpu_panel
+from berth_operator.dashboard.traffic import Panel, TrafficScraper
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -26,21 +28,27 @@ def _nothing(kind: str) -> list[dict[str, Any]]:
 
 
 class Dashboard:
-    """Serves cards of the resources in `list_resources()` and the GPU panel of the Nodes and
-    Pods in `list_objects(kind)`; `changed()` and `refresh_gpus()` push updates."""
+    """Serves cards of the resources in `list_resources()`, the GPU panel of the Nodes and
+    Pods in `list_objects(kind)`, and each model's requests (by its gateway name) from the
+    gateway's metrics; `changed()`, `refresh_gpus()` and `set_traffic()` push updates."""
 
     def __init__(
         self,
         list_resources: Callable[[], list[dict[str, Any]]],
         token: str | None = None,
         list_objects: ListObjects = _nothing,
+        traffic: Callable[[Callable[[Panel], None]], TrafficScraper] | None = None,
     ) -> None:
+        """`traffic`, given where to publish, makes the scraper of the gateway's metrics."""
         self.list_resources = list_resources
         self.list_objects = list_objects
         self.token = token
         self._listeners: set[asyncio.Queue[str]] = set()
         self._runner: web.AppRunner | None = None
         self._gpus_sent: dict[str, Any] | None = None
+        self._traffic: Panel = {}
+        self._scraper = traffic(self.set_traffic) if traffic else None
+        self._scraping: asyncio.Task[None] | None = None
 
     # ---- events from the operator ----------------------------------------------------------
 
@@ -64,6 +72,12 @@ class Dashboard:
         if panel != self._gpus_sent:
             self._gpus_sent = panel
             self._send("gpus", panel)
+
+    def set_traffic(self, panel: Panel) -> None:
+        """New request figures: sent to every open page when they changed."""
+        if panel != self._traffic:
+            self._traffic = panel
+            self._send("traffic", panel)
 
     def _send(self, event: str, data: dict[str, Any]) -> None:
         message = f"event: {event}\ndata: {json.dumps(data)}\n\n"
@@ -107,6 +121,9 @@ class Dashboard:
     async def api_gpus(self, request: web.Request) -> web.Response:
         return web.json_response(self.gpus())
 
+    async def api_traffic(self, request: web.Request) -> web.Response:
+        return web.json_response(self._traffic)
+
     async def api_events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
@@ -121,7 +138,7 @@ class Dashboard:
         self._publish_gpus(gpus)  # before this page listens: it gets the panel in its snapshot
         self._listeners.add(queue)
         try:
-            snapshot = {"items": self.cards(), "gpus": gpus}
+            snapshot = {"items": self.cards(), "gpus": gpus, "traffic": self._traffic}
             await response.write(f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n".encode())
             while True:
                 try:
@@ -142,6 +159,7 @@ class Dashboard:
                 web.get("/", self.index),
                 web.get("/api/modeldeployments", self.api_cards),
                 web.get("/api/gpus", self.api_gpus),
+                web.get("/api/traffic", self.api_traffic),
                 web.get("/api/events", self.api_events),
                 web.static("/static", STATIC),
             ]
@@ -152,8 +170,14 @@ class Dashboard:
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
+        if self._scraper is not None:
+            self._scraping = asyncio.create_task(self._scraper.run())
         logger.info("dashboard on http://%s:%d/", host, port)
 
     async def stop(self) -> None:
+        if self._scraping is not None:
+            self._scraping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scraping
         if self._runner:
             await self._runner.cleanup()

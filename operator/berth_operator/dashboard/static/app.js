@@ -1,9 +1,11 @@
-// The dashboard page: GPU panel and cards, from /api/events (SSE): a snapshot, then updates.
+// The dashboard page: GPU panel and cards (with each model's requests through the gateway),
+// from /api/events (SSE): a snapshot, then updates.
 "use strict";
 
 const token = new URLSearchParams(location.search).get("token");
 const withToken = (path) => (token ? `${path}?token=${encodeURIComponent(token)}` : path);
 const cards = new Map();
+let traffic = {};  // requests by gateway model name: {inFlight, perSecond}
 
 function text(tag, content, className) {
   const node = document.createElement(tag);
@@ -67,6 +69,8 @@ function render(card) {
 
   const facts = document.createElement("dl");
   row(facts, "Replicas", `${card.replicas.ready} ready of ${card.replicas.wanted}`);
+  const requests = traffic[card.gatewayModel];
+  if (requests) row(facts, "Requests", `${requests.inFlight} in flight · ${requests.perSecond}/s`, "requests");
   for (const gpu of card.runtime.gpus) {
     row(facts, `GPU ${gpu.index}`, `${gpu.name}: ${gpu.memoryUsedMiB} / ${gpu.memoryTotalMiB} MiB, ${gpu.utilizationPercent}% load, ${gpu.temperatureC} °C`);
   }
@@ -160,11 +164,13 @@ function connect() {
     cards.clear();
     const snapshot = JSON.parse(e.data);
     for (const card of snapshot.items) cards.set(card.key, card);
+    traffic = snapshot.traffic ?? {};
     status.textContent = "live";
     redraw();
     redrawGpus(snapshot.gpus);
   });
   events.addEventListener("gpus", (e) => { redrawGpus(JSON.parse(e.data)); });
+  events.addEventListener("traffic", (e) => { traffic = JSON.parse(e.data); redraw(); });
   events.addEventListener("update", (e) => { const card = JSON.parse(e.data); cards.set(card.key, card); redraw(); });
   events.addEventListener("delete", (e) => { cards.delete(JSON.parse(e.data).key); redraw(); });
   events.onerror = () => { status.textContent = "reconnecting…"; };

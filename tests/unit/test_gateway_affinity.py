@@ -1,0 +1,104 @@
+"""Prefix affinity's pure parts: the prompt's start, the ring's spread, the load bound, and
+which keys move when an endpoint leaves or joins."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from berth_gateway.affinity import bounded_pick, point, prompt_prefix, ring
+from berth_gateway.balancer import Balancer
+from berth_gateway.table import Endpoint
+
+ENDPOINTS = frozenset(Endpoint(f"10.0.0.{i}", 8000) for i in range(10))
+KEYS = [point(f"conversation {i}") for i in range(10_000)]
+
+
+def idle(endpoint: Endpoint) -> int:
+    return 0
+
+
+def owners(endpoints: frozenset[Endpoint]) -> list[Endpoint | None]:
+    placed = ring(endpoints)
+    return [bounded_pick(placed, key, idle, endpoints, 1.25) for key in KEYS]
+
+
+def test_the_prefix_is_the_start_of_the_chat_or_the_prompt() -> None:
+    chat = {
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": [{"type": "image_url"}, {"type": "text", "text": "hi"}]},
+        ]
+    }
+    assert prompt_prefix(chat, 1000) == "system\nYou are terse.\nuser\n<image_url>hi\n"
+    assert prompt_prefix(chat, 10) == "system\nYou"
+    assert prompt_prefix({"prompt": "Once upon a time"}, 4) == "Once"
+    assert prompt_prefix({"prompt": ["first", "second"]}, 100) == "first"
+    assert prompt_prefix({"prompt": [1, 2, 3]}, 100) == "1,2,3"
+    assert prompt_prefix({"input": "embed me"}, 100) is None
+    assert prompt_prefix(None, 100) is None
+
+
+def test_keys_spread_evenly_over_the_ring() -> None:
+    counts = Counter(owners(ENDPOINTS))
+    mean = len(KEYS) / len(ENDPOINTS)
+    assert set(counts) == ENDPOINTS
+    assert all(0.7 * mean < c < 1.3 * mean for c in counts.values()), counts
+
+
+def test_an_endpoint_that_leaves_moves_only_its_own_keys() -> None:
+    before = owners(ENDPOINTS)
+    gone = Endpoint("10.0.0.3", 8000)
+    after = owners(ENDPOINTS - {gone})
+    moved = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a]
+    assert moved and all(before[i] == gone for i in moved)
+    assert len(moved) == before.count(gone)
+    # and when it comes back, they come back: the ring depends on the set alone
+    assert owners(ENDPOINTS) == before
+
+
+def test_an_endpoint_that_joins_takes_about_its_share_from_the_others() -> None:
+    before = owners(ENDPOINTS)
+    new = Endpoint("10.0.0.99", 8000)
+    after = owners(ENDPOINTS | {new})
+    moved = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a]
+    assert all(after[i] == new for i in moved)
+    assert 0.5 / 11 < len(moved) / len(KEYS) < 1.5 / 11
+
+
+def test_one_hot_prefix_stays_under_the_load_bound() -> None:
+    """Every request carries the same key and none finishes: each pick keeps every endpoint at
+    or under ceil(c * requests / endpoints), and the key's own endpoint fills first."""
+    balancer = Balancer(load_factor=1.25)
+    endpoints = sorted(ENDPOINTS, key=lambda e: e.address)
+    key = point("the one system prompt everybody sends")
+    home = balancer.pick(endpoints, set(), key)
+    leases = []
+    for sent in range(1, 201):
+        chosen = balancer.pick(endpoints, set(), key)
+        assert chosen is not None
+        lease = balancer.lease(chosen)
+        lease.__enter__()
+        leases.append(lease)
+        bound = math.ceil(1.25 * sent / len(endpoints))
+        assert max(balancer.in_flight(e) for e in endpoints) <= bound
+    loads = {e: balancer.in_flight(e) for e in endpoints}
+    assert loads[home] == max(loads.values()) == math.ceil(1.25 * 200 / 10)
+    # the overflow fills the next endpoints clockwise, each up to the bound, not all of them
+    assert sorted(loads.values(), reverse=True)[:8] == [25] * 8 and sum(loads.values()) == 200
+    for lease in leases:
+        lease.__exit__(None, None, None)
+    assert balancer.pick(endpoints, set(), key) == home
+
+
+def test_tried_and_ejected_endpoints_are_passed_over() -> None:
+    balancer = Balancer(load_factor=1.25)
+    endpoints = sorted(ENDPOINTS, key=lambda e: e.address)
+    key = point("a prompt")
+    home = balancer.pick(endpoints, set(), key)
+    assert home is not None
+    second = balancer.pick(endpoints, {home}, key)
+    assert second not in (None, home)
+    balancer.eject(home)
+    assert balancer.pick(endpoints, set(), key) == second
+    assert balancer.pick([home], {home}, key) is None
