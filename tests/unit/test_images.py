@@ -16,6 +16,7 @@ from berth_operator.config import (
     DEFAULT_TAG,
     OperatorConfig,
 )
+from berth_operator.controller.security import RUN_AS_USER
 from packaging.requirements import Requirement
 
 from images import catalog, content
@@ -120,7 +121,8 @@ def test_the_venv_script_compiles_bytecode_and_never_downloads_a_python() -> Non
 @pytest.mark.parametrize("name", NAMES)
 def test_image_runs_as_the_non_root_user_and_copies_only_what_exists(name: str) -> None:
     text = dockerfile(name)
-    assert [args for step, args in instructions(text) if step == "USER"][-1] == "65532:65532"
+    user = [args for step, args in instructions(text) if step == "USER"][-1]
+    assert user == f"{RUN_AS_USER}:{RUN_AS_USER}", "the user the operator renders pods with"
     assert "RUN sh /opt/berth/build/debian-packages.sh" in text
     for source in content.copied_sources(text):
         assert (ROOT / source).exists(), source

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-RUN_AS_USER = 1000
+#: the user (and group) every Berth image runs as (their Dockerfiles' USER)
+RUN_AS_USER = 65532
 
 
 def restricted_pod_security() -> dict[str, Any]:
