@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 
 
@@ -89,6 +91,16 @@ def classify(
             f"the hub stopped sending {what} (no byte within huggingface_hub's read timeout, "
             "retries included); the Job retries",
             permanent=False,
+        )
+    if isinstance(error, PermissionError) or (
+        isinstance(error, OSError) and error.errno == errno.EROFS
+    ):
+        user = f"uid {os.getuid()}, gid {os.getgid()}"
+        return DownloadError(
+            "CacheNotWritable",
+            f"the download Job ({user}) cannot write {error.filename}: {error.strerror}; make the "
+            "cache volume writable by the pod's fsGroup (a storage class whose volumes apply "
+            f"fsGroup), or give the volume's directory to {user}",
         )
     if isinstance(error, TransportError | OSError):
         return DownloadError(
