@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null)
 
-.PHONY: setup venv binaries engines system-packages test test-unit test-oldest-kubernetes lint demo cluster-up cluster-down images clean
+.PHONY: setup venv binaries engines system-packages test test-images test-unit test-oldest-kubernetes lint demo cluster-up cluster-down images clean
 
 setup: venv system-packages binaries engines ## Python environments, control-plane binaries, test tools
 
@@ -23,17 +23,22 @@ binaries: ## etcd, Kubernetes (the real node's kubelet and kube-proxy too), kwok
 engines: venv ## each engine's environment from its image's lock file, once per lock, in ~/.cache/berth/envs
 	@for engine in pyannote nemo-asr vllm/cpu; do runtime_images/engine_env.sh $$engine >/dev/null || exit 1; done
 
-system-packages: ## Debian's Chromium (dashboard tests), espeak-ng (speech for the engine tests) and the real node's containerd, runc, CNI plugins, conntrack and umoci
+system-packages: ## Debian's Chromium (dashboard tests), espeak-ng (speech for the engine tests), the real node's containerd, runc, CNI plugins, conntrack and umoci, and buildah, mmdebstrap and docker-registry for the images
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
-	for tool in containerd runc conntrack umoci iptables; do \
+	for tool in containerd runc conntrack umoci iptables buildah mmdebstrap docker-registry; do \
 		command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "the tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
-test: setup ## lint and the whole test suite
+# What the tests run in containers on the real node (tests/incontainers/stack.py says why not all).
+TEST_IMAGES := operator downloader pyannote
+test-images: venv system-packages ## the images the tests run, built when their content changed, in the local registry
+	$(PY) -m images $(TEST_IMAGES)
+
+test: setup test-images ## lint and the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 

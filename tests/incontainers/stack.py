@@ -1,0 +1,156 @@
+"""Berth as a cluster runs it: its images, from the local registry, on a real node; the operator
+and the gateway installed by Helm; download Jobs and model servers in containers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from berth_operator.controller.security import RUN_AS_USER
+
+from images import base, build, catalog, registry
+from tests.cluster import ControlPlane
+from tests.cluster.helm import helm
+from tests.cluster.kubectl import Kubectl
+from tests.cluster.nodes import FakeNode
+from tests.cluster.realnode import LOCAL_REGISTRY, RealNode
+from tests.e2e.stack import TINY_MODELS
+from tests.engines.runner import tiny_model_dir
+from tests.hub.download import repo_from_directory
+from tests.hub.server import LocalHub
+from tests.operator_process import REPO, cache_volume_manifest
+
+# The images the tests run. vLLM's needs a GPU (its engine tests use its CPU build); NeMo's is
+# built by `make images` but not run here: a second 8 GB engine image, held by the builder, the
+# registry and the node, is more than the CI machine's disk takes (doc/operations.md).
+IMAGES = ("operator", "downloader", "pyannote")
+RELEASE, SYSTEM_NAMESPACE = "berth", "berth-system"
+
+
+class ImagesMissing(RuntimeError):
+    """An image of this tree is not in the local registry."""
+
+
+def registry_images(names: tuple[str, ...] = IMAGES) -> dict[str, str]:
+    """name -> reference in the local registry by content key, for the images this tree builds;
+    raises with the command that builds them when one is missing (or built from other files)."""
+    base_name = base.image_name()
+    found = {
+        name: f"{catalog.repository(name, f'{LOCAL_REGISTRY}/berth-dev')}:"
+        f"{build.key_of(name, base_name)}"
+        for name in names
+    }
+    missing = [name for name, ref in found.items() if registry.manifest_digest(ref) is None]
+    if missing:
+        raise ImagesMissing(
+            f"{', '.join(missing)}: no image of this tree in the local registry; "
+            f"run make images IMAGES='{' '.join(names)}' (as root)"
+        )
+    return found
+
+
+class ContainerStack:
+    """Start it, use `plane`, `kubectl`, `hub`, `node`; stop it. The real node is untainted: it
+    is the cluster's CPU node, and the kwok GPU nodes keep what asks for GPUs."""
+
+    def __init__(self, workdir: Path, namespace: str = "models") -> None:
+        self.images = registry_images()
+        self.workdir, self.namespace = workdir, namespace
+        self.node = RealNode(workdir=workdir / "node", taints=[])
+        self.plane: ControlPlane | None = None
+        self.hub = LocalHub(host=self.node.address)
+        self.cache_dir = workdir / "cache"
+
+    @property
+    def kubectl(self) -> Kubectl:
+        assert self.plane is not None
+        return Kubectl(self.plane, self.namespace)
+
+    def start(self) -> ContainerStack:
+        address = self.node.claim_host()
+        try:
+            self.plane = ControlPlane(
+                workdir=self.workdir / "cluster",
+                address=address,
+                nodes=[FakeNode("gpu-node-0", gpus=8), FakeNode("gpu-node-1", gpus=8)],
+            )
+            self.plane.start()
+            self.node.join(self.plane)
+            self.hub.start()
+            self._models_namespace()
+            self._install()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.hub.stop()
+        self.node.stop()
+        if self.plane:
+            self.plane.stop()
+        self.node.stop()
+
+    def __enter__(self) -> ContainerStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def publish_tiny_model(self, repo: str) -> None:
+        """Builds (once, cached) and publishes one of the tiny models on the local hub."""
+        engine, builder = TINY_MODELS[repo]
+        self.hub.add(repo_from_directory(repo, tiny_model_dir(engine, builder)))
+
+    def _models_namespace(self) -> None:
+        """The namespace of the tests' models: restricted Pod Security enforced, and a cache
+        volume on the node that the images' user owns, as an admin provides one."""
+        assert self.plane is not None
+        self.plane.kubectl("create", "namespace", self.namespace)
+        self.plane.kubectl(
+            "label", "namespace", self.namespace, "pod-security.kubernetes.io/enforce=restricted"
+        )
+        self.cache_dir.mkdir(parents=True)
+        os.chown(self.cache_dir, RUN_AS_USER, RUN_AS_USER)
+        volume = cache_volume_manifest(
+            f"cache-{self.namespace}", self.namespace, "berth-model-cache"
+        )
+        volume["spec"]["hostPath"]["path"] = str(self.cache_dir)
+        self.plane.apply(volume)
+
+    def helm_values(self) -> dict[str, Any]:
+        """The chart's values for this cluster: images from the local registry, the local hub."""
+        repository, _, tag = self.images["operator"].rpartition(":")
+        return {
+            "image": {"repository": repository, "tag": tag},
+            "engines": {
+                "images": {"pyannote": self.images["pyannote"]},
+                "downloaderImage": self.images["downloader"],
+            },
+            "hfEndpoint": self.hub.endpoint,
+            "resyncSeconds": 30,
+            "gateway": {"replicaCount": 1},
+        }
+
+    def _install(self) -> None:
+        """helm install, waiting for the operator's and the gateway's pods to be ready."""
+        assert self.plane is not None
+        values = self.workdir / "values.yaml"
+        values.write_text(json.dumps(self.helm_values()))
+        helm(
+            self.plane,
+            "install",
+            RELEASE,
+            str(REPO / "charts" / "berth"),
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--create-namespace",
+            "--values",
+            str(values),
+            "--wait",
+            "--timeout",
+            "5m",
+            timeout=330,
+        )
