@@ -219,6 +219,14 @@ def test_complete_job_is_100_percent_of_the_reported_total():
     assert silent["download"]["completedAt"] == "2026-11-26T10:00:00Z"
 
 
+def test_a_complete_download_before_the_deployment_exists_is_starting_not_failed():
+    name = job_name_of(md())
+    status = derive_status(observed(md(), job=job(name, "Complete")), CONFIG, NOW)
+    assert status["phase"] == "Starting"
+    assert conditions(status)["Stalled"]["status"] == "False"
+    assert conditions(status)["Ready"]["reason"] == "Downloaded"
+
+
 def test_the_operator_writes_every_status_key_but_the_model_servers():
     resource = md()
     status = derive_status(observed(resource, job=job(job_name_of(resource))), CONFIG, NOW)

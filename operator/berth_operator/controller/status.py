@@ -275,6 +275,8 @@ def phase(
     if observed.token_problem or observed.secret_problems:
         return "Failed"
     if observed.deployment is None:
+        if cache.ok:
+            return "Starting"  # the model server's Deployment is created in this very pass
         if cache.reason in WAITING_REASONS:
             return "Downloading" if cache.reason in DOWNLOADING_REASONS else "Pending"
         return "Failed"
