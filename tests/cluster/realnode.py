@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from tests.cluster.nodehost import (
     POD_CIDR,
     NodeHost,
     leftovers,
+    node_mounts,
 )
 from tests.cluster.nodes import REAL_NODE_LABEL, REAL_NODE_TAINT
 from tests.cluster.pki import write_client_cert
@@ -167,6 +169,10 @@ class RealNode:
             containerd.stop()
         self.processes.clear()
         self.host.release()
+        # images and their unpacked layers (GBs for an engine's) go with the node, once nothing
+        # of the node is mounted any more; the logs stay
+        if not node_mounts(self.workdir):
+            shutil.rmtree(self.workdir / "containerd" / "root", ignore_errors=True)
 
     def wait_for_service_rule(
         self, cluster_ip: str, port: int, endpoint: str, timeout: float = 30.0
