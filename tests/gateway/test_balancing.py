@@ -13,17 +13,23 @@ from tests.gateway.parts import endpoint_slice, http, model_deployment, wait_unt
 BODY = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
-def test_least_outstanding_requests_and_a_replica_killed(
-    kubectl: Kubectl, start_gateway: Any, stand_ins: Any
-) -> None:
+def two_replicas(kubectl: Kubectl, start_gateway: Any, stand_ins: Any, **spec: Any) -> tuple:
+    """Two stand-in replicas of the vLLM model "chat", and a gateway that sees both."""
     a, b = stand_ins("a"), stand_ins("b")
     kubectl.apply(
-        model_deployment("chat", "vllm"),
+        model_deployment("chat", "vllm", **spec),
         endpoint_slice("chat", a.address, a.port),
         endpoint_slice("chat", b.address, b.port),
     )
     gateway = start_gateway()
     gateway.wait_for_endpoints("chat", 2)
+    return a, b, gateway
+
+
+def test_least_outstanding_requests_and_a_replica_killed(
+    kubectl: Kubectl, start_gateway: Any, stand_ins: Any
+) -> None:
+    a, b, gateway = two_replicas(kubectl, start_gateway, stand_ins)
     url = gateway.url + "/v1/chat/completions"
     json_headers = {"Content-Type": "application/json"}
     held = {**json_headers, "X-Test-Hold": "1"}
@@ -65,16 +71,12 @@ def chat_with(system: str, user: str) -> bytes:
 def test_prefix_affinity_sticks_to_one_replica_under_a_load_bound(
     kubectl: Kubectl, start_gateway: Any, stand_ins: Any
 ) -> None:
-    a, b = stand_ins("a"), stand_ins("b")
-    kubectl.apply(
-        model_deployment(
-            "chat", "vllm", gateway={"balancing": "PrefixAffinity", "prefixChars": 64}
-        ),
-        endpoint_slice("chat", a.address, a.port),
-        endpoint_slice("chat", b.address, b.port),
+    a, b, gateway = two_replicas(
+        kubectl,
+        start_gateway,
+        stand_ins,
+        gateway={"balancing": "PrefixAffinity", "prefixChars": 64},
     )
-    gateway = start_gateway()
-    gateway.wait_for_endpoints("chat", 2)
     url = gateway.url + "/v1/chat/completions"
     json_headers = {"Content-Type": "application/json"}
     system = "You are the support assistant of a shop that sells bicycles. " * 3
