@@ -61,8 +61,22 @@ def extract(nemo_file: Path, scratch: Path) -> Path:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     with tarfile.open(nemo_file, "r:*") as archive:
-        archive.extractall(scratch, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(scratch, filter="data")
+        else:  # Debian 12's Python (3.11.2, the images') predates extraction filters
+            archive.extractall(scratch, members=plain_members(archive, nemo_file))
     return scratch
+
+
+def plain_members(archive: tarfile.TarFile, nemo_file: Path) -> list[tarfile.TarInfo]:
+    """The archive's members when all are files or directories under the extraction root, as a
+    `.nemo` holds; anything else (links, devices, absolute or `..` paths) refuses the archive."""
+    members = archive.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts:
+            raise ValueError(f"{nemo_file} holds {member.name!r}, which a .nemo never does")
+    return members
 
 
 def restore(nemo_file: Path, device: str, scratch: Path) -> Any:
