@@ -33,8 +33,8 @@ system-packages: ## Debian's Chromium (dashboard tests), espeak-ng (speech for t
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "the tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
 
-# What the tests run in containers on the real node (tests/incontainers/stack.py says why not all).
-TEST_IMAGES := operator downloader pyannote
+# What the tests run in containers on the real node (vLLM's image needs a GPU).
+TEST_IMAGES := operator downloader pyannote nemo-asr
 test-images: venv system-packages ## the images the tests run, built when their content changed, in the local registry
 	$(PY) -m images $(TEST_IMAGES)
 

@@ -308,6 +308,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   [{cri}.containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
+    # an engine image's compressed layers (GBs) go once unpacked: the disk holds one copy
+    discard_unpacked_layers = true
     [{cri}.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [{cri}.containerd.runtimes.runc.options]

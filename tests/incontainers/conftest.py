@@ -16,7 +16,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerStack]:
     """The stack, torn down after the package; the host is checked for anything left behind."""
     workdir = tmp_path_factory.mktemp("incontainers")
     with ContainerStack(workdir) as running:
-        running.publish_tiny_model("berth-test/tiny-diarization")
+        running.publish_tiny_models()
         yield running
     left = running.node.leftovers()
     assert not left, f"the real node left behind: {left}"

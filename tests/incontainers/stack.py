@@ -22,10 +22,8 @@ from tests.hub.download import repo_from_directory
 from tests.hub.server import LocalHub
 from tests.operator_process import REPO, cache_volume_manifest
 
-# The images the tests run. vLLM's needs a GPU (its engine tests use its CPU build); NeMo's is
-# built by `make images` but not run here: a second 8 GB engine image, held by the builder, the
-# registry and the node, is more than the CI machine's disk takes (doc/operations.md).
-IMAGES = ("operator", "downloader", "pyannote")
+# The images the tests run; vLLM's needs a GPU (its engine tests run its CPU build).
+IMAGES = ("operator", "downloader", "pyannote", "nemo-asr")
 RELEASE, SYSTEM_NAMESPACE = "berth", "berth-system"
 
 
@@ -99,10 +97,10 @@ class ContainerStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def publish_tiny_model(self, repo: str) -> None:
-        """Builds (once, cached) and publishes one of the tiny models on the local hub."""
-        engine, builder = TINY_MODELS[repo]
-        self.hub.add(repo_from_directory(repo, tiny_model_dir(engine, builder)))
+    def publish_tiny_models(self) -> None:
+        """Builds (once, cached) and publishes every tiny model on the local hub."""
+        for repo, (engine, builder) in TINY_MODELS.items():
+            self.hub.add(repo_from_directory(repo, tiny_model_dir(engine, builder)))
 
     def _models_namespace(self) -> None:
         """The namespace of the tests' models: restricted Pod Security enforced, and a cache
@@ -126,7 +124,10 @@ class ContainerStack:
         return {
             "image": {"repository": repository, "tag": tag},
             "engines": {
-                "images": {"pyannote": self.images["pyannote"]},
+                "images": {
+                    "pyannote": self.images["pyannote"],
+                    "nemo-asr": self.images["nemo-asr"],
+                },
                 "downloaderImage": self.images["downloader"],
             },
             "hfEndpoint": self.hub.endpoint,

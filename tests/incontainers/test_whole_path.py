@@ -3,6 +3,7 @@ models downloaded by the download Job's image and served by their engines' image
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import urllib.request
 from datetime import datetime
 from typing import Any
 
+import openai
 import pytest
 from berth_operator.controller.security import RUN_AS_USER
 
@@ -80,20 +82,27 @@ def test_the_operator_and_gateway_run_from_their_images(stack: ContainerStack) -
     assert all(c["ready"] for p in pods for c in p["status"]["containerStatuses"])
 
 
-def test_a_tiny_model_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kubectl) -> None:
-    kubectl.apply(tiny_model_manifest("diarization", "berth-test/tiny-diarization"))
-    # the first pull of the engine's image (8 GB) takes minutes
-    md = kubectl.wait_for("md", "diarization", condition_is("Ready"), timeout=600, interval=2)
-    row = table_rows(kubectl, "md")["diarization"]
-    assert (row["PHASE"], row["READY"], row["CACHE"]) == ("Ready", "1/1", "100%"), row
-    runtime = md["status"]["runtime"]
-    assert runtime["dependencies"]["pyannote.audio"]["version"]
-    assert runtime["details"]["device"] == "cpu"
-    (pod,) = kubectl.get("pods", None, "-l", "berth.dev/modeldeployment=diarization")["items"]
-    assert pod["spec"]["containers"][0]["image"] == stack.images["pyannote"]
-    assert pod["spec"]["nodeName"] == stack.node.name
-    split = timeline(kubectl, "diarization")
-    print("diarization: " + ", ".join(f"{k} {v:.1f} s" for k, v in split.items()))
+def test_tiny_models_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kubectl) -> None:
+    kubectl.apply(
+        tiny_model_manifest("diarization", "berth-test/tiny-diarization"),
+        tiny_model_manifest("canary", "berth-test/tiny-canary"),
+    )
+    for name, engine, library in (
+        ("diarization", "pyannote", "pyannote.audio"),
+        ("canary", "nemo-asr", "nemo_toolkit"),
+    ):
+        # the first pull of an engine's image (8 GB) takes minutes
+        md = kubectl.wait_for("md", name, condition_is("Ready"), timeout=600, interval=2)
+        row = table_rows(kubectl, "md")[name]
+        assert (row["PHASE"], row["READY"], row["CACHE"]) == ("Ready", "1/1", "100%"), row
+        runtime = md["status"]["runtime"]
+        assert runtime["dependencies"][library]["version"]
+        assert runtime["details"]["device"] == "cpu"
+        (pod,) = kubectl.get("pods", None, "-l", f"berth.dev/modeldeployment={name}")["items"]
+        assert pod["spec"]["containers"][0]["image"] == stack.images[engine]
+        assert pod["spec"]["nodeName"] == stack.node.name
+        split = timeline(kubectl, name)
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in split.items()))
 
     # through its own Service, then through the gateway's, which routes by the model field
     gateway = cluster_address(kubectl, f"{RELEASE}-gateway", SYSTEM_NAMESPACE)
@@ -107,9 +116,14 @@ def test_a_tiny_model_from_apply_to_an_answer(stack: ContainerStack, kubectl: Ku
         )
         with urllib.request.urlopen(request, timeout=120) as reply:
             assert json.loads(reply.read())["segments"]
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key="unused")
+    transcript = client.audio.transcriptions.create(
+        model="canary", file=("talk.wav", io.BytesIO(SPEECH), "audio/wav")
+    )
+    assert isinstance(transcript.text, str)
     models = json.loads(urllib.request.urlopen(gateway + "/v1/models", timeout=30).read())
-    (listed,) = [m for m in models["data"] if m["id"] == "diarization"]
-    assert listed["ready"] and listed["endpoints"] == 1, listed
+    listed = {m["id"]: (m["ready"], m["endpoints"]) for m in models["data"]}
+    assert listed == {"diarization": (True, 1), "canary": (True, 1)}, listed
 
 
 def _exec(kubectl: Kubectl, pod: str, *command: str) -> tuple[int, str]:
