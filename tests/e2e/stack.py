@@ -35,6 +35,12 @@ def tiny_model_manifest(name: str, repo: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def publish_tiny_models(hub: LocalHub) -> None:
+    """Builds (once, cached) and publishes every tiny model on `hub`."""
+    for repo, (engine, builder) in TINY_MODELS.items():
+        hub.add(repo_from_directory(repo, tiny_model_dir(engine, builder)))
+
+
 class LocalStack:
     """Start it, use `plane`, `kubectl`, `hub`, `agent`, `operator`; stop it."""
 
@@ -95,9 +101,7 @@ class LocalStack:
         self.stop()
 
     def publish_tiny_models(self) -> None:
-        """Builds (once, cached) and publishes every tiny model on the local hub."""
-        for repo, (engine, builder) in TINY_MODELS.items():
-            self.hub.add(repo_from_directory(repo, tiny_model_dir(engine, builder)))
+        publish_tiny_models(self.hub)
 
     def claim_directory(self) -> Path:
         """Where the local node keeps the cache claim's files."""

@@ -8,6 +8,7 @@ import pytest
 
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
+from tests.e2e.stack import publish_tiny_models
 from tests.incontainers.stack import ContainerStack
 
 
@@ -16,7 +17,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerStack]:
     """The stack, torn down after the package; the host is checked for anything left behind."""
     workdir = tmp_path_factory.mktemp("incontainers")
     with ContainerStack(workdir) as running:
-        running.publish_tiny_models()
+        publish_tiny_models(running.hub)
         yield running
     left = running.node.leftovers()
     assert not left, f"the real node left behind: {left}"

@@ -16,9 +16,6 @@ from tests.cluster.helm import helm
 from tests.cluster.kubectl import Kubectl
 from tests.cluster.nodes import FakeNode
 from tests.cluster.realnode import LOCAL_REGISTRY, RealNode
-from tests.e2e.stack import TINY_MODELS
-from tests.engines.runner import tiny_model_dir
-from tests.hub.download import repo_from_directory
 from tests.hub.server import LocalHub
 from tests.operator_process import REPO, cache_volume_manifest
 
@@ -89,18 +86,12 @@ class ContainerStack:
         self.node.stop()
         if self.plane:
             self.plane.stop()
-        self.node.stop()
 
     def __enter__(self) -> ContainerStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def publish_tiny_models(self) -> None:
-        """Builds (once, cached) and publishes every tiny model on the local hub."""
-        for repo, (engine, builder) in TINY_MODELS.items():
-            self.hub.add(repo_from_directory(repo, tiny_model_dir(engine, builder)))
 
     def _models_namespace(self) -> None:
         """The namespace of the tests' models: restricted Pod Security enforced, and a cache
