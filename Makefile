@@ -54,7 +54,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-demo: venv system-packages binaries engines ## a local cluster with fake GPU nodes, and what Berth does on it
+demo: setup test-images ## a local cluster (a real node, fake GPU nodes), Berth installed from its images, and what it does there
 	$(PY) -m demo
 
 cluster-up: venv binaries ## a control plane that stays up; then: eval "$$($(PY) -m tests.cluster env)"

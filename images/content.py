@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 from pathlib import Path
@@ -25,6 +26,14 @@ def copied_sources(dockerfile: str) -> list[str]:
         paths = [word for word in arguments if not word.startswith("--")]
         sources += paths[:-1]
     return sources
+
+
+def entrypoint(dockerfile: Path) -> tuple[str, ...]:
+    """The exec-form ENTRYPOINT of a Dockerfile."""
+    found = re.findall(r"^ENTRYPOINT\s+(\[.*\])\s*$", dockerfile.read_text(), re.MULTILINE)
+    if not found:
+        raise ValueError(f"{dockerfile} has no exec-form ENTRYPOINT")
+    return tuple(json.loads(found[-1]))
 
 
 def _files(root: Path, source: str) -> list[Path]:

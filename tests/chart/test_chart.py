@@ -11,11 +11,11 @@ import pytest
 import yaml
 from berth_operator.api.metadata import AUTOSCALER_LEASE
 
+from images import content
 from tests.cluster import ControlPlane
 from tests.cluster.helm import helm
 from tests.cluster.kubectl import Kubectl
 from tests.gateway.parts import GatewayProcess, wait_until
-from tests.nodeagent.images import dockerfile_entrypoint
 from tests.operator.helpers import phase_is
 from tests.operator_process import OperatorProcess, cache_volume_manifest
 
@@ -124,7 +124,7 @@ def test_every_pod_runs_what_its_image_holds_without_service_links():
     dockerfile = CHART.parents[1] / "operator" / "Dockerfile"
     for pod in pods:
         for container in pod["containers"]:
-            command = container.get("command") or dockerfile_entrypoint(dockerfile)
+            command = container.get("command") or content.entrypoint(dockerfile)
             module = command[command.index("-m") + 1]
             assert f"COPY operator/{module} /opt/berth/{module}" in dockerfile.read_text(), module
 

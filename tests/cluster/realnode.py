@@ -82,6 +82,31 @@ class RealNode:
             timeout=timeout,
         )
 
+    def pull(self, *references: str, timeout: float = 900) -> None:
+        """Pulls images through CRI, as the kubelet would, all at once (an image pre-puller)."""
+        pulls = [
+            subprocess.Popen(
+                [
+                    str(self.binaries.crictl),
+                    f"--image-endpoint=unix://{self.socket}",
+                    "pull",
+                    f"--pull-timeout={int(timeout)}s",
+                    reference,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for reference in references
+        ]
+        failed = []
+        for reference, pull in zip(references, pulls, strict=True):
+            output, _ = pull.communicate(timeout=timeout)
+            if pull.returncode != 0:
+                failed.append(f"{reference}: {output.strip()}")
+        if failed:
+            raise ControlPlaneError("pull failed: " + "; ".join(failed))
+
     def ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """ctr in containerd's k8s.io namespace (the one CRI uses)."""
         return subprocess.run(

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from berth_operator.api.metadata import MANAGED_BY, MANAGED_BY_LABEL
 from berth_operator.controller.security import RUN_AS_USER
 
 from images import base, build, catalog, registry
@@ -17,11 +21,13 @@ from tests.cluster.kubectl import Kubectl
 from tests.cluster.nodes import FakeNode
 from tests.cluster.realnode import LOCAL_REGISTRY, RealNode
 from tests.hub.server import LocalHub
-from tests.operator_process import REPO, cache_volume_manifest
+from tests.operator_process import REPO, OperatorProcess, cache_volume_manifest
+from tests.realnode.waiting import wait_until
 
 # The images the tests run; vLLM's needs a GPU (its engine tests run its CPU build).
 IMAGES = ("operator", "downloader", "pyannote", "nemo-asr")
 RELEASE, SYSTEM_NAMESPACE = "berth", "berth-system"
+CACHE_CLAIM = "berth-model-cache"  # the chart's cache.claimName
 
 
 class ImagesMissing(RuntimeError):
@@ -50,9 +56,12 @@ class ContainerStack:
     """Start it, use `plane`, `kubectl`, `hub`, `node`; stop it. The real node is untainted: it
     is the cluster's CPU node, and the kwok GPU nodes keep what asks for GPUs."""
 
-    def __init__(self, workdir: Path, namespace: str = "models") -> None:
+    def __init__(
+        self, workdir: Path, namespace: str = "models", values: dict[str, Any] | None = None
+    ) -> None:
         self.images = registry_images()
         self.workdir, self.namespace = workdir, namespace
+        self.values = values or {}
         self.node = RealNode(workdir=workdir / "node", taints=[])
         self.plane: ControlPlane | None = None
         self.hub = LocalHub(host=self.node.address)
@@ -103,9 +112,7 @@ class ContainerStack:
         )
         self.cache_dir.mkdir(parents=True)
         os.chown(self.cache_dir, RUN_AS_USER, RUN_AS_USER)
-        volume = cache_volume_manifest(
-            f"cache-{self.namespace}", self.namespace, "berth-model-cache"
-        )
+        volume = cache_volume_manifest(f"cache-{self.namespace}", self.namespace, CACHE_CLAIM)
         volume["spec"]["hostPath"]["path"] = str(self.cache_dir)
         self.plane.apply(volume)
 
@@ -124,6 +131,7 @@ class ContainerStack:
             "hfEndpoint": self.hub.endpoint,
             "resyncSeconds": 30,
             "gateway": {"replicaCount": 1},
+            **self.values,
         }
 
     def _install(self) -> None:
@@ -146,3 +154,72 @@ class ContainerStack:
             "5m",
             timeout=330,
         )
+
+    def system(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """kubectl in Berth's own namespace."""
+        assert self.plane is not None
+        return self.plane.kubectl("-n", SYSTEM_NAMESPACE, *args, timeout=timeout)
+
+    def service_address(self, service: str, namespace: str | None = None) -> str:
+        """http://CLUSTER-IP:PORT of a Service (the models' namespace by default), as kube-proxy
+        routes it from this host."""
+        assert self.plane is not None
+        found = self.plane.kubectl(
+            "-n", namespace or self.namespace, "get", "service", service, "-o", "json"
+        )
+        spec = json.loads(found.stdout)["spec"]
+        return f"http://{spec['clusterIP']}:{spec['ports'][0]['port']}"
+
+    def gateway_address(self) -> str:
+        """The gateway's Service, the one address of every model."""
+        return self.service_address(f"{RELEASE}-gateway", SYSTEM_NAMESPACE)
+
+    def pull_engine_images(self) -> None:
+        """Puts the download Job's and the engines' images on the node beforehand, as a
+        cluster's image pre-puller does, so that a test's timings are not an 8 GB pull."""
+        self.node.pull(*(ref for name, ref in self.images.items() if name != "operator"))
+
+    def clear_models(self, timeout: float = 120) -> None:
+        """Deletes every ModelDeployment of the namespace and waits until what Berth made for
+        them (Deployments, Services, download Jobs, pods) is gone too; the cache stays."""
+        self.kubectl("delete", "md", "--all", "--wait=true", timeout=timeout)
+        made_by_berth = f"{MANAGED_BY_LABEL}={MANAGED_BY[MANAGED_BY_LABEL]}"
+
+        def gone() -> bool:
+            left = self.kubectl(
+                "get", "deployments,services,jobs,pods", "-l", made_by_berth, "-o", "name"
+            )
+            return not left.stdout.strip()
+
+        wait_until(gone, "the objects of deleted models gone", timeout=timeout)
+
+    @contextmanager
+    def operator_on_host(self) -> Iterator[OperatorProcess]:
+        """The chart's operator scaled to zero, and the same configuration run as a process of
+        this host, for tests that kill it at will (the kubelet paces a pod's restarts with its
+        back-off); the chart's operator is back when the block ends."""
+        name = RELEASE  # the chart's operator Deployment
+        deployment = json.loads(self.system("get", "deployment", name, "-o", "json").stdout)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        self.system("scale", "deployment", name, "--replicas=0")
+        self.system(
+            "wait",
+            "--for=delete",
+            "pod",
+            "-l",
+            "app.kubernetes.io/name=berth-operator",
+            "--timeout=60s",
+            timeout=70,
+        )
+        assert self.plane is not None
+        workdir = self.workdir / "operator-on-host"
+        workdir.mkdir(exist_ok=True)
+        process = OperatorProcess(self.plane, workdir, extra_env=env)
+        try:
+            process.start()
+            yield process
+        finally:
+            process.stop()
+            self.system("scale", "deployment", name, "--replicas=1")
+            self.system("rollout", "status", "deployment", name, "--timeout=120s", timeout=130)

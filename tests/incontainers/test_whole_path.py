@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import urllib.request
-from datetime import datetime
-from typing import Any
 
 import openai
-import pytest
 from berth_operator.controller.security import RUN_AS_USER
 
 from tests.cluster.kubectl import Kubectl, condition_is, table_rows
-from tests.e2e.stack import tiny_model_manifest
 from tests.engines.forms import multipart
 from tests.engines.speech import conversation, wav_bytes
-from tests.hub.download import MiB, bytes_on_disk, throttled_repo
-from tests.incontainers.stack import RELEASE, SYSTEM_NAMESPACE, ContainerStack
+from tests.incontainers.stack import SYSTEM_NAMESPACE, ContainerStack
+from tests.incontainers.timeline import apply_to_ready
+from tests.incontainers.tiny_models import tiny_model_manifest
 from tests.realnode.traces import PodTraces
 from tests.realnode.waiting import wait_until
-
-# the stack's start and the first pull of the engine's image (8 GB) take minutes
-pytestmark = pytest.mark.timeout(900)
 
 SPEECH = wav_bytes(
     conversation(
@@ -35,40 +27,6 @@ SPEECH = wav_bytes(
         ]
     )
 )
-
-
-def _time(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def cluster_address(kubectl: Kubectl, service: str, namespace: str | None = None) -> str:
-    """http://CLUSTER-IP:PORT of a Service, as kube-proxy routes it from this host."""
-    args = ("-n", namespace) if namespace else ()
-    spec = json.loads(kubectl(*args, "get", "service", service, "-o", "json").stdout)["spec"]
-    return f"http://{spec['clusterIP']}:{spec['ports'][0]['port']}"
-
-
-def timeline(kubectl: Kubectl, name: str) -> dict[str, float]:
-    """Seconds from apply to Ready of one model, split: the download Job (pull included), the
-    server image's pull, the container's start, the model's load (to the runtime's report)."""
-    md = kubectl.get("md", name)
-    job = kubectl.get("job", md["status"]["download"]["job"])["status"]
-    (pod,) = kubectl.get("pods", None, "-l", f"berth.dev/modeldeployment={name}")["items"]
-    selector = f"involvedObject.name={pod['metadata']['name']}"
-    events = {
-        e["reason"]: _time(e.get("lastTimestamp") or e["eventTime"])
-        for e in kubectl.get("events", None, "--field-selector", selector)["items"]
-    }
-    started = _time(pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"])
-    ready = _time(md["status"]["runtime"]["updatedAt"])
-    created = _time(md["metadata"]["creationTimestamp"])
-    return {
-        "download": (_time(job["completionTime"]) - _time(job["startTime"])).total_seconds(),
-        "pull": (events["Pulled"] - events.get("Pulling", events["Pulled"])).total_seconds(),
-        "start": (started - events["Pulled"]).total_seconds(),
-        "load": (ready - started).total_seconds(),
-        "total": (ready - created).total_seconds(),
-    }
 
 
 def test_the_operator_and_gateway_run_from_their_images(stack: ContainerStack) -> None:
@@ -101,13 +59,13 @@ def test_tiny_models_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kub
         (pod,) = kubectl.get("pods", None, "-l", f"berth.dev/modeldeployment={name}")["items"]
         assert pod["spec"]["containers"][0]["image"] == stack.images[engine]
         assert pod["spec"]["nodeName"] == stack.node.name
-        split = timeline(kubectl, name)
+        split = apply_to_ready(kubectl, name)
         print(f"{name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in split.items()))
 
     # through its own Service, then through the gateway's, which routes by the model field
-    gateway = cluster_address(kubectl, f"{RELEASE}-gateway", SYSTEM_NAMESPACE)
+    gateway = stack.gateway_address()
     for url, fields in (
-        (cluster_address(kubectl, "diarization"), {}),
+        (stack.service_address("diarization"), {}),
         (gateway, {"model": "diarization"}),
     ):
         body, headers = multipart(fields, SPEECH)
@@ -148,52 +106,6 @@ def test_the_cache_is_written_by_the_download_and_read_only_for_servers(
     assert code != 0 and "Read-only file system" in output, output
     code, output = _exec(kubectl, pod["metadata"]["name"], "id", "-u")
     assert (code, output.strip()) == (0, str(RUN_AS_USER))
-
-
-def _running_download_container(kubectl: Kubectl, md: str) -> dict[str, Any]:
-    job = kubectl.get("md", md)["status"]["download"]["job"]
-    for pod in kubectl.get("pods", None, "-l", f"job-name={job}")["items"]:
-        for status in pod["status"].get("containerStatuses") or []:
-            if "running" in status["state"]:
-                return {"pod": pod["metadata"]["name"], **status}
-    raise LookupError("no running download container")
-
-
-def test_a_download_killed_at_half_resumes_in_the_next_pod(
-    stack: ContainerStack, kubectl: Kubectl
-) -> None:
-    largest = 12 * MiB
-    repo = stack.hub.add(throttled_repo("faults/kill-half", [2, 4, 6, 12], 1.5 * MiB))
-    total = sum(len(c) for c in repo.files.values())
-    kubectl.apply(
-        {
-            "apiVersion": "berth.dev/v1alpha1",
-            "kind": "ModelDeployment",
-            "metadata": {"name": "kill-half"},
-            "spec": {"engine": "pyannote", "model": {"repo": repo.repo_id}, "replicas": 0},
-        }
-    )
-    repo_dir = stack.cache_dir / "models--faults--kill-half"
-    wait_until(
-        lambda: repo_dir.exists() and bytes_on_disk(repo_dir) >= total // 2,
-        "download at 50 %",
-        timeout=120,
-    )
-    container = _running_download_container(kubectl, "kill-half")
-    inspected = stack.node.crictl("inspect", container["containerID"].split("://")[1])
-    os.kill(json.loads(inspected.stdout)["info"]["pid"], signal.SIGKILL)
-    on_disk, responses_before = bytes_on_disk(repo_dir), len(stack.hub.responses)
-    done_at_kill = {p for p in repo.files if (repo_dir / "blobs" / repo.etag(p)).exists()}
-
-    md = kubectl.wait_for("md", "kill-half", condition_is("CacheReady"), timeout=180)
-    after = stack.hub.responses[responses_before:]
-    refetched = sum(r["sent"] for r in after) - (total - on_disk)
-    assert refetched < largest, f"{refetched} bytes fetched twice"
-    assert done_at_kill, "the kill came before any file was complete"
-    assert not {r["path"].rsplit("/", 1)[1] for r in after} & done_at_kill
-    assert md["status"]["download"]["bytesDone"] == total
-    killed = kubectl.get("pod", container["pod"])["status"]["containerStatuses"][0]["state"]
-    assert killed["terminated"]["exitCode"] == 137
 
 
 def test_deleting_a_model_leaves_nothing_on_the_node(

@@ -20,7 +20,6 @@ from berth_operator.controller.security import RUN_AS_USER
 from packaging.requirements import Requirement
 
 from images import catalog, content
-from tests.nodeagent.images import dockerfile_entrypoint
 
 ROOT = catalog.ROOT
 IMAGES = ROOT / "runtime_images"
@@ -71,7 +70,7 @@ def test_engine_dockerfile_labels_its_expected_dependencies_and_runs_the_server(
     assert json.loads(re.search(r"expected-dependencies='(.*)'", text)[1]) == json.loads(
         (IMAGES / engine / "expected.json").read_text()
     )
-    assert dockerfile_entrypoint(ROOT / catalog.DOCKERFILES[engine]) == (
+    assert content.entrypoint(ROOT / catalog.DOCKERFILES[engine]) == (
         "python",
         "-m",
         "berth_runtime.server",

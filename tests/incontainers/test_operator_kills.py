@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.e2e.stack import LocalStack
 from tests.hub.download import tiny_repo
+from tests.incontainers.stack import CACHE_CLAIM, ContainerStack
+from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 REPOS = [f"kills/model-{i}" for i in range(4)]
@@ -38,7 +40,18 @@ def settled(item: dict[str, Any]) -> bool:
     ) not in (None, "Downloading")
 
 
-def test_operator_killed_at_random_points_loses_nothing(stack: LocalStack) -> None:
+@pytest.fixture(scope="module")
+def operator(stack: ContainerStack) -> Iterator[OperatorProcess]:
+    """The operator as a process of this host, to be killed at will; the chart's is back, and
+    this module's resources are gone, after the module."""
+    with stack.operator_on_host() as process:
+        yield process
+    stack.clear_models()
+
+
+def test_operator_killed_at_random_points_loses_nothing(
+    stack: ContainerStack, operator: OperatorProcess
+) -> None:
     for repo in REPOS:
         stack.hub.add(tiny_repo(repo, weights_mib=1))
     chance = random.Random(20261126)
@@ -46,17 +59,15 @@ def test_operator_killed_at_random_points_loses_nothing(stack: LocalStack) -> No
     claim_uid = None
     for kill in range(KILLS):
         time.sleep(chance.uniform(0.2, 2.5))
-        stack.operator.kill()
+        operator.kill()
         if kill == 2:  # edits while it is down: the next start must see them
             stack.kubectl("scale", "md", "md-03", "--replicas=0")
             stack.kubectl("patch", "md", "md-07", "--type=merge", "-p", '{"spec":{"replicas":2}}')
-        stack.operator.start()
+        operator.start()
         if claim_uid is None:
-            claim = stack.kubectl("get", "pvc", stack.config.cache_claim_name, check=False)
+            claim = stack.kubectl("get", "pvc", CACHE_CLAIM, check=False)
             if claim.returncode == 0:
-                claim_uid = stack.kubectl.get("pvc", stack.config.cache_claim_name)["metadata"][
-                    "uid"
-                ]
+                claim_uid = stack.kubectl.get("pvc", CACHE_CLAIM)["metadata"]["uid"]
 
     deadline = time.monotonic() + 180
     while True:
@@ -82,7 +93,11 @@ def test_operator_killed_at_random_points_loses_nothing(stack: LocalStack) -> No
             if e["name"] == "BERTH_MODEL_REPO"
         )
         assert owners == {f"md-{i:02d}" for i in range(COUNT) if REPOS[i % len(REPOS)] == repo}
-    weights = [r for r in stack.hub.responses if r["path"].endswith("model.safetensors")]
+    weights = [
+        r
+        for r in stack.hub.responses
+        if r["path"].endswith("model.safetensors") and "/kills/" in r["path"]
+    ]
     assert len(weights) == len(REPOS), "a model was downloaded twice"
     # every resource has its children, with the latest spec
     for name, item in by_name.items():
@@ -97,5 +112,5 @@ def test_operator_killed_at_random_points_loses_nothing(stack: LocalStack) -> No
     assert phases.count("Pending") >= 1
     assert all(p in ("Starting", "Pending", "Stopped", "Degraded") for p in phases), phases
     # the cache claim was never recreated, and nothing of the cache was deleted
-    assert stack.kubectl.get("pvc", stack.config.cache_claim_name)["metadata"]["uid"] == claim_uid
-    assert len(list(stack.claim_directory().glob("models--kills--*"))) == len(REPOS)
+    assert stack.kubectl.get("pvc", CACHE_CLAIM)["metadata"]["uid"] == claim_uid
+    assert len(list(stack.cache_dir.glob("models--kills--*"))) == len(REPOS)

@@ -1,5 +1,5 @@
-"""Faults on the real path (downloads and servers run on the local node): nothing is lost, and
-status tells the truth."""
+"""Faults on the real path (download Jobs and model servers in their images on the real node):
+nothing is lost, and status tells the truth."""
 
 from __future__ import annotations
 
@@ -10,23 +10,25 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.stack import LocalStack
+from tests.cluster.kubectl import condition_is
 from tests.hub.download import MiB, bytes_on_disk, throttled_repo, tiny_repo
 from tests.hub.server import Faults
+from tests.incontainers.stack import ContainerStack
+from tests.realnode.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
-OPERATOR_ENV = {"BERTH_DOWNLOAD_STALL_SECONDS": "20"}
 
 
 @pytest.fixture(autouse=True)
-def remove_models(stack: LocalStack) -> Iterator[None]:
+def remove_models(stack: ContainerStack) -> Iterator[None]:
     """Each test's resources go after it, and with them their model servers."""
     yield
-    stack.kubectl("delete", "md", "--all", "--wait=false")
+    stack.clear_models()
 
 
 def model(name: str, repo: str, engine: str = "pyannote", **model_spec: Any) -> dict[str, Any]:
@@ -59,47 +61,48 @@ def download_reason(md: dict[str, Any]) -> str | None:
     return next(c["reason"] for c in status["conditions"] if c["type"] == "CacheReady")
 
 
-def download_pod(stack: LocalStack, md_name: str) -> str:
-    job = stack.kubectl.get("md", md_name)["status"]["download"]["job"]
-    pods = stack.kubectl.get("pods", None, "-l", f"job-name={job}")["items"]
-    running = [p for p in pods if p["status"].get("phase") in ("Pending", "Running")]
-    return running[0]["metadata"]["name"]
+def running_download_container(stack: ContainerStack, md: str) -> dict[str, Any]:
+    job = stack.kubectl.get("md", md)["status"]["download"]["job"]
+    for pod in stack.kubectl.get("pods", None, "-l", f"job-name={job}")["items"]:
+        for status in pod["status"].get("containerStatuses") or []:
+            if "running" in status["state"]:
+                return {"pod": pod["metadata"]["name"], **status}
+    raise LookupError("no running download container")
 
 
-def test_download_pod_killed_at_half_resumes_without_refetching(stack: LocalStack) -> None:
+def test_a_download_killed_at_half_resumes_in_the_next_pod(stack: ContainerStack) -> None:
     # Files end at different times, so the kill finds some complete and one in flight: only
     # that one may be fetched again, and less than all of it (partial files are resumed).
     largest = 12 * MiB
     repo = stack.hub.add(throttled_repo("faults/kill-half", [2, 4, 6, 12], 1.5 * MiB))
     total = sum(len(c) for c in repo.files.values())
-    stack.kubectl.apply(model("kill-half", repo.repo_id))
-    repo_dir = stack.claim_directory() / "models--faults--kill-half"
-    deadline = time.monotonic() + 60
-    while not repo_dir.exists() or bytes_on_disk(repo_dir) < total // 2:
-        assert time.monotonic() < deadline, "the download did not reach 50 %"
-        time.sleep(0.05)
-    pod = download_pod(stack, "kill-half")
-    process = stack.agent.runner_for(stack.namespace, pod).containers[0].popen
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    manifest = model("kill-half", repo.repo_id)
+    manifest["spec"]["replicas"] = 0  # the download alone
+    stack.kubectl.apply(manifest)
+    repo_dir = stack.cache_dir / "models--faults--kill-half"
+    wait_until(
+        lambda: repo_dir.exists() and bytes_on_disk(repo_dir) >= total // 2,
+        "download at 50 %",
+        timeout=120,
+    )
+    container = running_download_container(stack, "kill-half")
+    inspected = stack.node.crictl("inspect", container["containerID"].split("://")[1])
+    os.kill(json.loads(inspected.stdout)["info"]["pid"], signal.SIGKILL)
     on_disk, responses_before = bytes_on_disk(repo_dir), len(stack.hub.responses)
     done_at_kill = {p for p in repo.files if (repo_dir / "blobs" / repo.etag(p)).exists()}
 
-    md = stack.kubectl.wait_for("md", "kill-half", cache_ready, timeout=120)
+    md = stack.kubectl.wait_for("md", "kill-half", condition_is("CacheReady"), timeout=180)
     after = stack.hub.responses[responses_before:]
     refetched = sum(r["sent"] for r in after) - (total - on_disk)
     assert refetched < largest, f"{refetched} bytes fetched twice"
     assert done_at_kill, "the kill came before any file was complete"
-    refetched_files = {r["path"].rsplit("/", 1)[1] for r in after}
-    assert not refetched_files & done_at_kill, "finished files were fetched again"
-    download = md["status"]["download"]
-    assert download["bytesDone"] == download["bytesTotal"] == total
-    assert download["percent"] == 100
-    killed = stack.kubectl.get("pod", pod)["status"]["containerStatuses"][0]["state"]
+    assert not {r["path"].rsplit("/", 1)[1] for r in after} & done_at_kill
+    assert md["status"]["download"]["bytesDone"] == total
+    killed = stack.kubectl.get("pod", container["pod"])["status"]["containerStatuses"][0]["state"]
     assert killed["terminated"]["exitCode"] == 137
 
 
-def test_api_server_restart_mid_download(stack: LocalStack) -> None:
+def test_api_server_restart_mid_download(stack: ContainerStack) -> None:
     repo = stack.hub.add(throttled_repo("faults/apiserver", [4, 8, 12], 1.5 * MiB))
     total = sum(len(c) for c in repo.files.values())
     sent_before = stack.hub.bytes_sent
@@ -108,6 +111,7 @@ def test_api_server_restart_mid_download(stack: LocalStack) -> None:
     while stack.hub.bytes_sent - sent_before < total // 4:
         assert time.monotonic() < deadline, "the download did not start"
         time.sleep(0.05)
+    assert stack.plane is not None
     outage = stack.plane.restart_apiserver(down_seconds=3)
 
     md = stack.kubectl.wait_for("md", "apiserver-restart", cache_ready, timeout=120)
@@ -126,7 +130,7 @@ def test_api_server_restart_mid_download(stack: LocalStack) -> None:
     ],
 )
 def test_hub_refusals_fail_the_download_with_their_reason(
-    stack: LocalStack, case: str, reason: str
+    stack: ContainerStack, case: str, reason: str
 ) -> None:
     repo_id = f"faults/{case}"
     extra: dict[str, Any] = {}
@@ -163,13 +167,13 @@ def retrying(md: dict[str, Any]) -> bool:
     [
         ("server-error", Faults(status=500), "NetworkError"),
         # the hub sends headers, then nothing: huggingface_hub's retries resume from where
-        # they were and get nothing either; the stall watchdog (20 s for this stack's
-        # operator, BERTH_DOWNLOAD_STALL_SECONDS) fails the attempt
+        # they were and get nothing either; the stall watchdog (the chart's
+        # downloadStallSeconds, STALL_SECONDS in this package's conftest) fails the attempt
         ("stall", Faults(stall_after=0), "Stalled"),
     ],
 )
 def test_hub_errors_a_retry_may_fix_show_while_the_job_retries(
-    stack: LocalStack, case: str, faults: Faults, reason: str
+    stack: ContainerStack, case: str, faults: Faults, reason: str
 ) -> None:
     repo = stack.hub.add(tiny_repo(f"faults/{case}", weights_mib=4))
     repo.faults = faults
@@ -185,7 +189,7 @@ def test_hub_errors_a_retry_may_fix_show_while_the_job_retries(
     assert md["status"]["download"]["percent"] == 100
 
 
-def test_cache_volume_too_small_for_the_model(stack: LocalStack) -> None:
+def test_cache_volume_too_small_for_the_model(stack: ContainerStack) -> None:
     repo = tiny_repo("faults/huge")
     repo.claimed_sizes["model.safetensors"] = 1 << 60  # an exabyte: no volume holds it
     stack.hub.add(repo)
@@ -194,14 +198,14 @@ def test_cache_volume_too_small_for_the_model(stack: LocalStack) -> None:
         "md", "too-big-for-cache", lambda m: download_reason(m) is not None, timeout=90
     )
     assert download_reason(md) == "InsufficientStorage"
-    assert not list(stack.claim_directory().glob("models--faults--huge/blobs/*"))
+    assert not list(stack.cache_dir.glob("models--faults--huge/blobs/*"))
 
 
 def runtime(md: dict[str, Any]) -> dict[str, Any]:
     return (md.get("status") or {}).get("runtime") or {}
 
 
-def server_pod(stack: LocalStack, md_name: str) -> dict[str, Any]:
+def server_pod(stack: ContainerStack, md_name: str) -> dict[str, Any]:
     """The live model-server pod of a resource ({} while there is none)."""
     pods = stack.kubectl.get("pods", None, "-l", f"berth.dev/modeldeployment={md_name}")["items"]
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -216,7 +220,7 @@ def seconds_between(earlier: str, later: str) -> float:
     return (end - start).total_seconds()
 
 
-def test_runtime_failing_to_load_reports_within_30_s(stack: LocalStack) -> None:
+def test_runtime_failing_to_load_reports_within_30_s(stack: ContainerStack) -> None:
     stack.hub.add(tiny_repo("faults/not-a-pipeline"))
     stack.kubectl.apply(model("load-fails", "faults/not-a-pipeline"))
     stack.kubectl.wait_for("md", "load-fails", cache_ready, timeout=60)
@@ -241,19 +245,28 @@ def test_runtime_failing_to_load_reports_within_30_s(stack: LocalStack) -> None:
     assert condition(md, "Ready")["reason"] == error["reason"]
 
 
-def test_runtime_token_cannot_patch_another_model_deployment(stack: LocalStack) -> None:
+def service_account_token(stack: ContainerStack, pod: dict[str, Any]) -> str | None:
+    """The token the kubelet mounted into a pod, read from the node (the container may be
+    restarting; the pod's volume is there as long as the pod is)."""
+    if "uid" not in pod["metadata"]:
+        return None
+    volumes = stack.node.workdir / "kubelet" / "pods" / pod["metadata"]["uid"] / "volumes"
+    tokens = list(volumes.glob("kubernetes.io~projected/*/token"))
+    return tokens[0].read_text() if tokens else None
+
+
+def test_runtime_token_cannot_patch_another_model_deployment(
+    stack: ContainerStack, tmp_path: Path
+) -> None:
     stack.hub.add(tiny_repo("faults/token"))
     stack.kubectl.apply(model("token-owner", "faults/token"), model("token-victim", "faults/token"))
     stack.kubectl.wait_for("md", "token-owner", cache_ready, timeout=60)
     deadline = time.monotonic() + 60
-    while (
-        runner := stack.agent.runner_for(
-            stack.namespace, server_pod(stack, "token-owner")["metadata"]["name"]
-        )
-    ) is None or not (runner.workdir / "kubeconfig").exists():
+    while (token := service_account_token(stack, server_pod(stack, "token-owner"))) is None:
         assert time.monotonic() < deadline, "the server pod did not start"
         time.sleep(0.5)
-    kubeconfig = runner.workdir / "kubeconfig"
+    assert stack.plane is not None
+    kubeconfig = stack.plane.write_kubeconfig(tmp_path / "kubeconfig", token, stack.namespace)
 
     def patch(name: str) -> subprocess.CompletedProcess[str]:
         return stack.plane.kubectl(
