@@ -32,10 +32,13 @@ def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def show(stack: ContainerStack, *args: str) -> None:
-    """Prints a kubectl command in the models' namespace and its output."""
-    print(f"$ kubectl -n {stack.namespace} {' '.join(args)}")
-    print(stack.kubectl(*args).stdout.rstrip(), flush=True)
+def show(stack: ContainerStack, *args: str, namespace: str | None = None) -> None:
+    """Prints a kubectl command and its output: in the models' namespace unless told, with no
+    namespace for "" (cluster-scoped objects)."""
+    assert stack.plane is not None
+    where = ("-n", namespace or stack.namespace) if namespace != "" else ()
+    print(f"$ kubectl {' '.join((*where, *args))}")
+    print(stack.plane.kubectl(*where, *args).stdout.rstrip(), flush=True)
 
 
 def watch_until_ready(stack: ContainerStack, names: tuple[str, ...], timeout: float) -> float:
@@ -93,8 +96,8 @@ def ask_the_models(stack: ContainerStack) -> None:
 
 def run(stack: ContainerStack) -> None:
     print(f"up at {stack.plane.server if stack.plane else '?'}")
-    show(stack, "get", "nodes", "-L", "nvidia.com/gpu.product,nvidia.com/gpu.count")
-    show(stack, "get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide")
+    show(stack, "get", "nodes", "-L", "nvidia.com/gpu.product,nvidia.com/gpu.count", namespace="")
+    show(stack, "get", "pods", "-o", "wide", namespace=SYSTEM_NAMESPACE)
 
     say("Publishing two tiny random models on the local hub (built once, then cached)")
     publish_tiny_models(stack.hub)
