@@ -13,6 +13,7 @@ from berth_operator.api.metadata import AUTOSCALER_LEASE
 
 from images import content
 from tests.cluster import ControlPlane
+from tests.cluster.binaries import pinned_versions
 from tests.cluster.helm import helm
 from tests.cluster.kubectl import Kubectl
 from tests.gateway.parts import GatewayProcess, wait_until
@@ -22,7 +23,8 @@ from tests.operator_process import OperatorProcess, cache_volume_manifest
 CHART = Path(__file__).resolve().parents[2] / "charts" / "berth"
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 EXAMPLES = CHART.parents[1] / "examples"
-KUBE_VERSION = "1.34.4"
+# lint and render for the Kubernetes the tests run (make test-oldest-kubernetes: the oldest)
+KUBE_VERSION = pinned_versions()["KUBERNETES_VERSION"].removeprefix("v")
 
 # name -> --set values; each is rendered and compared with snapshots/<name>.yaml
 RENDERINGS = {
