@@ -157,23 +157,21 @@ def plain_deployment_start(client: Client, kubectl: Kubectl) -> float:
             },
         }
     )
+
+    def scale(replicas: int) -> None:
+        client.patch(
+            Deployment.Scale,
+            "plain",
+            {"spec": {"replicas": replicas}},
+            namespace=NAMESPACE,
+            patch_type=PatchType.MERGE,
+        )
+
     started = time.perf_counter()
-    client.patch(
-        Deployment.Scale,
-        "plain",
-        {"spec": {"replicas": 1}},
-        namespace=NAMESPACE,
-        patch_type=PatchType.MERGE,
-    )
+    scale(1)
     wait(lambda: pod_state(client, labels)[2], "ready plain pod")
     elapsed = time.perf_counter() - started
-    client.patch(
-        Deployment.Scale,
-        "plain",
-        {"spec": {"replicas": 0}},
-        namespace=NAMESPACE,
-        patch_type=PatchType.MERGE,
-    )
+    scale(0)
     wait(lambda: pod_state(client, labels)[0] is None, "no plain pod")
     return elapsed
 

@@ -61,6 +61,18 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _add_number(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    variable: str,
+    default: float,
+    help: str | None = None,
+) -> None:
+    """A numeric option whose default comes from `variable`, else `default` (and its type)."""
+    kind = type(default)
+    parser.add_argument(flag, type=kind, default=kind(_env(variable, str(default))), help=help)
+
+
 def parse_args(argv: list[str] | None = None) -> GatewayConfig:
     """The command line, whose defaults come from BERTH_GATEWAY_* variables."""
     defaults = GatewayConfig()
@@ -72,10 +84,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         help="namespace to watch (repeatable); default: all namespaces",
     )
     parser.add_argument("--bind", default=_env("BERTH_GATEWAY_BIND", defaults.bind))
-    parser.add_argument("--port", type=int, default=int(_env("BERTH_GATEWAY_PORT", "8000")))
-    parser.add_argument(
-        "--metrics-port", type=int, default=int(_env("BERTH_GATEWAY_METRICS_PORT", "9091"))
-    )
+    _add_number(parser, "--port", "BERTH_GATEWAY_PORT", defaults.port)
+    _add_number(parser, "--metrics-port", "BERTH_GATEWAY_METRICS_PORT", defaults.metrics_port)
     parser.add_argument(
         "--keys-secret",
         default=os.environ.get("BERTH_GATEWAY_KEYS_SECRET") or None,
@@ -86,27 +96,23 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         "--keys-namespace",
         default=_env("BERTH_GATEWAY_KEYS_NAMESPACE", _env("POD_NAMESPACE", "default")),
     )
-    parser.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=int(_env("BERTH_GATEWAY_MAX_BODY_BYTES", str(defaults.max_body_bytes))),
+    _add_number(parser, "--max-body-bytes", "BERTH_GATEWAY_MAX_BODY_BYTES", defaults.max_body_bytes)
+    _add_number(
+        parser, "--connect-timeout", "BERTH_GATEWAY_CONNECT_TIMEOUT", defaults.connect_timeout
     )
-    parser.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=float(_env("BERTH_GATEWAY_CONNECT_TIMEOUT", str(defaults.connect_timeout))),
-    )
-    parser.add_argument(
+    _add_number(
+        parser,
         "--upstream-timeout",
-        type=float,
-        default=float(_env("BERTH_GATEWAY_UPSTREAM_TIMEOUT", str(defaults.upstream_timeout))),
-        help="seconds an upstream may stay silent (before its answer starts, or between chunks)",
+        "BERTH_GATEWAY_UPSTREAM_TIMEOUT",
+        defaults.upstream_timeout,
+        "seconds an upstream may stay silent (before its answer starts, or between chunks)",
     )
-    parser.add_argument(
+    _add_number(
+        parser,
         "--hold-timeout",
-        type=float,
-        default=float(_env("BERTH_GATEWAY_HOLD_TIMEOUT", str(defaults.hold_timeout))),
-        help="seconds a request waits for an autoscaled model to come up (503 after)",
+        "BERTH_GATEWAY_HOLD_TIMEOUT",
+        defaults.hold_timeout,
+        "seconds a request waits for an autoscaled model to come up (503 after)",
     )
     parser.add_argument(
         "--lease-namespace",
@@ -118,23 +124,19 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         default=_env("POD_NAME", f"{socket.gethostname()}-{os.getpid()}"),
         help="this replica's name in the Leases (default: the pod's name)",
     )
-    parser.add_argument(
-        "--lease-seconds",
-        type=int,
-        default=int(_env("BERTH_GATEWAY_LEASE_SECONDS", str(defaults.lease_seconds))),
-    )
-    parser.add_argument(
+    _add_number(parser, "--lease-seconds", "BERTH_GATEWAY_LEASE_SECONDS", defaults.lease_seconds)
+    _add_number(
+        parser,
         "--autoscale-interval",
-        type=float,
-        default=float(_env("BERTH_GATEWAY_AUTOSCALE_INTERVAL", str(defaults.autoscale_interval))),
+        "BERTH_GATEWAY_AUTOSCALE_INTERVAL",
+        defaults.autoscale_interval,
     )
-    parser.add_argument(
+    _add_number(
+        parser,
         "--affinity-load-factor",
-        type=float,
-        default=float(
-            _env("BERTH_GATEWAY_AFFINITY_LOAD_FACTOR", str(defaults.affinity_load_factor))
-        ),
-        help="PrefixAffinity models: an endpoint over this times the average load in flight is "
+        "BERTH_GATEWAY_AFFINITY_LOAD_FACTOR",
+        defaults.affinity_load_factor,
+        "PrefixAffinity models: an endpoint over this times the average load in flight is "
         "passed over (at least 1)",
     )
     parser.add_argument("--log-level", default=_env("BERTH_LOG_LEVEL", "INFO"))

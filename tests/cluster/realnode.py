@@ -68,31 +68,27 @@ class RealNode:
 
     def crictl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """crictl against the node's containerd."""
-        endpoint = f"unix://{self.socket}"
         return subprocess.run(
-            [
-                str(self.binaries.crictl),
-                f"--runtime-endpoint={endpoint}",
-                f"--image-endpoint={endpoint}",
-                "--timeout=20s",
-                *args,
-            ],
+            self._crictl_command("--timeout=20s", *args),
             capture_output=True,
             text=True,
             timeout=timeout,
         )
 
+    def _crictl_command(self, *args: str) -> list[str]:
+        endpoint = f"unix://{self.socket}"
+        return [
+            str(self.binaries.crictl),
+            f"--runtime-endpoint={endpoint}",
+            f"--image-endpoint={endpoint}",
+            *args,
+        ]
+
     def pull(self, *references: str, timeout: float = 900) -> None:
         """Pulls images through CRI, as the kubelet would, all at once (an image pre-puller)."""
         pulls = [
             subprocess.Popen(
-                [
-                    str(self.binaries.crictl),
-                    f"--image-endpoint=unix://{self.socket}",
-                    "pull",
-                    f"--pull-timeout={int(timeout)}s",
-                    reference,
-                ],
+                self._crictl_command("pull", f"--pull-timeout={int(timeout)}s", reference),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

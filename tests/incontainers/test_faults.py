@@ -19,6 +19,7 @@ from tests.cluster.kubectl import condition_is
 from tests.hub.download import MiB, bytes_on_disk, throttled_repo, tiny_repo
 from tests.hub.server import Faults
 from tests.incontainers.stack import ContainerStack
+from tests.operator.helpers import model_deployment
 from tests.realnode.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -32,16 +33,10 @@ def remove_models(stack: ContainerStack) -> Iterator[None]:
 
 
 def model(name: str, repo: str, engine: str = "pyannote", **model_spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "berth.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "engine": engine,
-            "model": {"repo": repo, **model_spec},
-            "resources": {"gpus": 0},
-        },
-    }
+    """A resource on the CPU (the real node); `model_spec` goes into spec.model."""
+    manifest = model_deployment(name, engine, repo, resources={"gpus": 0})
+    manifest["spec"]["model"].update(model_spec)
+    return manifest
 
 
 def condition(md: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.hub.download import tiny_repo
 from tests.incontainers.stack import CACHE_CLAIM, ContainerStack
+from tests.operator.helpers import model_deployment
 from tests.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
@@ -21,16 +22,10 @@ KILLS = 6
 
 
 def manifest(index: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "berth.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": f"md-{index:02d}"},
-        "spec": {
-            "engine": "pyannote",
-            "model": {"repo": REPOS[index % len(REPOS)]},
-            "resources": {"gpus": 1},  # on the fake GPU nodes: 16 GPUs for 20 replicas
-        },
-    }
+    # on the fake GPU nodes: 16 GPUs for 20 replicas
+    return model_deployment(
+        f"md-{index:02d}", "pyannote", REPOS[index % len(REPOS)], resources={"gpus": 1}
+    )
 
 
 def settled(item: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from tests.engines.runner import tiny_model_dir
 from tests.hub.download import repo_from_directory
 from tests.hub.server import LocalHub
+from tests.operator.helpers import model_deployment
 
 # repo -> (engine, builder script in tests/engines)
 TINY_MODELS = {
@@ -16,15 +17,10 @@ TINY_MODELS = {
 }
 
 
-def tiny_model_manifest(name: str, repo: str, **spec: Any) -> dict[str, Any]:
+def tiny_model_manifest(name: str, repo: str) -> dict[str, Any]:
     """A ModelDeployment of a tiny model on the CPU (gpus 0): it lands on the real node."""
     engine = TINY_MODELS[repo][0]
-    return {
-        "apiVersion": "berth.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {"engine": engine, "model": {"repo": repo}, "resources": {"gpus": 0}, **spec},
-    }
+    return model_deployment(name, engine, repo, resources={"gpus": 0})
 
 
 def publish_tiny_models(hub: LocalHub) -> None:
