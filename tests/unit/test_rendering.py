@@ -46,7 +46,7 @@ def test_cpu_deployment_has_no_gpu_request_nor_gpu_toleration():
     pod = render_deployment(resource, CONFIG, SERVED)["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"] == {
         "limits": {"cpu": "4", "memory": "16Gi"},
-        "requests": {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "67584Mi"},
+        "requests": {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "66Gi"},
     }
     assert pod["tolerations"] == []
 
@@ -87,9 +87,9 @@ def test_runtime_pods_are_offline_restricted_and_mount_the_cache_read_only():
     ("engine", "model_bytes", "size"),
     [
         ("nemo-asr", 6_400_000_000, "10200Mi"),  # canary-1b-v2's .nemo unpacked, plus 4 GiB
-        ("nemo-asr", None, "12288Mi"),  # an unknown size counts as 8 GiB
-        ("vllm", 62 * 2**30, "4096Mi"),  # caches only: vLLM reads the weights in place
-        ("pyannote", 2**30, "1024Mi"),
+        ("nemo-asr", None, "12Gi"),  # an unknown size counts as 8 GiB
+        ("vllm", 62 * 2**30, "4Gi"),  # caches only: vLLM reads the weights in place
+        ("pyannote", 2**30, "1Gi"),
     ],
 )
 def test_every_engine_has_a_sized_tmp_and_requests_it(engine, model_bytes, size):

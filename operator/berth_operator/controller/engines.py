@@ -21,14 +21,8 @@ from berth_operator.api.podenv import (
 
 PROBE_PERIOD_SECONDS = 10
 GIB = 2**30
-MIB = 2**20
 #: the size assumed for a model whose download reported none (canary-1b-v2's .nemo is ~6 GB)
 UNKNOWN_MODEL_BYTES = 8 * GIB
-
-
-def quantity(size: int) -> str:
-    """Bytes as a Kubernetes quantity, rounded up to a MiB."""
-    return f"{math.ceil(size / MIB)}Mi"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from berth_operator.api.metadata import REVISION_ANNOTATION
 from berth_operator.api.podenv import API_KEYS_VARIABLE, ServerEnv
 from berth_operator.config import OperatorConfig, library_env
 from berth_operator.controller.cache import cache_claim_name
-from berth_operator.controller.engines import ENGINES, engine_settings, quantity
+from berth_operator.controller.engines import ENGINES, engine_settings
 from berth_operator.controller.naming import runtime_account_name, server_labels, server_selector
+from berth_operator.controller.quantities import byte_quantity, canonical_quantity
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.security import (
     restricted_container_security,
@@ -65,16 +66,19 @@ def _env(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> li
 
 
 def _resources(md: ModelDeployment, served: ServedModel) -> dict[str, Any]:
-    """GPU, cpu and memory from the spec; ephemeral storage for the engine's /tmp."""
+    """GPU, cpu and memory from the spec; ephemeral storage for the engine's /tmp; every
+    quantity in the API server's canonical form."""
     res = md.spec.resources
     limits: dict[str, str] = {}
     if res.gpus:
         limits[res.gpu_resource_name] = str(res.gpus)
     for key, value in (("cpu", res.cpu), ("memory", res.memory)):
         if value is not None:
-            limits[key] = str(value)
+            limits[key] = canonical_quantity(value)
     requests = {k: v for k, v in limits.items() if k in ("cpu", "memory")}
-    requests["ephemeral-storage"] = quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
+    requests["ephemeral-storage"] = byte_quantity(
+        ENGINES[md.spec.engine].tmp_bytes(served.model_bytes)
+    )
     return {"limits": limits, "requests": requests}
 
 
@@ -83,7 +87,7 @@ def _volumes(
 ) -> tuple[list[dict], list[dict]]:
     """Volumes and mounts: the cache read-only, a size-limited /tmp (a start killed midway
     leaves its files there for the next), /dev/shm for multi-GPU vLLM."""
-    tmp_limit = quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
+    tmp_limit = byte_quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
     volumes: list[dict[str, Any]] = [
         {
             "name": "cache",
