@@ -21,8 +21,8 @@ from tests.gateway.parts import (
     local_address,
     model_deployment,
 )
+from tests.operator_process import install_crd
 
-REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
 
 
@@ -54,10 +54,7 @@ def routed_gateway(
         raise SystemExit("this machine has no address but loopback, which EndpointSlices refuse")
     with tempfile.TemporaryDirectory() as tmp, ControlPlane(workdir=Path(tmp) / "cluster") as plane:
         work = Path(tmp)
-        plane.kubectl(
-            "apply", "--server-side", "-f", str(REPO / "crds" / "modeldeployments.berth.dev.yaml")
-        )
-        plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.berth.dev")
+        install_crd(plane)
         plane.kubectl("create", "namespace", NAMESPACE)
         started: list[StandIn] = []
         gateway = None

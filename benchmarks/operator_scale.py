@@ -20,9 +20,7 @@ from pathlib import Path
 import yaml
 
 from tests.cluster import ControlPlane, FakeNode
-from tests.operator_process import OperatorProcess, cache_volume_manifest
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.operator_process import OperatorProcess, cache_volume_manifest, install_crd
 
 
 def bench_nodes() -> list[FakeNode]:
@@ -180,8 +178,7 @@ def main() -> None:
         print(f"baseline: {args.count} plain Deployments running in {baseline:.1f} s", flush=True)
         plane.kubectl("delete", "namespace", "baseline", "--timeout=600s", timeout=620)
 
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.berth.dev")
+        install_crd(plane)
         plane.kubectl("create", "namespace", "bench")
         plane.apply(cache_volume_manifest("bench-cache", "bench", "berth-model-cache"))
         operator = OperatorProcess(plane, plane.workdir, extra_env={"BERTH_RESYNC_SECONDS": "60"})

@@ -44,9 +44,8 @@ from tests.gateway.parts import (
     local_address,
     model_deployment,
 )
-from tests.operator_process import OperatorProcess, cache_volume_manifest
+from tests.operator_process import OperatorProcess, cache_volume_manifest, install_crd
 
-REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
 BODY = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode()
 JSON = {"Content-Type": "application/json"}
@@ -185,8 +184,7 @@ def main() -> None:
         raise SystemExit("this machine has no address but loopback, which EndpointSlices refuse")
     with tempfile.TemporaryDirectory() as tmp, ControlPlane(workdir=Path(tmp) / "cluster") as plane:
         work = Path(tmp)
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.berth.dev")
+        install_crd(plane)
         operator = OperatorProcess(plane, work)
         operator.start()
         stand_in = StandIn(address, work, "a")

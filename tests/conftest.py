@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
-from tests.operator_process import OperatorProcess, cache_volume_manifest
+from tests.operator_process import OperatorProcess, cache_volume_manifest, install_crd
 
 
 @pytest.fixture(scope="session")
@@ -38,16 +37,10 @@ def kubectl(cluster: ControlPlane, namespace: str) -> Kubectl:
     return Kubectl(cluster, namespace)
 
 
-CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "modeldeployments.berth.dev.yaml"
-
-
 @pytest.fixture(scope="session")
 def crd(cluster: ControlPlane) -> None:
     """The ModelDeployment CRD, installed from crds/ and Established."""
-    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.berth.dev", "--timeout=30s"
-    )
+    install_crd(cluster)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,15 @@ from tests.cluster.controlplane import free_port
 from tests.cluster.processes import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
+CRD_FILE = REPO / "crds" / "modeldeployments.berth.dev.yaml"
+
+
+def install_crd(cluster: ControlPlane) -> None:
+    """The ModelDeployment CRD, installed from crds/ and Established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/modeldeployments.berth.dev", "--timeout=30s"
+    )
 
 
 def cache_volume_manifest(name: str, namespace: str, claim: str) -> dict[str, Any]:
@@ -57,6 +66,7 @@ class OperatorProcess:
         )
         env = {
             **self.cluster.env(),
+            "KUBECONFIG": str(self.cluster.operator_kubeconfig),
             "BERTH_RESYNC_SECONDS": "30",
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from tests.cluster.audit import OPERATOR_USER, write_policy
 from tests.cluster.binaries import CLUSTER_DIR, Binaries
 from tests.cluster.nodes import KWOK_ANNOTATION, FakeNode, default_nodes
 from tests.cluster.pki import write_client_cert, write_pki
@@ -76,6 +77,7 @@ class ControlPlane:
     ports: dict[str, int] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    operator_token: str = field(default_factory=lambda: secrets.token_hex(16))
     startup_seconds: float = 0.0
     address: str = LOOPBACK
 
@@ -84,6 +86,16 @@ class ControlPlane:
     @property
     def kubeconfig(self) -> Path:
         return self.workdir / "kubeconfig"
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        """Credentials of the operator's own user (cluster admin), whose writes are audited."""
+        return self.workdir / "operator.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """The operator's writes, one JSON line each (tests/cluster/audit.py reads it)."""
+        return self.workdir / "logs" / "audit.log"
 
     @property
     def server(self) -> str:
@@ -247,6 +259,7 @@ class ControlPlane:
             "address": self.address,
             "ports": self.ports,
             "admin_token": self.admin_token,
+            "operator_token": self.operator_token,
             "processes": [
                 {"name": p.name, "pid": p.pid, "log": str(p.log)} for p in self.processes
             ],
@@ -261,6 +274,7 @@ class ControlPlane:
         plane.ports = state["ports"]
         plane.address = state.get("address", LOOPBACK)
         plane.admin_token = state["admin_token"]
+        plane.operator_token = state.get("operator_token", "")
         plane.processes = [
             ManagedProcess(name=p["name"], pid=p["pid"], log=Path(p["log"]))
             for p in state["processes"]
@@ -279,9 +293,12 @@ class ControlPlane:
         self.ports["apiserver"] = free_port(self.address)
         (self.workdir / "tokens.csv").write_text(
             f'{self.admin_token},admin,admin-uid,"system:masters"\n'
+            f'{self.operator_token},{OPERATOR_USER},{OPERATOR_USER}-uid,"system:masters"\n'
         )
         (self.workdir / "tokens.csv").chmod(0o600)
         self.write_kubeconfig(self.kubeconfig, self.admin_token)
+        self.write_kubeconfig(self.operator_kubeconfig, self.operator_token)
+        write_policy(self.workdir / "audit-policy.yaml")
 
     def _launch(self, name: str, argv: list[str]) -> None:
         log = self.workdir / "logs" / f"{name}.log"
@@ -359,6 +376,11 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
+            f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
+            "--audit-log-maxbackup=1",
             "--profiling=false",
             "--v=1",
             *(self._kubelet_client_args() if self.serves_real_node else []),
