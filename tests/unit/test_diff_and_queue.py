@@ -16,6 +16,12 @@ def test_contains_ignores_server_added_fields_but_not_changes():
     assert not contains({"flag": 1}, {"flag": True})
 
 
+def test_an_empty_list_or_map_matches_the_field_the_api_server_dropped():
+    assert contains({"spec": {}}, {"spec": {"tolerations": [], "nodeSelector": {}}})
+    assert not contains({"spec": {"tolerations": [{"key": "a"}]}}, {"spec": {"tolerations": []}})
+    assert not contains({"spec": {}}, {"spec": {"tolerations": [{"key": "a"}]}})
+
+
 def test_queue_deduplicates_and_retries_failures():
     async def scenario():
         queue = WorkQueue(max_backoff=0.05)

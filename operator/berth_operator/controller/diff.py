@@ -9,8 +9,11 @@ def contains(observed: Any, desired: Any) -> bool:
     """True when every field of `desired` has the same value in `observed`.
 
     Fields the server added (defaults, status, metadata) are ignored; lists must match
-    element by element. This keeps the operator from writing when nothing changed.
+    element by element. An empty list or map matches a missing field, as the API server drops
+    empty ones (`tolerations: []`). This keeps the operator from writing when nothing changed.
     """
+    if desired in ([], {}) and observed is None:
+        return True
     if isinstance(desired, dict):
         return isinstance(observed, dict) and all(
             contains(observed.get(key), value) for key, value in desired.items()
