@@ -242,19 +242,23 @@ def build_registry(
     def queue_depth(**_: Any) -> int:
         return len(operator.queue)
 
+    # Event handlers are coroutines: kopf runs plain functions in a thread pool, and the store
+    # and the work queue belong to the event loop.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def model_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def model_deployment_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         operator.on_model_deployment(type, body)
 
     if operator.dashboard is not None:  # the GPU panel is the only reader of Nodes
 
         @kopf.on.event("", "v1", "nodes", registry=registry)
-        def node_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        async def node_event(type: str | None, body: kopf.Body, **_: Any) -> None:
             operator.on_node(type, body)
 
     for group, version, plural, kind in CHILDREN:
 
-        def child_event(type: str | None, body: kopf.Body, _kind: str = kind, **_: Any) -> None:
+        async def child_event(
+            type: str | None, body: kopf.Body, _kind: str = kind, **_: Any
+        ) -> None:
             operator.on_child(_kind, type, body)
 
         kopf.on.event(
