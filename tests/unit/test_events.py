@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from berth_operator.config import OperatorConfig
-from berth_operator.controller.events import EventRecorder, render_event, transitions
+from berth_operator.controller.events import (
+    EventRecorder,
+    Transition,
+    render_event,
+    transitions,
+)
 from berth_operator.controller.status import derive_status
 
 from tests.unit.factories import job, md, observed
@@ -17,11 +22,28 @@ def status_of(resource, **parts):
     return derive_status(observed(resource, **parts), CONFIG, "2026-12-02T10:00:00Z")
 
 
-def test_first_pass_posts_each_condition_but_a_quiet_stalled():
+def test_a_healthy_start_posts_its_milestones_not_its_steps():
     first = status_of(md())
-    changes = transitions(None, first["conditions"])
-    assert {c.type for c in changes} == {"Ready", "CacheReady", "PodsReady", "RuntimeReady"}
-    assert all(not c.warning for c in changes), "waiting for the download is no warning"
+    assert transitions(None, first["conditions"]) == [], "waiting for the download is no news"
+    resource = md(status={"conditions": first["conditions"]})
+    name = observed(resource).download.job_name
+    downloading = status_of(resource, job=job(name, report={"bytesDone": 1, "bytesTotal": 10}))
+    assert transitions(resource.status.conditions, downloading["conditions"]) == []
+    resource = md(status={"conditions": downloading["conditions"]})
+    done = status_of(resource, job=job(name, "Complete"))
+    changes = transitions(resource.status.conditions, done["conditions"])
+    assert [(c.type, c.status, c.reason) for c in changes] == [("CacheReady", "True", "Downloaded")]
+    assert not changes[0].warning
+
+
+def test_the_way_out_of_a_failure_is_posted():
+    resource = md(status={"conditions": status_of(md())["conditions"]})
+    name = observed(resource).download.job_name
+    failed = md(status={"conditions": status_of(resource, job=job(name, "Failed"))["conditions"]})
+    again = status_of(failed, job=job(name, report={"bytesDone": 1, "bytesTotal": 10}))
+    changes = {c.type: c for c in transitions(failed.status.conditions, again["conditions"])}
+    assert changes["CacheReady"].reason == "Downloading" and not changes["CacheReady"].warning
+    assert changes["Stalled"].status == "False"
 
 
 def test_a_new_message_alone_is_no_transition():
@@ -58,7 +80,7 @@ def test_events_are_rate_limited_per_resource():
 
     now = [0.0]
     recorder = EventRecorder(create, burst=3, refill_seconds=10, clock=lambda: now[0])
-    changes = transitions(None, status_of(md())["conditions"])  # four of them
+    changes = [Transition("CacheReady", "False", f"Failure{i}", "") for i in range(4)]
 
     assert asyncio.run(recorder.record(md(), changes, "t")) == 3, "the burst, then nothing"
     assert asyncio.run(recorder.record(md(name="other"), changes, "t")) == 3, "per resource"

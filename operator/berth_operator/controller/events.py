@@ -1,8 +1,12 @@
-"""Kubernetes Events on a ModelDeployment, one per condition transition (`kubectl describe md`).
+"""Kubernetes Events on a ModelDeployment, one per notable condition transition
+(`kubectl describe md`).
 
 A transition is a change of a condition's status or reason; a new message alone (download
-percentages) is not one. Events are rate-limited per resource, like client-go's spam filter, and
-never in the way: a failed write is logged and the reconcile goes on.
+percentages) is not one. It is notable when it is a failure, a condition turning True (a
+milestone: Downloaded, ModelServing), or the way out of a failure; steps of a healthy start
+(DownloadPending, Downloading, Starting...) are in status only: at a thousand resources they
+were most of the operator's writes. Events are rate-limited per resource, like client-go's spam
+filter, and never in the way: a failed write is logged and the reconcile goes on.
 """
 
 from __future__ import annotations
@@ -70,29 +74,30 @@ class Transition:
         return self.status != "True" and self.reason not in PROGRESS_REASONS
 
 
+def _was_warning(condition: Condition | None) -> bool:
+    if condition is None:
+        return False
+    return Transition(condition.type, condition.status, condition.reason, "").warning
+
+
 def transitions(before: list[Condition] | None, after: list[dict[str, Any]]) -> list[Transition]:
-    """Conditions of `after` whose status or reason differs from `before`. A condition seen for
-    the first time counts, except a quiet False of Stalled or ModelNameConflict."""
+    """The notable conditions of `after` whose status or reason differs from `before`: a
+    failure, a condition turning True, or one leaving a failure."""
     old = {c.type: c for c in before or []}
     found = []
     for condition in after:
         previous = old.get(condition["type"])
-        if (
-            previous is None
-            and condition["type"] in ABNORMAL_TRUE
-            and condition["status"] == "False"
-        ):
-            continue
         if previous and (previous.status, previous.reason) == (
             condition["status"],
             condition["reason"],
         ):
             continue
-        found.append(
-            Transition(
-                condition["type"], condition["status"], condition["reason"], condition["message"]
-            )
+        change = Transition(
+            condition["type"], condition["status"], condition["reason"], condition["message"]
         )
+        milestone = change.status == "True" and change.type not in ABNORMAL_TRUE
+        if change.warning or milestone or _was_warning(previous):
+            found.append(change)
     return found
 
 
