@@ -220,8 +220,11 @@ def build_registry(
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
         settings.posting.enabled = False
         settings.watching.server_timeout = 300
-        settings.batching.worker_limit = 64
-        settings.batching.idle_timeout = 5
+        # kopf gives every object a worker that lives `idle_timeout` after its last event; a
+        # cap on live workers paced a burst of new objects to `worker_limit` per idle_timeout.
+        # The handlers only file the event, so workers are cheap: no cap, short idling.
+        settings.queueing.worker_limit = None
+        settings.queueing.idle_timeout = 1.0
 
         await operator.prefill(namespaces)
         operator.start()
