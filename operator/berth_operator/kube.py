@@ -68,7 +68,8 @@ class Kube:
     @property
     def client(self) -> AsyncClient:
         if self._client is None:
-            self._client = AsyncClient(field_manager=FIELD_MANAGER)
+            # HTTP/2, as client-go: one connection carries every concurrent request.
+            self._client = AsyncClient(field_manager=FIELD_MANAGER, http2=True)
         return self._client
 
     async def list(

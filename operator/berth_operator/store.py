@@ -1,4 +1,5 @@
-"""The operator's view of the cluster: the latest copy of each watched object, indexed by label."""
+"""The operator's view of the cluster: the latest copy of each watched object, indexed by label
+and by owner."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ def _resource_version(obj: dict[str, Any]) -> int:
         return 0
 
 
+def _owner_uids(obj: dict[str, Any]) -> set[str]:
+    return {ref["uid"] for ref in obj["metadata"].get("ownerReferences") or [] if ref.get("uid")}
+
+
 class Store:
     """Objects by kind and (namespace, name); fed by watch events and by the initial listing.
     Cluster-scoped objects (Nodes) are kept under the namespace ""."""
@@ -28,6 +33,8 @@ class Store:
             lambda: defaultdict(dict)
         )
         self._index: dict[tuple[str, str, str, str], set[str]] = defaultdict(set)
+        # (kind, namespace, owner uid) -> names of the objects it owns
+        self._owned: dict[tuple[str, str, str], set[str]] = defaultdict(set)
 
     def upsert(self, kind: str, obj: dict[str, Any]) -> bool:
         """Stores `obj` unless a newer version is already there; True when stored."""
@@ -42,6 +49,8 @@ class Store:
         for label in INDEXED_LABELS:
             if value := (obj["metadata"].get("labels") or {}).get(label):
                 self._index[(kind, namespace, label, value)].add(name)
+        for uid in _owner_uids(obj):
+            self._owned[(kind, namespace, uid)].add(name)
         return True
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
@@ -57,6 +66,12 @@ class Store:
                     names.discard(name)
                     if not names:
                         del self._index[(kind, namespace, label, value)]
+        for uid in _owner_uids(obj):
+            owned = self._owned.get((kind, namespace, uid))
+            if owned is not None:
+                owned.discard(name)
+                if not owned:
+                    del self._owned[(kind, namespace, uid)]
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self._objects[kind][namespace].get(name)
@@ -67,8 +82,11 @@ class Store:
         objects = self._objects[kind][namespace]
         return [objects[n] for n in sorted(names) if n in objects]
 
-    def in_namespace(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        return list(self._objects[kind][namespace].values())
+    def owned_by(self, kind: str, namespace: str, uid: str) -> list[dict[str, Any]]:
+        """Objects of `kind` in `namespace` with an ownerReference to `uid`."""
+        names = self._owned.get((kind, namespace, uid), set())
+        objects = self._objects[kind][namespace]
+        return [objects[n] for n in sorted(names) if n in objects]
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
         """Every stored object of `kind`, in every namespace."""

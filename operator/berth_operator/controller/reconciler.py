@@ -55,10 +55,6 @@ def kind_of(manifest: dict[str, Any]) -> str:
     return manifest["kind"]
 
 
-def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-
-
 @dataclass
 class Reconciler:
     """Computes desired children from the spec, applies what differs, writes status once."""
@@ -75,6 +71,11 @@ class Reconciler:
     _parsed: dict[tuple[str, str], tuple[str, ModelDeployment | None, DownloadIdentity | None]] = (
         field(default_factory=dict)
     )
+    #: (namespace, download Job name) -> names of the resources that need that download
+    _by_download: defaultdict[tuple[str, str], set[str]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
+    _download_of: dict[Key, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.kube.create)
@@ -99,25 +100,33 @@ class Reconciler:
         return cached[1], cached[2]
 
     def track(self, namespace: str, name: str) -> set[Key]:
-        """Indexes the stored resource's served model name; returns the other resources whose
-        name contest changed with it (they need a reconcile too)."""
+        """Indexes the stored resource's served model name and download; returns the other
+        resources whose name contest changed with it (they need a reconcile too)."""
+        key = (namespace, name)
+        if old := self._download_of.pop(key, None):
+            self._by_download[old].discard(name)
+            if not self._by_download[old]:
+                del self._by_download[old]
         body = self.store.get(KIND, namespace, name)
         if body is None:
-            return self.names.remove((namespace, name))
-        return self.names.set((namespace, name), self.parsed(body)[0])
+            return self.names.remove(key)
+        md, download = self.parsed(body)
+        if download is not None:
+            self._download_of[key] = (namespace, download.job_name)
+            self._by_download[(namespace, download.job_name)].add(name)
+        return self.names.set(key, md)
 
     def forget(self, namespace: str, name: str) -> None:
         self._parsed.pop((namespace, name), None)
         self.events.forget(namespace, name)
 
-    def model_deployments(
-        self, namespace: str, job_name: str | None = None
-    ) -> list[ModelDeployment]:
-        """Every valid, live ModelDeployment in the namespace (that downloads with `job_name`)."""
+    def sharers_of(self, namespace: str, job_name: str) -> list[ModelDeployment]:
+        """Every valid, live ModelDeployment in the namespace that downloads with `job_name`."""
         result = []
-        for body in self.store.in_namespace(KIND, namespace):
-            md, download = self.parsed(body)
-            if md and not md.deleting and (job_name is None or download.job_name == job_name):
+        for name in sorted(self._by_download.get((namespace, job_name), ())):
+            body = self.store.get(KIND, namespace, name)
+            md, download = self.parsed(body) if body else (None, None)
+            if md and download and not md.deleting and download.job_name == job_name:
                 result.append(md)
         return result
 
@@ -162,9 +171,9 @@ class Reconciler:
         """Everything this pass needs from the store."""
         ns = md.namespace
         job_name = download.job_name
-        sharers = [m for m in self.model_deployments(ns, job_name) if m.uid != md.uid]
+        sharers = [m for m in self.sharers_of(ns, job_name) if m.uid != md.uid]
         sharers.append(md)
-        jobs_of_md = [j for j in self.store.in_namespace("Job", ns) if _owned_by(j, md.uid)]
+        jobs_of_md = self.store.owned_by("Job", ns, md.uid)
         server_pods = [
             p
             for p in self.store.by_label("Pod", ns, MODEL_DEPLOYMENT_LABEL, md.name)
@@ -245,7 +254,7 @@ class Reconciler:
         ns = observed.md.namespace
         for job in observed.stale_jobs:
             name = job["metadata"]["name"]
-            still = self.model_deployments(ns, name)
+            still = self.sharers_of(ns, name)
             if still:
                 refs = download_owner_references(still)
                 await self.kube.merge_patch(JOB, ns, name, {"metadata": {"ownerReferences": refs}})
