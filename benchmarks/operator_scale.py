@@ -18,7 +18,7 @@ import argparse
 import json
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -139,8 +139,11 @@ def all_deployments_ready(plane: ControlPlane, namespace: str, count: int) -> bo
     return len(ready) == count
 
 
-def settled(plane: ControlPlane, namespace: str, count: int) -> bool:
+def settled(plane: ControlPlane, namespace: str, count: int, started: float) -> bool:
+    """Every resource has a settled status; prints how many are in each phase (one listing
+    per poll: polling must not load the control plane more than the floor's does)."""
     items = list_json(plane, "md", "-n", namespace)
+    phases = Counter((m.get("status") or {}).get("phase") or "none" for m in items)
     done = [
         m
         for m in items
@@ -148,6 +151,10 @@ def settled(plane: ControlPlane, namespace: str, count: int) -> bool:
         and m["status"].get("phase") == "Starting"
         and m["status"].get("readyReplicas") == 1
     ]
+    tally = ", ".join(f"{phase} {n}" for phase, n in sorted(phases.items()))
+    print(
+        f"  {time.monotonic() - started:5.1f} s: {tally}; {len(done)}/{count} settled", flush=True
+    )
     return len(done) == count
 
 
@@ -236,7 +243,7 @@ def main() -> None:
             started = time.monotonic()
             apply_all(plane, "bench", items)
             applied = time.monotonic() - started
-            wait_until("all settled", lambda: settled(plane, "bench", args.count), 900)
+            wait_until("all settled", lambda: settled(plane, "bench", args.count, started), 900)
             elapsed = time.monotonic() - started
             cpu = cpu_seconds(pid) - cpu_start
             print(
