@@ -13,7 +13,7 @@ from berth_operator.controller.events import (
 )
 from berth_operator.controller.status import derive_status
 
-from tests.unit.factories import job, md, observed
+from tests.unit.factories import job, md, observed, pod
 
 CONFIG = OperatorConfig()
 
@@ -34,6 +34,14 @@ def test_a_healthy_start_posts_its_milestones_not_its_steps():
     changes = transitions(resource.status.conditions, done["conditions"])
     assert [(c.type, c.status, c.reason) for c in changes] == [("CacheReady", "True", "Downloaded")]
     assert not changes[0].warning
+    resource = md(status={"conditions": done["conditions"]})
+    parts = {"job": job(name, "Complete"), "deployment": {"metadata": {}}, "pods": [pod("p1")]}
+    pods_ready = status_of(resource, **parts)
+    assert transitions(resource.status.conditions, pods_ready["conditions"]) == []
+    resource = md(status={"conditions": pods_ready["conditions"]})
+    serving = md(status={**pods_ready, "runtime": {"state": "Ready", "pod": "p1"}})
+    changes = transitions(resource.status.conditions, status_of(serving, **parts)["conditions"])
+    assert [(c.type, c.status, c.reason) for c in changes] == [("Ready", "True", "ModelServing")]
 
 
 def test_the_way_out_of_a_failure_is_posted():

@@ -2,10 +2,10 @@
 (`kubectl describe md`).
 
 A transition is a change of a condition's status or reason; a new message alone (download
-percentages) is not one. It is notable when it is a failure, a condition turning True (a
-milestone: Downloaded, ModelServing), or the way out of a failure; steps of a healthy start
-(DownloadPending, Downloading, Starting...) are in status only: at a thousand resources they
-were most of the operator's writes. Events are rate-limited per resource, like client-go's spam
+percentages) is not one. It is notable when it is a failure, a milestone (the model
+downloaded, the model serving: CacheReady or Ready turning True), or the way out of a failure;
+the steps of a healthy start (DownloadPending, Downloading, Starting, pods ready...) are in
+status only: at a thousand resources they were most of the operator's writes. Events are rate-limited per resource, like client-go's spam
 filter, and never in the way: a failed write is logged and the reconcile goes on.
 """
 
@@ -20,11 +20,13 @@ from typing import Any, Protocol
 
 from berth_operator.api.metadata import API_VERSION, KIND
 from berth_operator.api.modeldeployment import Condition
-from berth_operator.controller.conditions import ABNORMAL_TRUE
+from berth_operator.controller.conditions import ABNORMAL_TRUE, CACHE_READY, READY
 
 logger = logging.getLogger(__name__)
 
 COMPONENT = "berth-operator"
+#: conditions whose turning True is news: the weights are in the cache; the model serves
+MILESTONES = frozenset({CACHE_READY, READY})
 #: reasons of a False condition that mean "on its way", not "something is wrong"
 PROGRESS_REASONS = frozenset(
     {
@@ -82,7 +84,7 @@ def _was_warning(condition: Condition | None) -> bool:
 
 def transitions(before: list[Condition] | None, after: list[dict[str, Any]]) -> list[Transition]:
     """The notable conditions of `after` whose status or reason differs from `before`: a
-    failure, a condition turning True, or one leaving a failure."""
+    failure, a milestone, or the way out of a failure."""
     old = {c.type: c for c in before or []}
     found = []
     for condition in after:
@@ -95,7 +97,7 @@ def transitions(before: list[Condition] | None, after: list[dict[str, Any]]) -> 
         change = Transition(
             condition["type"], condition["status"], condition["reason"], condition["message"]
         )
-        milestone = change.status == "True" and change.type not in ABNORMAL_TRUE
+        milestone = change.status == "True" and change.type in MILESTONES
         if change.warning or milestone or _was_warning(previous):
             found.append(change)
     return found
