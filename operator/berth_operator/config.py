@@ -44,7 +44,8 @@ class OperatorConfig(BaseModel):
     service_port: int = 8000
     cluster_domain: str = "cluster.local"
     resync_seconds: float = 300.0
-    workers: int = 32
+    #: reconciles at once: a first pass waits on several API round trips in turn
+    workers: int = 128
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:

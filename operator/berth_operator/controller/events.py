@@ -11,6 +11,7 @@ filter, and never in the way: a failed write is logged and the reconcile goes on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -162,6 +163,7 @@ class EventRecorder:
     refill_seconds: float = 30.0
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[tuple[str, str], TokenBucket] = field(default_factory=dict)
+    _posting: set[asyncio.Task[int]] = field(default_factory=set)
 
     async def record(self, md: Target, changes: list[Transition], now: str) -> int:
         """Posts an event per change the rate limit allows; returns how many were posted."""
@@ -181,6 +183,12 @@ class EventRecorder:
             except Exception as error:  # events are a courtesy: status already holds the truth
                 logger.warning("could not post event on %s/%s: %s", md.namespace, md.name, error)
         return posted
+
+    def post_soon(self, md: Target, changes: list[Transition], now: str) -> None:
+        """Records the changes in the background: a reconcile does not wait for its Events."""
+        task = asyncio.get_running_loop().create_task(self.record(md, changes, now))
+        self._posting.add(task)
+        task.add_done_callback(self._posting.discard)
 
     def forget(self, namespace: str, name: str) -> None:
         self._buckets.pop((namespace, name), None)

@@ -274,14 +274,15 @@ class Reconciler:
     async def write_status(
         self, md: ModelDeployment, body: dict[str, Any], status: dict[str, Any], now: str
     ) -> bool:
-        """One merge patch of the operator's status keys, only when one of them changed; then
-        an Event for each condition that changed status or reason."""
+        """One merge patch of the operator's status keys, only when one of them changed; then,
+        without waiting, an Event for each notable transition."""
         current = body.get("status") or {}
         if contains(current, status):
             return False
         patched = await self.kube.patch_status(md.namespace, md.name, status)
         self.store.upsert(KIND, patched)  # the next pass starts from what was written
-        await self.events.record(md, transitions(md.status.conditions, status["conditions"]), now)
+        if changes := transitions(md.status.conditions, status["conditions"]):
+            self.events.post_soon(md, changes, now)
         return True
 
     # ---- the loop -------------------------------------------------------------------------
