@@ -5,8 +5,9 @@ A transition is a change of a condition's status or reason; a new message alone 
 percentages) is not one. It is notable when it is a failure, a milestone (the model
 downloaded, the model serving: CacheReady or Ready turning True), or the way out of a failure;
 the steps of a healthy start (DownloadPending, Downloading, Starting, pods ready...) are in
-status only: at a thousand resources they were most of the operator's writes. Events are rate-limited per resource, like client-go's spam
-filter, and never in the way: a failed write is logged and the reconcile goes on.
+status only: at a thousand resources they were most of the operator's writes. Events are
+rate-limited per resource, like client-go's spam filter, and never in the way: they are posted
+without holding the reconcile, and a failed write is logged.
 """
 
 from __future__ import annotations
