@@ -32,14 +32,12 @@ def write_policy(path: Path) -> Path:
 
 @dataclass(frozen=True)
 class Write:
-    """One write the API server answered: what it touched and how."""
+    """One write the API server answered: how, and what it touched."""
 
     verb: str
     #: the resource, with its subresource when there is one (`modeldeployments/status`)
     resource: str
-    namespace: str
     name: str
-    code: int
 
 
 def operator_writes(log: Path, offset: int = 0) -> list[Write]:
@@ -56,15 +54,7 @@ def operator_writes(log: Path, offset: int = 0) -> list[Write]:
         resource = ref.get("resource", "")
         if sub := ref.get("subresource"):
             resource = f"{resource}/{sub}"
-        writes.append(
-            Write(
-                verb=event["verb"],
-                resource=resource,
-                namespace=ref.get("namespace", ""),
-                name=ref.get("name", ""),
-                code=(event.get("responseStatus") or {}).get("code", 0),
-            )
-        )
+        writes.append(Write(verb=event["verb"], resource=resource, name=ref.get("name", "")))
     return writes
 
 

@@ -65,6 +65,11 @@ def _env(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> li
     return env
 
 
+def _tmp_size(md: ModelDeployment, served: ServedModel) -> str:
+    """The size of the server's /tmp, which it also requests as ephemeral storage."""
+    return byte_quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
+
+
 def _resources(md: ModelDeployment, served: ServedModel) -> dict[str, Any]:
     """GPU, cpu and memory from the spec; ephemeral storage for the engine's /tmp; every
     quantity in the API server's canonical form."""
@@ -76,9 +81,7 @@ def _resources(md: ModelDeployment, served: ServedModel) -> dict[str, Any]:
         if value is not None:
             limits[key] = canonical_quantity(value)
     requests = {k: v for k, v in limits.items() if k in ("cpu", "memory")}
-    requests["ephemeral-storage"] = byte_quantity(
-        ENGINES[md.spec.engine].tmp_bytes(served.model_bytes)
-    )
+    requests["ephemeral-storage"] = _tmp_size(md, served)
     return {"limits": limits, "requests": requests}
 
 
@@ -87,7 +90,7 @@ def _volumes(
 ) -> tuple[list[dict], list[dict]]:
     """Volumes and mounts: the cache read-only, a size-limited /tmp (a start killed midway
     leaves its files there for the next), /dev/shm for multi-GPU vLLM."""
-    tmp_limit = byte_quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
+    tmp_limit = _tmp_size(md, served)
     volumes: list[dict[str, Any]] = [
         {
             "name": "cache",
