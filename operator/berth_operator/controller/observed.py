@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from berth_operator.controller.download import DownloadIdentity
+from berth_operator.controller.ownership import NameConflict
 from berth_operator.controller.resource import ModelDeployment
 
 
@@ -36,6 +37,8 @@ class Observed:
     cache_claim: dict[str, Any] | None = None
     #: the other resources in the watched namespaces that claim the same served model name
     name_rivals: list[ModelDeployment] = field(default_factory=list)
+    #: children whose names are held by objects Berth does not control (nothing was written)
+    name_conflicts: list[NameConflict] = field(default_factory=list)
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

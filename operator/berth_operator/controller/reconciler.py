@@ -33,6 +33,7 @@ from berth_operator.controller.download import (
 from berth_operator.controller.events import EventRecorder, EventTarget, transitions
 from berth_operator.controller.names import Key, ServedNames
 from berth_operator.controller.observed import Observed, SecretCheck
+from berth_operator.controller.ownership import NameConflict, holder
 from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.status import derive_status
@@ -205,21 +206,35 @@ class Reconciler:
             logger.info("created cache claim %s/%s", *key)
         self.known_claims.add(key)
 
-    async def apply_if_changed(self, manifest: dict[str, Any]) -> None:
-        """Server-side apply, skipped when the observed object already holds the manifest."""
+    async def existing(self, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """The object of the manifest's kind and name: from the store, which holds Berth's own
+        objects, else from the API server (an object Berth did not label may hold the name; a
+        read before each creation is what keeps Berth from taking it over)."""
         meta = manifest["metadata"]
-        observed = self.store.get(kind_of(manifest), meta["namespace"], meta["name"])
+        kind = kind_of(manifest)
+        found = self.store.get(kind, meta["namespace"], meta["name"])
+        if found is None:
+            found = await self.kube.get(
+                (manifest["apiVersion"], kind), meta["namespace"], meta["name"]
+            )
+        return found
+
+    async def apply_if_changed(
+        self, manifest: dict[str, Any], observed: dict[str, Any] | None
+    ) -> None:
+        """Server-side apply, skipped when the observed object already holds the manifest."""
         if observed is not None and contains(observed, manifest):
             return
         applied = await self.kube.apply(manifest)
         self.store.upsert(kind_of(manifest), applied)
 
-    async def apply_download_job(self, manifest: dict[str, Any]) -> None:
+    async def apply_download_job(
+        self, manifest: dict[str, Any], observed: dict[str, Any] | None
+    ) -> None:
         """The Job's pod template is immutable: when it exists, only its owners are updated."""
         meta = manifest["metadata"]
-        observed = self.store.get("Job", meta["namespace"], meta["name"])
         if observed is None:
-            await self.apply_if_changed(manifest)
+            await self.apply_if_changed(manifest, observed)
         elif not contains(
             observed["metadata"],
             {"ownerReferences": meta["ownerReferences"], "labels": meta["labels"]},
@@ -236,18 +251,31 @@ class Reconciler:
                 },
             )
 
-    async def apply_children(self, observed: Observed) -> None:
+    async def apply_children(self, observed: Observed) -> list[NameConflict]:
         """Applies in two waves, each concurrently: identities and the Service, then the
-        workloads whose pods need those identities."""
+        workloads whose pods need those identities. When an object Berth does not control holds
+        the name of any child, nothing is written: a pod never runs under an identity Berth does
+        not control, and no foreign object gains an owner."""
         children = desired_children(observed, self.config)
+        existing = await asyncio.gather(*(self.existing(m) for m in children))
+        conflicts = [
+            NameConflict(kind_of(m), m["metadata"]["name"], who)
+            for m, found in zip(children, existing, strict=True)
+            if found is not None and (who := holder(found, m))
+        ]
+        if conflicts:
+            return conflicts
         for wave in (IDENTITY_KINDS, WORKLOAD_KINDS):
             await asyncio.gather(
                 *(
-                    self.apply_download_job(m) if kind_of(m) == "Job" else self.apply_if_changed(m)
-                    for m in children
+                    (self.apply_download_job if kind_of(m) == "Job" else self.apply_if_changed)(
+                        m, found
+                    )
+                    for m, found in zip(children, existing, strict=True)
                     if kind_of(m) in wave
                 )
             )
+        return []
 
     async def release_stale_jobs(self, observed: Observed) -> None:
         """Download Jobs this resource no longer needs: drop it as owner; delete orphans."""
@@ -315,13 +343,15 @@ class Reconciler:
         # Resources sharing a download write its Job and identity: one at a time.
         async with self._download_locks[(namespace, download.job_name)]:
             observed = self.observe(md, download, *secrets)
-            await self.apply_children(observed)
-            if observed.download_role is None:  # the Role now exists: its dependants can follow
+            conflicts = await self.apply_children(observed)
+            if observed.download_role is None and not conflicts:
+                # the Role now exists: its dependants can follow
                 observed = self.observe(md, download, *secrets)
-                await self.apply_children(observed)
-        if observed.stale_jobs:
+                conflicts = await self.apply_children(observed)
+        if observed.stale_jobs and not conflicts:
             await self.release_stale_jobs(observed)
         observed = self.observe(md, download, *secrets)  # what was just applied counts too
+        observed = dataclasses.replace(observed, name_conflicts=conflicts)
         observed = await self.with_claim_if_unschedulable(observed)
         now = utcnow()
         await self.write_status(md, body, derive_status(observed, self.config, now), now)

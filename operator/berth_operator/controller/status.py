@@ -28,6 +28,8 @@ from berth_operator.controller.workload import endpoint
 
 #: the reason of Ready, PodsReady and RuntimeReady at 0 replicas
 SCALED_TO_ZERO = "ScaledToZero"
+#: the reason of Ready when a child's name is held by an object Berth does not control
+NAME_CONFLICT = "NameConflict"
 WAITING_REASONS = {
     "DownloadPending",
     "Downloading",
@@ -248,6 +250,10 @@ def runtime_failed(observed: Observed, runtime: Verdict) -> bool:
 
 def ready_verdict(observed: Observed, cache: Verdict, pods: Verdict, runtime: Verdict) -> Verdict:
     """Ready: pods ready AND the runtime reported the model loaded (or nothing wanted)."""
+    if observed.name_conflicts:
+        return Verdict(
+            "False", NAME_CONFLICT, "; ".join(c.message for c in observed.name_conflicts)
+        )
     if observed.md.spec.replicas == 0:
         return Verdict(
             "True", SCALED_TO_ZERO, "replicas is 0: nothing to serve; scale up to load the model"
@@ -267,6 +273,8 @@ def phase(
     observed: Observed, cache: Verdict, pods: Verdict, runtime: Verdict, ready: Verdict
 ) -> str:
     """The one-word summary shown by kubectl get."""
+    if observed.name_conflicts:
+        return "Failed"
     if observed.md.spec.replicas == 0:
         return "Stopped"
     ready_pods = sum(1 for p in observed.pods if is_ready(p))
