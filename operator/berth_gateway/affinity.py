@@ -7,10 +7,10 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection
 from functools import lru_cache
-from typing import Any
 
+from berth_gateway.bodies import RequestBody
 from berth_gateway.table import Endpoint, Model
 
 #: points of each endpoint on the ring: more points spread keys more evenly
@@ -19,9 +19,10 @@ POINTS_PER_ENDPOINT = 160
 Ring = tuple[tuple[int, ...], tuple[Endpoint, ...]]
 
 
-def point(text: str) -> int:
+def point(data: str | bytes) -> int:
     """A position on the ring: 64 bits of BLAKE2b, the same in every gateway process."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    raw = data.encode() if isinstance(data, str) else data
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
 
 
 @lru_cache(maxsize=256)
@@ -33,45 +34,6 @@ def ring(endpoints: frozenset[Endpoint]) -> Ring:
         for i in range(POINTS_PER_ENDPOINT)
     )
     return tuple(p for p, _ in placed), tuple(e for _, e in placed)
-
-
-def _parts(document: Mapping[str, Any]) -> Iterator[str]:
-    """The prompt's text in order: chat messages (role, then text parts), or `prompt`."""
-    messages = document.get("messages")
-    if isinstance(messages, list):
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            yield f"{message.get('role')}\n"
-            content = message.get("content")
-            if isinstance(content, str):
-                yield content
-            elif isinstance(content, list):
-                for part in content:
-                    if isinstance(part, dict):
-                        text = part.get("text")
-                        yield text if isinstance(text, str) else f"<{part.get('type')}>"
-            yield "\n"
-        return
-    prompt = document.get("prompt")
-    if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int):
-        prompt = prompt[0]  # a batch: its first prompt
-    if isinstance(prompt, str):
-        yield prompt
-    elif isinstance(prompt, list):  # token ids
-        yield ",".join(str(t) for t in prompt)
-
-
-def prompt_prefix(document: Mapping[str, Any] | None, chars: int) -> str | None:
-    """The first `chars` characters of the request's prompt; None when it has none."""
-    if document is None:
-        return None
-    text = ""
-    for part in _parts(document):
-        text += part
-        if len(text) >= chars:
-            break
-    return text[:chars] or None
 
 
 def bounded_pick(
@@ -104,10 +66,11 @@ def bounded_pick(
     return min(candidates, key=load)
 
 
-def affinity_key(model: Model, document: Mapping[str, Any] | None) -> int | None:
+def affinity_key(model: Model, body: RequestBody) -> int | None:
     """Where a request of `model` lands on the ring; None (least requests) unless the model
-    balances by prefix and the request has a prompt."""
+    balances by prefix and the request has a prompt. The key is the start of the prompt as the
+    client sent it (the JSON of `messages`, or of `prompt`): read in place, never parsed."""
     if model.balancing != "PrefixAffinity":
         return None
-    prefix = prompt_prefix(document, model.prefix_chars)
-    return None if prefix is None else point(prefix)
+    prefix = body.prompt_start(model.prefix_chars)
+    return None if not prefix else point(prefix)

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from berth_gateway.auth import Grant, KeyRing
-from berth_gateway.bodies import read_body
+from berth_gateway.bodies import RequestBody, read_body
 from berth_gateway.config import GatewayConfig
 from berth_gateway.errors import (
     GatewayError,
@@ -21,6 +21,7 @@ from berth_gateway.errors import (
     errors_to_json,
 )
 from berth_gateway.hold import Hold
+from berth_gateway.limits import Admission, Reservation
 from berth_gateway.load import Load
 from berth_gateway.metrics import GatewayMetrics
 from berth_gateway.proxy import Proxy
@@ -86,6 +87,9 @@ class Gateway:
         self.synced = synced or (lambda: True)
         self.load = load or Load()
         self.hold = hold
+        self.admission = Admission(config.caps(), metrics.refused)
+        metrics.buffered_body_bytes.set_function(lambda: self.admission.buffered)
+        self.body_limits = config.body_limits()
 
     def resolve(self, name: str | None, engine: str | None, grant: Grant) -> Model:
         """The model a request names; on the earlier system's routes, the only model of the
@@ -130,30 +134,41 @@ class Gateway:
         started = time.perf_counter()
         metrics = self.metrics.model("")
         code = 500
+        reservation = Reservation(self.admission)
         try:
-            body = await read_body(request, self.config.max_body_bytes)
-            model = self.resolve(body.model, SEED_ROUTES.get(request.path), grant)
-            metrics = self.metrics.model(model.served_name)
-            key = await self.upstream_keys.key_for(model)
-            metrics.in_flight.inc()
-            try:
-                with self.load.track(model.key):
-                    if self.hold:
-                        model = await self.hold.until_up(model)
-                    response = await self.proxy.forward(
-                        request, model, body, key, request["request_id"], metrics
-                    )
-            finally:
-                metrics.in_flight.dec()
+            with self.admission.request():
+                body = await read_body(request, self.body_limits, reservation)
+                model = self.resolve(body.model, SEED_ROUTES.get(request.path), grant)
+                metrics = self.metrics.model(model.served_name)
+                key = await self.upstream_keys.key_for(model)
+                with self.admission.model(model.key, model.served_name):
+                    response = await self._forward(request, model, body, key, metrics)
             code = response.status
             return response
         except GatewayError as error:
             code = error.status
             raise
         finally:
+            reservation.release()
             metrics.answered(code)
             if metrics.name:
                 metrics.latency.observe(time.perf_counter() - started)
+
+    async def _forward(
+        self, request: web.Request, model: Model, body: RequestBody, key: str | None, metrics: Any
+    ) -> web.StreamResponse:
+        """Waits for the model when it is coming up, then hands the request to the proxy."""
+        metrics.in_flight.inc()
+        try:
+            with self.load.track(model.key):
+                if self.hold and not self.hold.ready(model):
+                    with self.admission.hold(model.served_name):
+                        model = await self.hold.until_up(model)
+                return await self.proxy.forward(
+                    request, model, body, key, request["request_id"], metrics
+                )
+        finally:
+            metrics.in_flight.dec()
 
     def available(self, model: Model) -> str:
         """`now`: a ready endpoint answers; `onRequest`: a request brings it up from zero (or
@@ -197,9 +212,10 @@ class Gateway:
         return web.json_response({"status": "ready", "models": len(self.table.names())})
 
     def app(self) -> web.Application:
-        # the body is read by the gateway itself, under its own limit
+        # the body is read by the gateway itself, under its own limits
         app = web.Application(
-            client_max_size=self.config.max_body_bytes, middlewares=[request_ids, errors_to_json]
+            client_max_size=max(self.config.max_body_bytes, self.config.max_json_body_bytes),
+            middlewares=[request_ids, errors_to_json],
         )
         app.add_routes(
             [

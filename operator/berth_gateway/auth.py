@@ -89,7 +89,8 @@ class KeyRing:
         if not self.required:
             return EVERY_MODEL
         scheme, _, token = (authorization or "").partition(" ")
-        presented = token.strip().encode()
+        # bytes that are not UTF-8 arrive as surrogates: they match no key (401, not 500)
+        presented = token.strip().encode(errors="surrogateescape")
         matched: Grant | None = None
         for key, grant in self._keys:
             if hmac.compare_digest(presented, key):

@@ -1,99 +1,172 @@
 """Which model a request names: a header or query parameter (the body then streams through),
-else the `model` field of a JSON body or of a multipart form (buffered up to the limit)."""
+else the `model` field of a JSON body or of a multipart form (buffered up to the limit).
+
+A buffered body is held once, as it arrived: a JSON body is scanned, never parsed into objects
+(`jsonscan.py`), and a form's `model` part is found in place, without splitting the form."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from berth_gateway.config import MODEL_HEADER, MODEL_QUERY
-from berth_gateway.errors import BadRequest, PayloadTooLarge
+from berth_gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from berth_gateway.jsonscan import JsonShapeError, TopLevel, scan
+from berth_gateway.limits import BodyLimits, Reservation
 
 _MODEL_PART = re.compile(rb'content-disposition:[^\r\n]*;\s*name="?model"?\s*(;|\r|$)', re.I)
+#: the top-level fields of a JSON body the gateway reads
+JSON_FIELDS = frozenset({"model", "messages", "prompt"})
+#: bodies larger than this are scanned off the event loop
+SCAN_IN_THREAD_BYTES = 1 << 20
+#: a buffered body goes upstream in slices of this size
+SEND_SLICE_BYTES = 1 << 18
 
 
 @dataclass
 class RequestBody:
-    """The model a request names (None: it named none) and its body, to send on; a JSON body's
-    object too, as parsed."""
+    """The model a request names (None: it named none) and its body, to send on; for a JSON
+    body, where its prompt lies."""
 
     model: str | None
-    data: bytes | AsyncIterator[bytes]
-    document: dict[str, Any] | None = None
+    data: bytes | bytearray | AsyncIterator[bytes]
+    fields: TopLevel = field(default_factory=TopLevel)
+
+    def payload(self) -> AsyncIterator[bytes | memoryview]:
+        """The body to send upstream, afresh for each attempt: a buffered body goes out in
+        slices of itself, so the socket's buffers never hold a second copy of it."""
+        if isinstance(self.data, bytes | bytearray):
+            return _slices(self.data)
+        return self.data
+
+    def prompt_start(self, limit: int) -> bytes | None:
+        """The first `limit` bytes of the chat messages or the prompt, as sent."""
+        if not isinstance(self.data, bytes | bytearray):
+            return None
+        for name in ("messages", "prompt"):
+            if (start := self.fields.raw(self.data, name, limit)) is not None:
+                return start
+        return None
 
 
-def too_large(limit: int) -> PayloadTooLarge:
+async def _slices(data: bytes | bytearray) -> AsyncIterator[memoryview]:
+    view = memoryview(data)
+    for start in range(0, len(view), SEND_SLICE_BYTES):
+        yield view[start : start + SEND_SLICE_BYTES]
+
+
+def too_large(limit: int, what: str) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"the request body is over the gateway's limit of {limit} bytes; send a smaller one "
-        "or raise gateway.maxBodyBytes"
+        f"the request body is over the gateway's limit of {limit} bytes for {what}; send a "
+        f"smaller one or raise gateway.{'maxJsonBodyBytes' if what == 'JSON' else 'maxBodyBytes'}"
     )
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The whole body, refusing more than `limit` bytes."""
+def _kind(content_type: str) -> str:
+    return "JSON" if content_type == "application/json" else "uploads"
+
+
+async def _chunk(request: web.Request, idle: float) -> bytes:
+    """The next piece of the body (b"" at its end); 408 when none comes for `idle` seconds."""
+    try:
+        async with asyncio.timeout(idle):
+            chunk = await request.content.readany()
+    except TimeoutError:
+        raise RequestTimeout(
+            f"no byte of the request body arrived for {idle:g} s; send the body without pauses"
+        ) from None
+    return chunk
+
+
+async def read_limited(
+    request: web.Request, limits: BodyLimits, reservation: Reservation
+) -> bytearray:
+    """The whole body in one buffer, refusing more than the limit of its type; its bytes are
+    taken from the gateway's budget before they are read. A body of known length is read into
+    a buffer of that length: it is never copied as it grows."""
+    limit = limits.for_type(request.content_type)
     if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        raise too_large(limit, _kind(request.content_type))
+    reservation.grow(request.content_length or 0)
+    body = bytearray(request.content_length or 0)
+    filled = 0
+    while chunk := await _chunk(request, limits.idle_seconds):
+        end = filled + len(chunk)
+        if end > limit:
+            raise too_large(limit, _kind(request.content_type))
+        reservation.grow(end)
+        if end <= len(body):
+            body[filled:end] = chunk
+        else:
+            body[filled:] = chunk
+        filled = end
+    del body[filled:]
+    return body
 
 
-async def stream_limited(request: web.Request, limit: int) -> AsyncIterator[bytes]:
-    """The body as it arrives, cut off past `limit` bytes."""
-    size = 0
-    async for chunk in request.content.iter_any():
+async def stream_limited(request: web.Request, limits: BodyLimits) -> AsyncIterator[bytes]:
+    """The body as it arrives, cut off past the limit of its type."""
+    limit, size = limits.for_type(request.content_type), 0
+    while chunk := await _chunk(request, limits.idle_seconds):
         size += len(chunk)
         if size > limit:
-            raise too_large(limit)
+            raise too_large(limit, _kind(request.content_type))
         yield chunk
 
 
-def json_object(body: bytes) -> dict[str, Any]:
+async def json_fields(body: bytearray, max_depth: int) -> TopLevel:
+    """Where the gateway's fields lie in a JSON body; 400 when it is not a routable object."""
     try:
-        document = json.loads(body)
-    except ValueError as error:
-        raise BadRequest(f"the body is not valid JSON: {error}") from None
-    if not isinstance(document, dict):
-        raise BadRequest("the body must be a JSON object with a 'model' field")
-    return document
+        if len(body) > SCAN_IN_THREAD_BYTES:
+            return await asyncio.to_thread(scan, body, JSON_FIELDS, max_depth)
+        return scan(body, JSON_FIELDS, max_depth)
+    except JsonShapeError as error:
+        raise BadRequest(f"the body is not a JSON object the gateway can route: {error}") from None
 
 
-def model_from_json(document: dict[str, Any]) -> str | None:
-    model = document.get("model")
-    if model is not None and not isinstance(model, str):
-        raise BadRequest("'model' must be a string")
-    return model
-
-
-def model_from_multipart(body: bytes, boundary: str) -> str | None:
-    """The value of the form's `model` field, wherever it is in the form."""
-    for part in body.split(b"--" + boundary.encode()):
-        head, sep, content = part.partition(b"\r\n\r\n")
-        if sep and _MODEL_PART.search(head):
-            return content.removesuffix(b"\r\n").decode(errors="replace").strip()
+def model_from_multipart(body: bytearray, boundary: str) -> str | None:
+    """The value of the form's `model` field, wherever it is in the form; found in place."""
+    delimiter = b"--" + boundary.encode()
+    at = body.find(delimiter)
+    while at != -1:
+        head_end = body.find(b"\r\n\r\n", at)
+        if head_end == -1:
+            return None
+        after = body.find(delimiter, head_end)
+        if _MODEL_PART.search(body, at, head_end + 2):
+            end = len(body) if after == -1 else after
+            return (
+                bytes(body[head_end + 4 : end])
+                .removesuffix(b"\r\n")
+                .decode(errors="replace")
+                .strip()
+            )
+        at = after
     return None
 
 
-async def read_body(request: web.Request, limit: int) -> RequestBody:
+async def read_body(
+    request: web.Request, limits: BodyLimits, reservation: Reservation
+) -> RequestBody:
     """The model and the body; the body is buffered only when the model is inside it."""
+    limit = limits.for_type(request.content_type)
     if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
+        raise too_large(limit, _kind(request.content_type))
     named = request.headers.get(MODEL_HEADER) or request.query.get(MODEL_QUERY)
     if named:
-        return RequestBody(named, stream_limited(request, limit))
-    body = await read_limited(request, limit)
+        return RequestBody(named, stream_limited(request, limits))
+    body = await read_limited(request, limits, reservation)
     if request.content_type == "application/json":
-        document = json_object(body)
-        return RequestBody(model_from_json(document), body, document)
+        fields = await json_fields(body, limits.max_depth)
+        try:
+            model = fields.string(body, "model")
+        except (JsonShapeError, ValueError) as error:
+            raise BadRequest(f"the body's 'model': {error}") from None
+        return RequestBody(model, body, fields)
     if request.content_type == "multipart/form-data":
         return RequestBody(model_from_multipart(body, _boundary(request)), body)
     return RequestBody(None, body)

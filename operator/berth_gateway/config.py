@@ -8,6 +8,8 @@ import socket
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from berth_gateway.limits import BodyLimits, Caps
+
 MODEL_HEADER = "X-Berth-Model"
 MODEL_QUERY = "model"
 
@@ -27,7 +29,24 @@ class GatewayConfig(BaseModel):
         default=None, description="Secret of the client keys, in keys_namespace; none: no keys."
     )
     keys_namespace: str = "default"
-    max_body_bytes: int = 100 * 2**20
+    max_body_bytes: int = Field(
+        default=100 * 2**20, description="Largest body of an upload (not JSON), in bytes."
+    )
+    max_json_body_bytes: int = Field(default=16 * 2**20, description="Largest JSON body.")
+    max_json_depth: int = Field(default=128, ge=2, description="Deepest nesting of a JSON body.")
+    body_idle_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds the body may pause before the request is 408."
+    )
+    body_buffer_bytes: int = Field(
+        default=192 * 2**20, description="Bytes of request bodies held in memory at once."
+    )
+    max_in_flight: int = Field(default=2048, ge=1, description="Requests in flight at once.")
+    max_in_flight_per_model: int = Field(
+        default=512, ge=1, description="Requests in flight to one model at once."
+    )
+    max_held: int = Field(
+        default=1024, ge=1, description="Requests waiting at once for models to come up."
+    )
     connect_timeout: float = 5.0
     upstream_timeout: float = 600.0
     retry_after_seconds: int = 10
@@ -41,7 +60,8 @@ class GatewayConfig(BaseModel):
     log_level: str = "INFO"
     hold_timeout: float = Field(
         default=600.0,
-        description="Seconds a request waits for an autoscaled model to come up (from zero).",
+        description="Least seconds a request waits for an autoscaled model to come up (from "
+        "zero); a model whose startup budget is longer is waited for that long.",
     )
     lease_namespace: str = Field(
         default="default",
@@ -55,6 +75,23 @@ class GatewayConfig(BaseModel):
     autoscale_interval: float = Field(
         default=1.0, gt=0, description="Seconds between the autoscaler's looks at the load."
     )
+
+    def body_limits(self) -> BodyLimits:
+        return BodyLimits(
+            json_bytes=self.max_json_body_bytes,
+            other_bytes=self.max_body_bytes,
+            idle_seconds=self.body_idle_seconds,
+            max_depth=self.max_json_depth,
+        )
+
+    def caps(self) -> Caps:
+        return Caps(
+            in_flight=self.max_in_flight,
+            in_flight_per_model=self.max_in_flight_per_model,
+            held=self.max_held,
+            buffered_bytes=self.body_buffer_bytes,
+            retry_after=self.retry_after_seconds,
+        )
 
 
 def _env(name: str, default: str) -> str:
@@ -96,7 +133,23 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         "--keys-namespace",
         default=_env("BERTH_GATEWAY_KEYS_NAMESPACE", _env("POD_NAMESPACE", "default")),
     )
-    _add_number(parser, "--max-body-bytes", "BERTH_GATEWAY_MAX_BODY_BYTES", defaults.max_body_bytes)
+    for option in (
+        "max_body_bytes",
+        "max_json_body_bytes",
+        "max_json_depth",
+        "body_idle_seconds",
+        "body_buffer_bytes",
+        "max_in_flight",
+        "max_in_flight_per_model",
+        "max_held",
+    ):
+        _add_number(
+            parser,
+            "--" + option.replace("_", "-"),
+            "BERTH_GATEWAY_" + option.upper(),
+            getattr(defaults, option),
+            GatewayConfig.model_fields[option].description,
+        )
     _add_number(
         parser, "--connect-timeout", "BERTH_GATEWAY_CONNECT_TIMEOUT", defaults.connect_timeout
     )
@@ -112,7 +165,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         "--hold-timeout",
         "BERTH_GATEWAY_HOLD_TIMEOUT",
         defaults.hold_timeout,
-        "seconds a request waits for an autoscaled model to come up (503 after)",
+        "least seconds a request waits for an autoscaled model to come up (503 after); a "
+        "model whose startup budget is longer is waited for that long",
     )
     parser.add_argument(
         "--lease-namespace",
@@ -149,6 +203,13 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         keys_secret=args.keys_secret,
         keys_namespace=args.keys_namespace,
         max_body_bytes=args.max_body_bytes,
+        max_json_body_bytes=args.max_json_body_bytes,
+        max_json_depth=args.max_json_depth,
+        body_idle_seconds=args.body_idle_seconds,
+        body_buffer_bytes=args.body_buffer_bytes,
+        max_in_flight=args.max_in_flight,
+        max_in_flight_per_model=args.max_in_flight_per_model,
+        max_held=args.max_held,
         connect_timeout=args.connect_timeout,
         upstream_timeout=args.upstream_timeout,
         affinity_load_factor=args.affinity_load_factor,

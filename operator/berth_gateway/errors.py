@@ -56,6 +56,28 @@ class RouteNotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "RouteNotFound"
 
 
+class RequestTimeout(GatewayError):
+    status, type, code = 408, "invalid_request_error", "RequestTimeout"
+
+
+class TooManyRequests(GatewayError):
+    """429: this model has as many requests in flight as the gateway lets it have."""
+
+    status, type, code = 429, "rate_limit_error", "TooManyRequests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after)})
+
+
+class Overloaded(GatewayError):
+    """503: the gateway itself is at one of its limits (requests, held requests, body bytes)."""
+
+    status, type, code = 503, "server_error", "GatewayOverloaded"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after)})
+
+
 class PayloadTooLarge(GatewayError):
     status, type, code = 413, "invalid_request_error", "PayloadTooLarge"
 

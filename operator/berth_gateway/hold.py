@@ -44,6 +44,15 @@ class Hold:
         self.table, self.scaler, self.metrics = table, scaler, metrics
         self.timeout, self.retry_after = timeout, retry_after
 
+    def timeout_for(self, model: Model) -> float:
+        """The hold timeout, or the model's startup budget when that is longer: a request is
+        not given up on while the model is still allowed to start."""
+        return max(self.timeout, float(model.startup_seconds))
+
+    def ready(self, model: Model) -> bool:
+        """The request can go at once: the model does not scale, or it is up."""
+        return model.autoscaling is None or self.up(model)
+
     def up(self, model: Model) -> bool:
         """A replica serves (Berth's Ready, not only a pod's readiness) and an endpoint is ready."""
         return model.replicas > 0 and model.loaded and bool(self.table.endpoints(model))
@@ -51,9 +60,10 @@ class Hold:
     async def until_up(self, model: Model) -> Model:
         """The model to forward to, as the table last saw it. A model without autoscaling, or up,
         goes at once; else the request waits for it, up to the hold timeout."""
-        if model.autoscaling is None or self.up(model):
+        if self.ready(model):
             return model
         started = time.monotonic()
+        timeout = self.timeout_for(model)
         from_zero = model.replicas == 0
         while True:
             if model.blocked:
@@ -65,11 +75,12 @@ class Hold:
                 return model
             if model.replicas == 0:
                 await self._scale_from_zero(model)
-            remaining = started + self.timeout - time.monotonic()
+            remaining = started + timeout - time.monotonic()
             if remaining <= 0:
                 raise ModelNotReady(
                     f"model {model.served_name} ({model.namespace}/{model.name}) did not become "
-                    f"Ready within {self.timeout:g} s (gateway.holdTimeoutSeconds); it is "
+                    f"Ready within {timeout:g} s (gateway.holdTimeoutSeconds, or the model's "
+                    f"startup budget); it is "
                     f"{model.reason}: {model.message}",
                     model.reason,
                     self.retry_after,

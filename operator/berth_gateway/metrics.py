@@ -87,6 +87,17 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.buffered_body_bytes = Gauge(
+            "berth_gateway_buffered_body_bytes",
+            "Bytes of request bodies held in memory (reserved when a body's head is read).",
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "berth_gateway_refused_requests",
+            "Requests answered at once because a limit was reached, by limit.",
+            ["limit"],
+            registry=self.registry,
+        )
         self._models: dict[str, ModelMetrics] = {}
 
     def model(self, name: str) -> ModelMetrics:

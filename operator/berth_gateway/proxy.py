@@ -123,7 +123,7 @@ class Proxy:
         started = time.perf_counter()
         tried: set[Endpoint] = set()
         headers = upstream_headers(request, key, request_id)
-        prefix = affinity_key(model, body.document)
+        prefix = affinity_key(model, body)
         while True:
             endpoint = self.balancer.pick(self.table.endpoints(model), tried, prefix)
             if endpoint is None:
@@ -141,7 +141,7 @@ class Proxy:
                         request.method,
                         url,
                         headers=headers,
-                        data=body.data,
+                        data=body.payload(),
                         timeout=self._timeout,
                         allow_redirects=False,
                     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 
 from berth_operator.kube import ModelDeploymentResource
 from lightkube import AsyncClient
@@ -21,6 +22,15 @@ from berth_gateway.table import Model, RoutingTable
 logger = logging.getLogger(__name__)
 
 IDLE = ModelLoad(0, 0.0)
+#: writes the API server throttled (429) are tried this many times in all
+THROTTLED_ATTEMPTS = 5
+
+
+def throttled_wait(error: ApiError, attempt: int) -> float:
+    """The API server's Retry-After when it gave one, else an exponential backoff."""
+    details = error.status.details
+    after = getattr(details, "retryAfterSeconds", None) if details else None
+    return float(after) if after else min(4.0, 0.25 * 2**attempt)
 
 
 class Scaler:
@@ -41,6 +51,9 @@ class Scaler:
         self.reports, self.election = reports, election
         self.metrics, self.interval = metrics, interval
         self._histories: dict[Key, History] = {}
+        self._from_zero_locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        #: the resourceVersion each model was last scaled from zero at
+        self._scaled_from_zero: dict[Key, str] = {}
 
     async def scale(self, model: Model, replicas: int) -> bool:
         """Sets the model's replicas; False when the resource changed since the table saw it."""
@@ -48,18 +61,22 @@ class Scaler:
             "metadata": {"resourceVersion": model.resource_version},
             "spec": {"replicas": replicas},
         }
-        try:
-            await self.client.patch(
-                ModelDeploymentResource.Scale,
-                model.name,
-                patch,
-                namespace=model.namespace,
-                patch_type=PatchType.MERGE,
-            )
-        except ApiError as error:
-            if error.status.code == 409:
-                return False
-            raise
+        for attempt in range(THROTTLED_ATTEMPTS):
+            try:
+                await self.client.patch(
+                    ModelDeploymentResource.Scale,
+                    model.name,
+                    patch,
+                    namespace=model.namespace,
+                    patch_type=PatchType.MERGE,
+                )
+                break
+            except ApiError as error:
+                if error.status.code == 409:
+                    return False
+                if error.status.code != 429 or attempt == THROTTLED_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(throttled_wait(error, attempt))
         logger.info(
             "scaled %s/%s from %d to %d replicas",
             model.namespace,
@@ -72,10 +89,18 @@ class Scaler:
         return True
 
     async def scale_from_zero(self, model: Model) -> bool:
-        """Scales a model at zero to what this replica's requests for it need (at least one)."""
+        """Scales a model at zero to what this replica's requests for it need (at least one).
+        One write per model at a time, and one per version of the resource: the requests that
+        arrive together wait on the first one's write instead of each writing."""
         assert model.autoscaling is not None
-        need = max(1, replicas_for(self.load.in_flight(model.key), model.autoscaling))
-        return await self.scale(model, need)
+        async with self._from_zero_locks[model.key]:
+            if self._scaled_from_zero.get(model.key) == model.resource_version:
+                return True
+            need = max(1, replicas_for(self.load.in_flight(model.key), model.autoscaling))
+            scaled = await self.scale(model, need)
+            if scaled:
+                self._scaled_from_zero[model.key] = model.resource_version
+            return scaled
 
     async def run(self) -> None:
         """Looks every interval while this replica holds the Lease; forgets its history when not."""

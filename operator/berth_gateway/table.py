@@ -16,7 +16,7 @@ from berth_operator.api.modeldeployment import (
     ModelDeploymentStatus,
     SecretKeyRef,
 )
-from berth_operator.controller.engines import served_model_name
+from berth_operator.controller.engines import ENGINES, served_model_name
 from berth_operator.controller.names import claim_order
 from berth_operator.controller.status import cannot_start
 from berth_operator.controller.workload import PORT_NAME
@@ -65,6 +65,8 @@ class Model:
     loaded: bool = False
     #: why the model cannot come up without a change, as (reason, message); None if it can
     blocked: tuple[str, str] | None = None
+    #: seconds its pods may take to start (the startup probe's budget for the model's size)
+    startup_seconds: int = 0
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Model | None:
@@ -98,6 +100,9 @@ class Model:
             blocked=(blocker.reason, blocker.message) if blocker else None,
             balancing=gateway.balancing,
             prefix_chars=gateway.prefix_chars,
+            startup_seconds=ENGINES[spec.engine].startup_budget_seconds(
+                status.download.bytes_total if status.download else None
+            ),
         )
 
     @property

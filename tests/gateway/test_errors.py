@@ -61,7 +61,7 @@ def test_bad_inputs_and_keys(kubectl: Kubectl, start_gateway: Any, stand_ins: An
     gateway = start_gateway(
         "--keys-secret=gateway-keys",
         f"--keys-namespace={kubectl.namespace}",
-        "--max-body-bytes=4096",
+        "--max-json-body-bytes=4096",
         "--upstream-timeout=1",
     )
     gateway.wait_for_endpoints("chat", 1, key="old-key")

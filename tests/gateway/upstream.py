@@ -1,7 +1,8 @@
 """A vLLM-compatible stand-in for the gateway's tests: OpenAI chat completions, plain and
 streamed (SSE, one chunk per token), requests held until /release (X-Test-Hold) or delayed
 (X-Test-Delay), chunks paced by X-Test-Chunk-Seconds, a cookie set on request
-(X-Test-Set-Cookie), with what it saw at /stats. Run as its own process:
+(X-Test-Set-Cookie), with what it saw at /stats; embeddings and transcriptions read any body and
+answer its size. Run as its own process:
 `python upstream.py HOST PORT NAME [API_KEY]`.
 
 It replaces vLLM only where the gateway's behaviour is under test (streaming, cancellation,
@@ -109,6 +110,15 @@ class StandIn:
         self.held = asyncio.Event()
         return web.json_response(self.stats)
 
+    async def sink(self, request: web.Request) -> web.Response:
+        """Reads a body of any size, counting its bytes, and answers how many (uploads and
+        embeddings inputs, for the gateway's memory benchmark)."""
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+        self.stats["served"] += 1
+        return web.json_response({"object": "sink", "bytes": size})
+
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats)
 
@@ -123,6 +133,8 @@ async def main(host: str, port: int, name: str, api_key: str | None) -> None:
     app.add_routes(
         [
             web.post("/v1/chat/completions", stand_in.chat),
+            web.post("/v1/embeddings", stand_in.sink),
+            web.post("/v1/audio/transcriptions", stand_in.sink),
             web.get("/stats", stand_in.get_stats),
             web.post("/reset", stand_in.reset),
             web.post("/release", stand_in.release),

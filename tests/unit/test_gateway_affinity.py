@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from berth_gateway.affinity import bounded_pick, point, prompt_prefix, ring
+from berth_gateway.affinity import bounded_pick, point, ring
 from berth_gateway.balancer import Balancer
+from berth_gateway.bodies import JSON_FIELDS, RequestBody
+from berth_gateway.jsonscan import scan
 from berth_gateway.table import Endpoint
 
 ENDPOINTS = frozenset(Endpoint(f"10.0.0.{i}", 8000) for i in range(10))
@@ -23,20 +25,19 @@ def owners(endpoints: frozenset[Endpoint]) -> list[Endpoint | None]:
     return [bounded_pick(placed, key, idle, endpoints, 1.25) for key in KEYS]
 
 
-def test_the_prefix_is_the_start_of_the_chat_or_the_prompt() -> None:
-    chat = {
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": [{"type": "image_url"}, {"type": "text", "text": "hi"}]},
-        ]
-    }
-    assert prompt_prefix(chat, 1000) == "system\nYou are terse.\nuser\n<image_url>hi\n"
-    assert prompt_prefix(chat, 10) == "system\nYou"
-    assert prompt_prefix({"prompt": "Once upon a time"}, 4) == "Once"
-    assert prompt_prefix({"prompt": ["first", "second"]}, 100) == "first"
-    assert prompt_prefix({"prompt": [1, 2, 3]}, 100) == "1,2,3"
-    assert prompt_prefix({"input": "embed me"}, 100) is None
-    assert prompt_prefix(None, 100) is None
+def body_of(text: str) -> RequestBody:
+    data = bytearray(text.encode())
+    return RequestBody(None, data, scan(data, JSON_FIELDS, 64))
+
+
+def test_the_prefix_is_the_start_of_the_chat_or_the_prompt_as_sent() -> None:
+    chat = body_of('{"model": "m", "messages": [{"role": "system", "content": "You are terse."}]}')
+    assert chat.prompt_start(1000) == b'[{"role": "system", "content": "You are terse."}]'
+    assert chat.prompt_start(10) == b'[{"role": '
+    assert body_of('{"prompt": "Once upon a time", "model": "m"}').prompt_start(5) == b'"Once'
+    assert body_of('{"prompt": [1, 2, 3]}').prompt_start(100) == b"[1, 2, 3]"
+    assert body_of('{"input": "embed me"}').prompt_start(100) is None
+    assert RequestBody("m", bytearray(b"{}")).prompt_start(100) is None
 
 
 def test_keys_spread_evenly_over_the_ring() -> None:

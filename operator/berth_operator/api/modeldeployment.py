@@ -319,7 +319,8 @@ class GatewaySettings(ApiModel):
         default=512,
         ge=1,
         le=100_000,
-        description="PrefixAffinity: how many characters of the prompt's start choose the replica.",
+        description="PrefixAffinity: how many bytes of the prompt's start (its JSON as sent: "
+        "the chat messages, or the prompt) choose the replica.",
     )
 
 
