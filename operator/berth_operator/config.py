@@ -19,6 +19,15 @@ DEFAULT_EXPECTED_DEPENDENCIES: dict[str, dict[str, str]] = {
 }
 
 
+#: what a model server's pod requests when its spec sets no cpu or memory: it is scheduled where
+#: they are free and is not the first evicted (Burstable, not BestEffort); no limit is set
+DEFAULT_REQUESTS: dict[str, dict[str, str]] = {
+    "vllm": {"cpu": "2", "memory": "16Gi"},
+    "nemo-asr": {"cpu": "1", "memory": "6Gi"},
+    "pyannote": {"cpu": "1", "memory": "3Gi"},
+}
+
+
 class OperatorConfig(BaseModel):
     """Settings that apply to every ModelDeployment the operator manages."""
 
@@ -33,6 +42,9 @@ class OperatorConfig(BaseModel):
     downloader_image: str = f"{DEFAULT_REGISTRY}/berth-downloader:{DEFAULT_TAG}"
     expected_dependencies: dict[str, dict[str, str]] = Field(
         default_factory=lambda: dict(DEFAULT_EXPECTED_DEPENDENCIES)
+    )
+    default_requests: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_REQUESTS.items()}
     )
     cache_claim_name: str = "berth-model-cache"
     cache_size: str = "500Gi"
@@ -49,12 +61,14 @@ class OperatorConfig(BaseModel):
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
-        """Reads BERTH_* variables; BERTH_IMAGES and BERTH_EXPECTED_DEPENDENCIES are JSON."""
+        """Reads BERTH_* variables; BERTH_IMAGES, BERTH_EXPECTED_DEPENDENCIES and
+        BERTH_DEFAULT_REQUESTS are JSON (the engines they name replace the defaults' ones)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field, variable, parse in (
             ("images", "BERTH_IMAGES", json.loads),
             ("expected_dependencies", "BERTH_EXPECTED_DEPENDENCIES", json.loads),
+            ("default_requests", "BERTH_DEFAULT_REQUESTS", json.loads),
             ("downloader_image", "BERTH_DOWNLOADER_IMAGE", str),
             ("cache_claim_name", "BERTH_CACHE_CLAIM_NAME", str),
             ("cache_size", "BERTH_CACHE_SIZE", str),
@@ -68,8 +82,9 @@ class OperatorConfig(BaseModel):
         ):
             if env.get(variable):
                 values[field] = parse(env[variable])
-        if "images" in values:
-            values["images"] = {**cls().images, **values["images"]}
+        for merged in ("images", "default_requests"):
+            if merged in values:
+                values[merged] = {**getattr(cls(), merged), **values[merged]}
         return cls(**values)
 
 

@@ -127,6 +127,11 @@ class ContainerStack:
                     "nemo-asr": self.images["nemo-asr"],
                 },
                 "downloaderImage": self.images["downloader"],
+                # a node of two cores: the model pods must fit beside each other
+                "defaultRequests": {
+                    engine: {"cpu": "100m", "memory": "512Mi"}
+                    for engine in ("vllm", "nemo-asr", "pyannote")
+                },
             },
             "hfEndpoint": self.hub.endpoint,
             "resyncSeconds": 30,

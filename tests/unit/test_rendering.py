@@ -51,6 +51,20 @@ def test_cpu_deployment_has_no_gpu_request_nor_gpu_toleration():
     assert pod["tolerations"] == []
 
 
+@pytest.mark.parametrize("engine", ["vllm", "nemo-asr", "pyannote"])
+def test_a_pod_without_cpu_or_memory_requests_its_engine_default_and_is_not_best_effort(engine):
+    config = OperatorConfig.from_env({"BERTH_DEFAULT_REQUESTS": '{"pyannote": {"cpu": "0.5"}}'})
+    resources = render_deployment(md(engine=engine), config, SERVED)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["resources"]
+    expected = {"pyannote": {"cpu": "500m"}}.get(engine, config.default_requests[engine])
+    assert {
+        k: resources["requests"][k] for k in ("cpu", "memory") if k in resources["requests"]
+    } == (expected)
+    assert "cpu" not in resources["limits"] and "memory" not in resources["limits"]
+    assert resources["requests"].get("cpu") or resources["requests"].get("memory")
+
+
 def test_mig_resource_name_is_requested_as_given():
     resource = md(resources={"gpus": 1, "gpuResourceName": "nvidia.com/mig-1g.10gb"})
     container = render_deployment(resource, CONFIG, SERVED)["spec"]["template"]["spec"][

@@ -91,9 +91,15 @@ class Resources(ApiModel):
         description="Extended resource to request, e.g. nvidia.com/gpu or a MIG profile such as "
         "nvidia.com/mig-1g.10gb.",
     )
-    cpu: Quantity | None = Field(default=None, description="CPU request and limit per replica.")
+    cpu: Quantity | None = Field(
+        default=None,
+        description="CPU request and limit per replica. Unset: the engine's default request "
+        "(the chart's engines.defaultRequests), and no limit.",
+    )
     memory: Quantity | None = Field(
-        default=None, description="Memory request and limit per replica."
+        default=None,
+        description="Memory request and limit per replica. Unset: the engine's default request "
+        "(the chart's engines.defaultRequests), and no limit.",
     )
 
 

@@ -70,17 +70,21 @@ def _tmp_size(md: ModelDeployment, served: ServedModel) -> str:
     return byte_quantity(ENGINES[md.spec.engine].tmp_bytes(served.model_bytes))
 
 
-def _resources(md: ModelDeployment, served: ServedModel) -> dict[str, Any]:
-    """GPU, cpu and memory from the spec; ephemeral storage for the engine's /tmp; every
-    quantity in the API server's canonical form."""
+def _resources(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> dict[str, Any]:
+    """GPU, cpu and memory from the spec (request and limit), else the engine's default
+    request (no limit); ephemeral storage for the engine's /tmp; every quantity in the API
+    server's canonical form."""
     res = md.spec.resources
     limits: dict[str, str] = {}
     if res.gpus:
         limits[res.gpu_resource_name] = str(res.gpus)
+    defaults = config.default_requests.get(md.spec.engine, {})
+    requests: dict[str, str] = {}
     for key, value in (("cpu", res.cpu), ("memory", res.memory)):
         if value is not None:
-            limits[key] = canonical_quantity(value)
-    requests = {k: v for k, v in limits.items() if k in ("cpu", "memory")}
+            limits[key] = requests[key] = canonical_quantity(value)
+        elif key in defaults:
+            requests[key] = canonical_quantity(defaults[key])
     requests["ephemeral-storage"] = _tmp_size(md, served)
     return {"limits": limits, "requests": requests}
 
@@ -141,7 +145,7 @@ def render_deployment(
         "image": md.spec.image or config.images[md.spec.engine],
         "ports": [{"name": PORT_NAME, "containerPort": config.service_port, "protocol": "TCP"}],
         "env": _env(md, config, served),
-        "resources": _resources(md, served),
+        "resources": _resources(md, config, served),
         "securityContext": restricted_container_security(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
