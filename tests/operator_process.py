@@ -18,6 +18,11 @@ from tests.cluster.processes import die_with_parent
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / "crds" / "modeldeployments.berth.dev.yaml"
 
+#: where the test operator copies the models' own keys for the gateway (as the chart's does, in
+#: its own namespace)
+MODEL_KEYS_SECRET = "berth-model-keys"
+MODEL_KEYS_NAMESPACE = "default"
+
 
 def install_crd(cluster: ControlPlane) -> None:
     """The ModelDeployment CRD, installed from crds/ and Established."""
@@ -68,6 +73,8 @@ class OperatorProcess:
             **self.cluster.env(),
             "KUBECONFIG": str(self.cluster.operator_kubeconfig),
             "BERTH_RESYNC_SECONDS": "30",
+            "BERTH_MODEL_KEYS_SECRET": MODEL_KEYS_SECRET,
+            "BERTH_MODEL_KEYS_NAMESPACE": MODEL_KEYS_NAMESPACE,
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }

@@ -14,7 +14,7 @@ from lightkube.models.meta_v1 import OwnerReference
 from prometheus_client import start_http_server
 
 from berth_gateway.app import Gateway
-from berth_gateway.auth import KeyRing
+from berth_gateway.auth import KeyRing, parse_keys
 from berth_gateway.balancer import Balancer
 from berth_gateway.config import GatewayConfig, parse_args
 from berth_gateway.hold import Hold
@@ -25,7 +25,7 @@ from berth_gateway.proxy import Proxy
 from berth_gateway.scaler import Scaler
 from berth_gateway.table import RoutingTable
 from berth_gateway.upstream_keys import UpstreamKeys
-from berth_gateway.watch import keys_watch, routing_watches
+from berth_gateway.watch import routing_watches, secret_watch
 
 
 def autoscaling(
@@ -55,15 +55,31 @@ async def serve(config: GatewayConfig) -> None:
     metrics = GatewayMetrics()
     keys = KeyRing(required=config.keys_secret is not None)
     watches = routing_watches(client, table, config.namespaces)
+    upstream_keys = UpstreamKeys(
+        config.model_keys_secret, config.model_keys_namespace, config.retry_after_seconds
+    )
     if config.keys_secret:
-        watches.append(keys_watch(client, keys, config.keys_namespace, config.keys_secret))
+        watches.append(
+            secret_watch(
+                client,
+                config.keys_namespace,
+                config.keys_secret,
+                lambda data: keys.replace(parse_keys(data)),
+            )
+        )
+    if config.model_keys_secret:
+        watches.append(
+            secret_watch(
+                client, config.model_keys_namespace, config.model_keys_secret, upstream_keys.replace
+            )
+        )
     proxy = Proxy(config, table, Balancer(config.eject_seconds, config.affinity_load_factor))
     load, scaler, election, reports = autoscaling(client, config, table, metrics)
     gateway = Gateway(
         config,
         table,
         keys,
-        UpstreamKeys(client, config.secret_cache_seconds, config.retry_after_seconds),
+        upstream_keys,
         proxy,
         metrics,
         synced=lambda: all(w.synced.is_set() for w in watches),

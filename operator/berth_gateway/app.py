@@ -140,7 +140,7 @@ class Gateway:
                 body = await read_body(request, self.body_limits, reservation)
                 model = self.resolve(body.model, SEED_ROUTES.get(request.path), grant)
                 metrics = self.metrics.model(model.served_name)
-                key = await self.upstream_keys.key_for(model)
+                key = self.upstream_keys.key_for(model)
                 with self.admission.model(model.key, model.served_name):
                     response = await self._forward(request, model, body, key, metrics)
             code = response.status

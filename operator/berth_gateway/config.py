@@ -29,6 +29,12 @@ class GatewayConfig(BaseModel):
         default=None, description="Secret of the client keys, in keys_namespace; none: no keys."
     )
     keys_namespace: str = "default"
+    model_keys_secret: str | None = Field(
+        default=None,
+        description="Secret the operator copies the models' own keys into (spec.auth), in "
+        "model_keys_namespace; none: models with spec.auth are not served.",
+    )
+    model_keys_namespace: str = "default"
     max_body_bytes: int = Field(
         default=100 * 2**20, description="Largest body of an upload (not JSON), in bytes."
     )
@@ -56,7 +62,6 @@ class GatewayConfig(BaseModel):
         ge=1.0,
         description="PrefixAffinity: no endpoint takes more than this times the average load.",
     )
-    secret_cache_seconds: float = 30.0
     log_level: str = "INFO"
     hold_timeout: float = Field(
         default=600.0,
@@ -133,6 +138,15 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         "--keys-namespace",
         default=_env("BERTH_GATEWAY_KEYS_NAMESPACE", _env("POD_NAMESPACE", "default")),
     )
+    parser.add_argument(
+        "--model-keys-secret",
+        default=os.environ.get("BERTH_GATEWAY_MODEL_KEYS_SECRET") or None,
+        help=GatewayConfig.model_fields["model_keys_secret"].description,
+    )
+    parser.add_argument(
+        "--model-keys-namespace",
+        default=_env("BERTH_GATEWAY_MODEL_KEYS_NAMESPACE", _env("POD_NAMESPACE", "default")),
+    )
     for option in (
         "max_body_bytes",
         "max_json_body_bytes",
@@ -202,6 +216,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         metrics_port=args.metrics_port,
         keys_secret=args.keys_secret,
         keys_namespace=args.keys_namespace,
+        model_keys_secret=args.model_keys_secret,
+        model_keys_namespace=args.model_keys_namespace,
         max_body_bytes=args.max_body_bytes,
         max_json_body_bytes=args.max_json_body_bytes,
         max_json_depth=args.max_json_depth,

@@ -15,7 +15,6 @@ from lightkube.core.generic_client import ALL_NS
 from lightkube.resources.core_v1 import Secret
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from berth_gateway.auth import KeyRing, parse_keys
 from berth_gateway.table import RoutingTable
 
 logger = logging.getLogger(__name__)
@@ -111,21 +110,24 @@ def routing_watches(
     return watches
 
 
-def keys_watch(client: AsyncClient, keys: KeyRing, namespace: str, name: str) -> Watch:
-    """The client keys' Secret: a change replaces the keys at once, without a restart."""
+def secret_watch(
+    client: AsyncClient, namespace: str, name: str, take: Callable[[Body | None], None]
+) -> Watch:
+    """One Secret, read by name (the only Secrets the gateway may read): `take` gets its data at
+    each change, None once it is gone; a rotation applies at once, without a restart."""
 
     def reset(bodies: Iterable[Body], _: str | None) -> None:
         found = list(bodies)
-        keys.replace(parse_keys(found[0].get("data")) if found else {})
+        take(found[0].get("data") if found else None)
         if not found:
-            logger.warning("the gateway's key Secret %s/%s does not exist", namespace, name)
+            logger.warning("the gateway's Secret %s/%s does not exist", namespace, name)
 
     return Watch(
         client,
         Secret,
         namespace,
         reset,
-        lambda body: keys.replace(parse_keys(body.get("data"))),
-        lambda *_: keys.replace({}),
+        lambda body: take(body.get("data")),
+        lambda *_: take(None),
         fields={"metadata.name": name},
     )

@@ -56,6 +56,10 @@ class OperatorConfig(BaseModel):
     service_port: int = 8000
     cluster_domain: str = "cluster.local"
     resync_seconds: float = 300.0
+    #: the Secret, in model_keys_namespace, the gateway reads the models' own keys from (the
+    #: operator copies each spec.auth key there); none: not copied
+    model_keys_secret: str | None = None
+    model_keys_namespace: str = "default"
     #: reconciles at once: a first pass waits on several API round trips in turn
     workers: int = 128
 
@@ -79,6 +83,8 @@ class OperatorConfig(BaseModel):
             ("cluster_domain", "BERTH_CLUSTER_DOMAIN", str),
             ("resync_seconds", "BERTH_RESYNC_SECONDS", float),
             ("workers", "BERTH_WORKERS", int),
+            ("model_keys_secret", "BERTH_MODEL_KEYS_SECRET", str),
+            ("model_keys_namespace", "BERTH_MODEL_KEYS_NAMESPACE", str),
         ):
             if env.get(variable):
                 values[field] = parse(env[variable])

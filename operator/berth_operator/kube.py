@@ -176,12 +176,12 @@ class Kube:
             if error.status.code != 404:
                 raise
 
-    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
-        """The keys of a Secret (never its values), or None when it does not exist."""
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's data (base64 values, never logged), or None when it does not exist."""
         try:
             secret = await self.client.get(Secret, name, namespace=namespace)
         except ApiError as error:
             if error.status.code == 404:
                 return None
             raise
-        return set(secret.data or {}) | set(secret.stringData or {})
+        return dict(secret.data or {})

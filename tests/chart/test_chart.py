@@ -156,7 +156,15 @@ def test_the_gateway_reads_only_what_it_routes_by():
     # the autoscaler writes replicas only, and Leases in the release's namespace only
     assert rules[("berth.dev", "modeldeployments/scale")] == (["patch"], None)
     roles = {o["metadata"]["name"]: o for o in gateway if o["kind"] == "Role"}
-    assert roles["berth-gateway-keys"]["rules"][0]["resourceNames"] == ["client-keys"]
+    secrets = roles["berth-gateway-secrets"]["rules"]
+    assert secrets == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["berth-model-keys", "client-keys"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
     leases = roles["berth-gateway-leases"]
     assert leases["metadata"]["namespace"] == "berth-system"
     assert [r["resources"] for r in leases["rules"]] == [["leases"]]
@@ -164,6 +172,7 @@ def test_the_gateway_reads_only_what_it_routes_by():
         "containers"
     ][0]["args"]
     assert "--keys-secret=client-keys" in args
+    assert "--model-keys-secret=berth-model-keys" in args
     off = [o for o in yaml.safe_load_all(render("gateway.enabled=false")) if o]
     assert not [o for o in off if "gateway" in o["metadata"]["name"]]
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.cluster.kubectl import Kubectl
 from tests.gateway.parts import endpoint_slice, http, model_deployment, wait_until
+from tests.operator_process import MODEL_KEYS_NAMESPACE, MODEL_KEYS_SECRET
 
 CHAT = "/v1/chat/completions"
 
@@ -61,6 +62,8 @@ def test_bad_inputs_and_keys(kubectl: Kubectl, start_gateway: Any, stand_ins: An
     gateway = start_gateway(
         "--keys-secret=gateway-keys",
         f"--keys-namespace={kubectl.namespace}",
+        f"--model-keys-secret={MODEL_KEYS_SECRET}",
+        f"--model-keys-namespace={MODEL_KEYS_NAMESPACE}",
         "--max-json-body-bytes=4096",
         "--upstream-timeout=1",
     )
@@ -74,7 +77,12 @@ def test_bad_inputs_and_keys(kubectl: Kubectl, start_gateway: Any, stand_ins: An
         assert answer[1]["WWW-Authenticate"].startswith("Bearer")
         assert error_of(answer)[0] == 401
 
-    # the model's own key reaches its runtime; the client's gateway key does not
+    # the model's own key reaches its runtime; the client's gateway key does not. The gateway
+    # reads it from the one Secret the operator copies models' keys into, never the model's own
+    copied = Kubectl(kubectl.plane, MODEL_KEYS_NAMESPACE)
+    entry = f"{kubectl.namespace}.chat"
+    copied.wait_for("secret", MODEL_KEYS_SECRET, lambda s: entry in (s.get("data") or {}))
+    wait_until(lambda: http("POST", url, chat(), old)[0] == 200, "the copied key in the gateway")
     status, _, body = http("POST", url, chat(), {**old, "X-Request-Id": "req-1"})
     assert status == 200, body
     seen = upstream.stats()["last_headers"]
@@ -135,3 +143,7 @@ def test_bad_inputs_and_keys(kubectl: Kubectl, start_gateway: Any, stand_ins: An
     wait_until(lambda: http("POST", url, chat(), old)[0] == 401, "the old key refused")
     assert http("POST", url, chat(), new)[0] == 200
     assert "old-key" not in gateway.metrics() and "new-key" not in gateway.metrics()
+
+    # the copy follows the resource: gone with it
+    kubectl("delete", "modeldeployment", "chat")
+    copied.wait_for("secret", MODEL_KEYS_SECRET, lambda s: entry not in (s.get("data") or {}))

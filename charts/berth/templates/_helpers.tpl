@@ -28,6 +28,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/* The gateway's name: its Deployment, Service, ServiceAccount and RBAC. */}}
+{{/* The Secret the operator copies the models' own keys into, the gateway's only Secret of models. */}}
+{{- define "berth.modelKeysSecret" -}}
+{{- printf "%s-model-keys" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "berth.gatewayName" -}}
 {{- printf "%s-gateway" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -51,8 +56,4 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [berth.dev]
   resources: [modeldeployments/scale]
   verbs: [patch]
-# A model's own key (spec.auth.apiKeySecretRef), read when a request for it comes; never listed.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
 {{- end -}}

@@ -31,6 +31,7 @@ from berth_operator.controller.download import (
     download_owner_references,
 )
 from berth_operator.controller.events import EventRecorder, EventTarget, transitions
+from berth_operator.controller.model_keys import ModelKeys, first_key
 from berth_operator.controller.names import Key, ServedNames
 from berth_operator.controller.observed import Observed, SecretCheck
 from berth_operator.controller.ownership import NameConflict, holder
@@ -64,6 +65,7 @@ class Reconciler:
     kube: Kube
     config: OperatorConfig
     events: EventRecorder = field(init=False)
+    model_keys: ModelKeys = field(init=False)
     known_claims: set[tuple[str, str]] = field(default_factory=set)
     names: ServedNames = field(default_factory=ServedNames)
     _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
@@ -80,6 +82,9 @@ class Reconciler:
 
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.kube.create)
+        self.model_keys = ModelKeys(
+            self.kube, self.config.model_keys_namespace, self.config.model_keys_secret
+        )
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -131,35 +136,46 @@ class Reconciler:
                 result.append(md)
         return result
 
-    async def _check_secret(self, namespace: str, ref: Any, field_path: str) -> SecretCheck | None:
-        keys = await self.kube.secret_keys(namespace, ref.name)
-        if keys is None:
+    async def _check_secret(
+        self, namespace: str, ref: Any, field_path: str
+    ) -> tuple[SecretCheck | None, str | None]:
+        """A problem with the reference, or the value it points at (base64)."""
+        data = await self.kube.secret_data(namespace, ref.name)
+        if data is None:
             return SecretCheck(
                 "SecretNotFound",
                 f"secret {ref.name} not found in namespace {namespace} ({field_path}.name): "
                 f"create it, or fix the reference",
-            )
-        if ref.key not in keys:
+            ), None
+        if ref.key not in data:
             return SecretCheck(
                 "SecretKeyNotFound",
                 f"secret {ref.name} has no key '{ref.key}' ({field_path}.key); "
-                f"it has: {', '.join(sorted(keys)) or 'no keys'}",
-            )
-        return None
+                f"it has: {', '.join(sorted(data)) or 'no keys'}",
+            ), None
+        return None, data[ref.key]
 
     async def check_secrets(
         self, md: ModelDeployment
     ) -> tuple[SecretCheck | None, list[SecretCheck]]:
-        """Problems with the token Secret, and with the other Secret references."""
+        """Problems with the token Secret, and with the other Secret references; the model's
+        own key is copied for the gateway on the way."""
         token_problem = None
         if ref := md.spec.model.token_secret_ref:
-            token_problem = await self._check_secret(md.namespace, ref, "spec.model.tokenSecretRef")
+            token_problem, _ = await self._check_secret(
+                md.namespace, ref, "spec.model.tokenSecretRef"
+            )
         secret_problems = []
-        api_key = md.spec.auth.api_key_secret_ref if md.spec.auth else None
-        if api_key and (
-            problem := await self._check_secret(md.namespace, api_key, "spec.auth.apiKeySecretRef")
-        ):
-            secret_problems.append(problem)
+        model_key = None
+        if api_key := md.spec.auth.api_key_secret_ref if md.spec.auth else None:
+            problem, value = await self._check_secret(
+                md.namespace, api_key, "spec.auth.apiKeySecretRef"
+            )
+            if problem:
+                secret_problems.append(problem)
+            elif value is not None:
+                model_key = first_key(value)
+        await self.model_keys.publish(md.namespace, md.name, model_key)
         return token_problem, secret_problems
 
     def observe(
@@ -328,6 +344,7 @@ class Reconciler:
         body = self.store.get(KIND, namespace, name)
         if body is None:
             self.forget(namespace, name)
+            await self.model_keys.publish(namespace, name, None)
             return
         md, download = self.parsed(body)
         if md is None or download is None:
