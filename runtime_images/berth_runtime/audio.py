@@ -6,6 +6,7 @@ FFmpeg's decoders and resampler through PyAV; no temporary files.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,39 @@ class UndecodableAudio(UnsupportedMediaType):
 
 class AudioTooLong(PayloadTooLarge):
     type = "AudioTooLong"
+
+
+class Samples:
+    """A float32 buffer sized from the container's duration, so the decoded recording is held
+    once (gathering chunks, then concatenating them, held it twice); grown by half when a
+    container under-states its duration."""
+
+    def __init__(self, expected: int) -> None:
+        self.buffer = np.empty(max(expected, RESAMPLE_BLOCK), dtype=np.float32)
+        self.size = 0
+
+    def append(self, block: np.ndarray) -> None:
+        end = self.size + len(block)
+        if end > len(self.buffer):
+            grown = np.empty(max(end, len(self.buffer) * 3 // 2), dtype=np.float32)
+            grown[: self.size] = self.buffer[: self.size]
+            self.buffer = grown
+        self.buffer[self.size : end] = block
+        self.size = end
+
+    def result(self) -> np.ndarray:
+        """The samples; a copy only when the buffer is much larger than them."""
+        if self.size < len(self.buffer) * 0.9:
+            return self.buffer[: self.size].copy()
+        return self.buffer[: self.size]
+
+
+def expected_samples(container: Any, limit: int) -> int:
+    """Samples at 16 kHz the container says it holds (a little over), at most the limit."""
+    duration = container.duration  # in microseconds; None when the format does not say
+    if not duration or duration <= 0:
+        return 30 * SAMPLE_RATE
+    return min(limit + RESAMPLE_BLOCK, int(duration * SAMPLE_RATE / 1_000_000 * 1.01) + 4096)
 
 
 def decode_audio(data: bytes, max_seconds: float = 3 * 3600) -> np.ndarray:
@@ -48,31 +82,27 @@ def decode_audio(data: bytes, max_seconds: float = 3 * 3600) -> np.ndarray:
         fifo = av.AudioFifo()
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         limit = int(max_seconds * SAMPLE_RATE)
-        chunks: list[np.ndarray] = []
+        samples = Samples(expected_samples(container, limit))
 
-        def drain(block: av.AudioFrame | None) -> int:
-            produced = 0
+        def drain(block: av.AudioFrame | None) -> None:
             for out in resampler.resample(block):
-                chunks.append(out.to_ndarray()[0])
-                produced += out.samples
-            return produced
+                samples.append(out.to_ndarray()[0])
 
-        total = 0
         try:
             for frame in container.decode(streams[0]):
                 frame.pts = None
                 fifo.write(frame)
                 if fifo.samples >= RESAMPLE_BLOCK:
-                    total += drain(fifo.read(RESAMPLE_BLOCK))
-                    if total > limit:
+                    drain(fifo.read(RESAMPLE_BLOCK))
+                    if samples.size > limit:
                         raise AudioTooLong(f"audio longer than the limit of {max_seconds:.0f} s")
             if fifo.samples:
-                total += drain(fifo.read())
-            total += drain(None)
+                drain(fifo.read())
+            drain(None)
         except av.error.FFmpegError as error:
             raise UndecodableAudio(f"the audio could not be decoded: {error}") from error
-        if total > limit:
+        if samples.size > limit:
             raise AudioTooLong(f"audio longer than the limit of {max_seconds:.0f} s")
-    if total == 0:
+    if samples.size == 0:
         raise EmptyAudio("the audio file holds no samples")
-    return np.concatenate(chunks).astype(np.float32, copy=False)
+    return samples.result()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
 import av
 import numpy as np
@@ -81,3 +82,17 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(AudioTooLong) as long:
         decode_audio(encode("flac", "flac", seconds=3), max_seconds=1)
     assert long.value.status == 413
+
+
+def test_a_long_recording_is_held_once_while_decoding():
+    """The decoded samples are written into one buffer sized from the container's duration:
+    the peak of memory allocated while decoding stays near the result's size, not twice it."""
+    data = encode("wav", "pcm_s16le", seconds=120, rate=SAMPLE_RATE)
+    tracemalloc.start()
+    try:
+        audio = decode_audio(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(audio) == 120 * SAMPLE_RATE
+    assert peak < 1.3 * audio.nbytes, f"peak {peak / 2**20:.1f} MiB for {audio.nbytes / 2**20:.1f}"

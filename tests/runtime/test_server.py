@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -161,3 +162,35 @@ def test_metrics_count_requests(running: Running):
     text = running.call("/metrics")[2].decode()
     assert 'berth_requests_total{route="/v1/echo",status="200"} 1.0' in text
     assert "berth_model_ready 1.0" in text
+
+
+def test_a_full_replica_refuses_before_reading_the_body(cache: Path):
+    """max_requests held (a client sends half a body and waits): the next one is 503
+    ServerBusy with Retry-After at once, its body unread; the held one then completes."""
+    server = serve(cache, max_requests=1)
+    try:
+        server.wait_ready()
+        body = b'{"x": "' + b"a" * 1000 + b'"}'
+        head = (
+            f"POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
+            held.sendall(head + body[:100])
+            deadline = time.monotonic() + 10
+            while "berth_requests_held 1.0" not in server.call("/metrics")[2].decode():
+                assert time.monotonic() < deadline, "the half-sent request is never held"
+                time.sleep(0.02)
+            status, headers, answer = server.call("/v1/echo", body, JSON)
+            assert status == 503 and headers["Retry-After"] == "10"
+            error = json.loads(answer)["error"]
+            assert error["type"] == "ServerBusy" and "add replicas" in error["message"]
+            held.sendall(body[100:])
+            reply = b""
+            while chunk := held.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert server.call("/v1/echo", body, JSON)[0] == 200, "the slot is free again"
+        assert "berth_requests_refused_busy_total 1.0" in server.call("/metrics")[2].decode()
+    finally:
+        server.stop()

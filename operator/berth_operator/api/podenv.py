@@ -142,6 +142,8 @@ class ServerEnv(ModelPodEnv):
     #: from the Secret in spec.auth.apiKeySecretRef: keys separated by commas or new lines
     api_keys: str | None = Field(default=None, alias="BERTH_API_KEYS", repr=False)
     max_body_bytes: int = Field(default=100 * 2**20, alias="BERTH_MAX_BODY_BYTES")
+    max_requests: int = Field(default=16, ge=1, alias="BERTH_MAX_REQUESTS")
+    max_decodes: int = Field(default=2, ge=1, alias="BERTH_MAX_DECODES")
     shutdown_seconds: float = Field(default=25.0, alias="BERTH_SHUTDOWN_SECONDS")
     log_level: str = Field(default="INFO", alias="BERTH_LOG_LEVEL")
     vllm_command: str = Field(default="vllm", alias="BERTH_VLLM_COMMAND")

@@ -37,6 +37,8 @@ def build_server(env: ServerEnv) -> ModelServer:
         revision=env.revision,
         api_keys=env.key_list,
         max_body_bytes=env.max_body_bytes,
+        max_requests=env.max_requests,
+        max_decodes=env.max_decodes,
         expected=env.expected,
     )
     state = RuntimeState(pod=env.pod_name)

@@ -19,6 +19,7 @@ from berth_runtime.server.engine import Engine
 from berth_runtime.server.errors import (
     ModelNotReady,
     PayloadTooLarge,
+    ServerBusy,
     UnsupportedMediaType,
     errors_to_json,
 )
@@ -48,6 +49,11 @@ class ServerConfig:
     max_body_bytes: int = 100 * 2**20
     expected: dict[str, str] = field(default_factory=dict)
     retry_after_seconds: int = 10
+    #: engine requests held at once, from the first byte of the body to the answer (reading,
+    #: decoding, queued, running); more get 503 ServerBusy before their body is read
+    max_requests: int = 16
+    #: audio decodes at once (each holds the whole recording as float32 samples)
+    max_decodes: int = 2
 
 
 class ModelServer:
@@ -86,6 +92,18 @@ class ModelServer:
         self.gpu_temp = Gauge(
             "berth_gpu_temperature_celsius", "GPU temperature.", ["gpu"], registry=self.registry
         )
+        self.held = Gauge(
+            "berth_requests_held",
+            "Engine requests being read, decoded, queued or run.",
+            registry=self.registry,
+        )
+        self.busy = Counter(
+            "berth_requests_refused_busy",
+            "Engine requests answered 503 ServerBusy (max_requests held).",
+            registry=self.registry,
+        )
+        self._holding = 0
+        self.engine.decode_slots = asyncio.Semaphore(config.max_decodes)
         self._load_task: asyncio.Future[None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -182,6 +200,27 @@ class ModelServer:
                 raise UnsupportedMediaType(
                     f"content type {request.content_type or 'none'} is not one of: {', '.join(sorted(allowed))}"
                 )
+            return await self._held(request, handler, route)
+        return await self._timed(request, handler, route)
+
+    async def _held(self, request: web.Request, handler: Any, route: str) -> web.StreamResponse:
+        """At most max_requests at once; one more is refused before its body is read."""
+        if self._holding >= self.config.max_requests:
+            self.busy.inc()
+            raise ServerBusy(
+                f"this replica is busy: {self._holding} requests held (the most it takes); "
+                "retry later, or add replicas",
+                self.config.retry_after_seconds,
+            )
+        self._holding += 1
+        self.held.set(self._holding)
+        try:
+            return await self._timed(request, handler, route)
+        finally:
+            self._holding -= 1
+            self.held.set(self._holding)
+
+    async def _timed(self, request: web.Request, handler: Any, route: str) -> web.StreamResponse:
         started = time.perf_counter()
         response = await handler(request)
         self.latency.labels(route).observe(time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,17 @@ class Engine(ABC):
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
         self.repo: str | None = None
+        #: decodes at once; the server sets it from its config
+        self.decode_slots = asyncio.Semaphore(2)
+
+    async def decode(self, data: bytes, max_seconds: float) -> Any:
+        """Audio to mono float32 at 16 kHz, in a worker thread, a bounded number at once."""
+        from berth_runtime.audio import decode_audio
+
+        async with self.decode_slots:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, decode_audio, data, max_seconds
+            )
 
     def resolve(self, cache_dir: Path, repo: str, revision: str) -> Path:
         """The local snapshot directory of repo@revision, offline."""

@@ -53,6 +53,15 @@ class ModelNotReady(ApiError):
         super().__init__(message, {"Retry-After": str(retry_after)})
 
 
+class ServerBusy(ApiError):
+    """This replica holds as many requests as it may; another replica, or later, will do."""
+
+    status, type = 503, "ServerBusy"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, {"Retry-After": str(retry_after)})
+
+
 def error_response(error: ApiError) -> web.Response:
     return web.json_response(
         {"error": {"type": error.type, "message": error.message}},

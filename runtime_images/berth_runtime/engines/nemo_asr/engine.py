@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from berth_operator.api.podenv import AsrEngineSettings
 
-from berth_runtime.audio import SAMPLE_RATE, decode_audio
+from berth_runtime.audio import SAMPLE_RATE
 from berth_runtime.engines.nemo_asr.batching import Batcher
 from berth_runtime.engines.nemo_asr.formats import TIMED_FORMATS, render
 from berth_runtime.engines.nemo_asr.forms import AudioForm, InvalidField, read_form
@@ -146,8 +145,7 @@ class NemoAsrEngine(Engine):
         source, target = self.languages(form, route)
         pnc = self.pnc if form.pnc is None else form.pnc
         task = Task(source, target, pnc, self.wants_timestamps(form))
-        loop = asyncio.get_running_loop()
-        audio = await loop.run_in_executor(None, decode_audio, data, self.max_audio_seconds)
+        audio = await self.decode(data, self.max_audio_seconds)
         transcript = await self.batcher.submit(task, audio)
         body, content_type = render(
             transcript,

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from berth_runtime.audio import SAMPLE_RATE, decode_audio
+from berth_runtime.audio import SAMPLE_RATE
 from berth_runtime.engines.pyannote.requests import (
     DEFAULT_MAX_AUDIO_SECONDS,
     InvalidSpeakerCount,
@@ -136,8 +136,8 @@ class PyannoteEngine(Engine):
             raise InvalidSpeakerCount(
                 f"this pipeline's clustering ({self.pipeline.klustering}) needs num_speakers"
             )
+        audio = await self.decode(data, self.max_seconds)
         loop = asyncio.get_running_loop()
-        audio = await loop.run_in_executor(None, decode_audio, data, self.max_seconds)
         async with self._lock:
             segments = await loop.run_in_executor(None, self._diarize, audio, counts)
         return web.json_response(
