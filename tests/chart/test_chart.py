@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,10 @@ EXAMPLES = CHART.parents[1] / "examples"
 # lint and render for the Kubernetes the tests run (make test-oldest-kubernetes: the oldest)
 KUBE_VERSION = pinned_versions()["KUBERNETES_VERSION"].removeprefix("v")
 
+RANDOM_TOKEN = re.compile(
+    r"(# Source: berth/templates/dashboard-token.yaml\n(?:.*\n)*?  token: )\S+"
+)
+
 # name -> --set values; each is rendered and compared with snapshots/<name>.yaml
 RENDERINGS = {
     "defaults": [],
@@ -42,6 +47,7 @@ RENDERINGS = {
 
 
 def render(*sets: str) -> str:
+    """helm template, with the dashboard's token (random at each render) as <random>."""
     args = [
         "template",
         "berth",
@@ -53,7 +59,7 @@ def render(*sets: str) -> str:
     ]
     for value in sets:
         args += ["--set", value]
-    return helm(None, *args).stdout
+    return RANDOM_TOKEN.sub(r"\1<random>", helm(None, *args).stdout)
 
 
 def test_lint_is_clean():
@@ -79,9 +85,9 @@ def named(obj: dict, name: str) -> bool:
 def test_rendered_objects_are_what_the_values_say():
     objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
     kinds = sorted(o["kind"] for o in objects)
-    # the operator's and the gateway's in each namespace; the gateway's Leases and the
-    # dashboard's in the release's
-    assert kinds.count("Role") == 6
+    # the operator's and the gateway's in each namespace; in the release's: the gateway's
+    # Leases and Secrets, the operator's copy of the models' keys, the dashboard's
+    assert kinds.count("Role") == 8
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
         ["customresourcedefinitions"],
@@ -92,7 +98,7 @@ def test_rendered_objects_are_what_the_values_say():
     ]
     container = operator[0]["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=team-a" in container["args"] and "--peering=berth" in container["args"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HF_ENDPOINT"] == "https://hf-mirror.internal"
     assert env["BERTH_CACHE_STORAGE_CLASS"] == "fast-rwx"
     crd = next(
@@ -177,6 +183,27 @@ def test_the_gateway_reads_only_what_it_routes_by():
     assert not [o for o in off if "gateway" in o["metadata"]["name"]]
 
 
+def dashboard_token(*sets: str) -> tuple[list[str], dict | None]:
+    """(the Secrets rendered for the dashboard, the operator's BERTH_DASHBOARD_TOKEN source)."""
+    objects = [o for o in yaml.safe_load_all(render(*sets)) if o]
+    secrets = [o["metadata"]["name"] for o in objects if named(o, "berth-dashboard-token")]
+    deployment = next(o for o in objects if o["kind"] == "Deployment" and named(o, "berth"))
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    found = [e["valueFrom"]["secretKeyRef"] for e in env if e["name"] == "BERTH_DASHBOARD_TOKEN"]
+    return secrets, found[0] if found else None
+
+
+def test_the_dashboard_needs_a_token_by_default():
+    assert dashboard_token() == (
+        ["berth-dashboard-token"],
+        {"name": "berth-dashboard-token", "key": "token"},
+    )
+    mine = ("dashboard.tokenSecretRef.name=mine", "dashboard.tokenSecretRef.key=k")
+    assert dashboard_token(*mine) == ([], {"name": "mine", "key": "k"})
+    assert dashboard_token("dashboard.requireToken=false") == ([], None)
+    assert dashboard_token("dashboard.enabled=false") == ([], None)
+
+
 @pytest.mark.parametrize(
     ("value", "complaint"),
     [
@@ -234,7 +261,14 @@ def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path
     # Run the operator with the chart's ServiceAccount token: its RBAC must be enough.
     token = plane.service_account_token("berth-system", "berth", seconds=3600)
     kubeconfig = plane.write_kubeconfig(tmp_path / "operator.kubeconfig", token, "berth-system")
-    operator = OperatorProcess(plane, tmp_path, extra_env={"KUBECONFIG": str(kubeconfig)})
+    chart_env = {  # where the chart's operator copies the models' own keys
+        "BERTH_MODEL_KEYS_SECRET": "berth-model-keys",
+        "BERTH_MODEL_KEYS_NAMESPACE": "berth-system",
+    }
+    operator = OperatorProcess(
+        plane, tmp_path, extra_env={"KUBECONFIG": str(kubeconfig), **chart_env}
+    )
+    dashboard_token = system.get("secret", "berth-dashboard-token")["data"]["token"]
     operator.start()
     try:
         plane.kubectl("create", "namespace", "models")
@@ -262,12 +296,13 @@ def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path
         history = helm(plane, "history", "berth", "-n", "berth-system", "-o", "yaml").stdout
         assert [h["chart"] for h in yaml.safe_load(history)] == ["berth-0.0.9", "berth-0.1.0"]
         env = {
-            e["name"]: e["value"]
+            e["name"]: e.get("value")
             for e in system.get("deployment", "berth")["spec"]["template"]["spec"]["containers"][0][
                 "env"
             ]
         }
         assert env["BERTH_WORKERS"] == "8"
+        assert system.get("secret", "berth-dashboard-token")["data"]["token"] == dashboard_token
         assert models.get("md", "canary")["status"]["phase"] == "Starting"
 
         # the gateway, with the chart's gateway ServiceAccount token: its RBAC is enough

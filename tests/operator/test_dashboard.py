@@ -15,6 +15,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from berth_operator.controller.naming import server_labels
+from berth_operator.dashboard import server as dashboard_server
 from berth_operator.dashboard.server import Dashboard
 
 from tests.cluster import ControlPlane
@@ -264,3 +265,32 @@ def test_routes_and_events_send_gpus_and_requests_when_they_change():
     assert [m["key"] for m in update["nodes"][0]["models"]] == ["ns/m"]
     assert traffic == [("traffic", {"m": {"inFlight": 2, "perSecond": 0.5}}), ("traffic", {})]
     assert served == {}
+
+
+def test_pages_streamed_to_are_capped_and_a_page_that_falls_behind_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(dashboard_server, "MAX_PAGES", 2)
+    monkeypatch.setattr(dashboard_server, "PAGE_BACKLOG", 4)
+    dashboard = Dashboard(lambda: [])
+
+    async def scenario() -> tuple[int, str | None, list[bytes], tuple[str, dict]]:
+        async with TestClient(TestServer(dashboard.app())) as client:
+            pages = [await client.get("/api/events") for _ in range(2)]
+            for page in pages:
+                await next_event(page)
+            refused = await client.get("/api/events")
+            # ten updates while no page has had a turn to read: both fall 4 messages behind
+            for value in range(10):
+                dashboard.set_traffic({"m": {"inFlight": value, "perSecond": 0}})
+            rests = [await asyncio.wait_for(page.content.read(), 10) for page in pages]
+            fresh = await client.get("/api/events")
+            snapshot = await next_event(fresh)
+            fresh.close()
+            return refused.status, refused.headers.get("Retry-After"), rests, snapshot
+
+    status, retry_after, rests, (event, snapshot) = asyncio.run(scenario())
+    assert (status, retry_after) == (503, "30")
+    # each page that fell behind is ended (after the snapshot's closing blank line), not fed
+    assert [rest.strip() for rest in rests] == [b"", b""]
+    assert event == "snapshot" and snapshot["traffic"] == {"m": {"inFlight": 9, "perSecond": 0}}

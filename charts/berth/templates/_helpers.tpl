@@ -57,3 +57,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [modeldeployments/scale]
   verbs: [patch]
 {{- end -}}
+
+{{/* The dashboard's token Secret and key: the one named in values, else the chart's own; empty
+when the API is left open. */}}
+{{- define "berth.dashboardTokenSecret" -}}
+{{- if .Values.dashboard.tokenSecretRef.name -}}
+{{- .Values.dashboard.tokenSecretRef.name -}}
+{{- else if .Values.dashboard.requireToken -}}
+{{- printf "%s-dashboard-token" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}

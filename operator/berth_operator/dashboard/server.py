@@ -22,6 +22,30 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 ListObjects = Callable[[str], list[dict[str, Any]]]
 
+#: pages streamed to at once; one more gets 503 with Retry-After
+MAX_PAGES = 64
+#: messages waiting for one page; a page this far behind is dropped (its browser reconnects
+#: and starts from a fresh snapshot)
+PAGE_BACKLOG = 256
+#: seconds one write to a page may take before the page is dropped
+WRITE_SECONDS = 10.0
+
+
+class Page:
+    """One open event stream: its messages, and whether it fell behind."""
+
+    def __init__(self) -> None:
+        self.messages: asyncio.Queue[str] = asyncio.Queue(PAGE_BACKLOG)
+        self.dropped = False
+
+    def offer(self, message: str) -> None:
+        if self.dropped:
+            return
+        try:
+            self.messages.put_nowait(message)
+        except asyncio.QueueFull:
+            self.dropped = True
+
 
 def _nothing(kind: str) -> list[dict[str, Any]]:
     return []
@@ -43,7 +67,7 @@ class Dashboard:
         self.list_resources = list_resources
         self.list_objects = list_objects
         self.token = token
-        self._listeners: set[asyncio.Queue[str]] = set()
+        self._listeners: set[Page] = set()
         self._runner: web.AppRunner | None = None
         self._gpus_sent: dict[str, Any] | None = None
         self._traffic: Panel = {}
@@ -81,9 +105,8 @@ class Dashboard:
 
     def _send(self, event: str, data: dict[str, Any]) -> None:
         message = f"event: {event}\ndata: {json.dumps(data)}\n\n"
-        for queue in list(self._listeners):
-            if queue.qsize() < 1000:  # a page that stopped reading does not grow memory
-                queue.put_nowait(message)
+        for page in list(self._listeners):
+            page.offer(message)
 
     # ---- HTTP -----------------------------------------------------------------------------------
 
@@ -125,6 +148,12 @@ class Dashboard:
         return web.json_response(self._traffic)
 
     async def api_events(self, request: web.Request) -> web.StreamResponse:
+        if len(self._listeners) >= MAX_PAGES:
+            return web.json_response(
+                {"error": {"type": "TooManyPages", "message": f"{MAX_PAGES} pages are open"}},
+                status=503,
+                headers={"Retry-After": "30"},
+            )
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -133,23 +162,25 @@ class Dashboard:
             }
         )
         await response.prepare(request)
-        queue: asyncio.Queue[str] = asyncio.Queue()
+        page = Page()
         gpus = self.gpus()
         self._publish_gpus(gpus)  # before this page listens: it gets the panel in its snapshot
-        self._listeners.add(queue)
+        self._listeners.add(page)
         try:
             snapshot = {"items": self.cards(), "gpus": gpus, "traffic": self._traffic}
-            await response.write(f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n".encode())
-            while True:
+            message = f"event: snapshot\ndata: {json.dumps(snapshot)}\n\n"
+            while not page.dropped:
+                await asyncio.wait_for(response.write(message.encode()), WRITE_SECONDS)
                 try:
-                    message = await asyncio.wait_for(queue.get(), timeout=15)
+                    message = await asyncio.wait_for(page.messages.get(), timeout=15)
                 except TimeoutError:
                     message = ": keep-alive\n\n"
-                await response.write(message.encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        except TimeoutError:
+            logger.info("dropped a dashboard page that stopped reading")
         finally:
-            self._listeners.discard(queue)
+            self._listeners.discard(page)
         return response
 
     def app(self) -> web.Application:
