@@ -23,10 +23,10 @@ binaries: ## etcd, Kubernetes (the real node's kubelet and kube-proxy too), kwok
 engines: venv ## each engine's environment from its image's lock file, once per lock, in ~/.cache/berth/envs
 	@for engine in pyannote nemo-asr vllm/cpu; do runtime_images/engine_env.sh $$engine >/dev/null || exit 1; done
 
-system-packages: ## Debian's Chromium (dashboard tests), espeak-ng (speech for the engine tests), the real node's containerd, runc, CNI plugins, conntrack and umoci, and buildah, mmdebstrap and docker-registry for the images
+system-packages: ## Debian's Chromium (dashboard tests), espeak-ng (speech for the engine tests), the real node's containerd, runc, CNI plugins, conntrack, ipset and umoci, and buildah, mmdebstrap and docker-registry for the images
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
-	for tool in containerd runc conntrack umoci iptables buildah mmdebstrap docker-registry; do \
+	for tool in containerd runc conntrack umoci iptables ipset buildah mmdebstrap docker-registry; do \
 		command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	[ -x /usr/lib/cni/bridge ] || missing="$$missing containernetworking-plugins"; \
 	if [ -n "$$missing" ]; then \

@@ -27,6 +27,7 @@ from berth_operator.config import OperatorConfig
 from berth_operator.controller.cache import render_cache_claim
 from berth_operator.controller.desired import desired_children
 from berth_operator.controller.download import download_identity
+from berth_operator.controller.netpol import configured_api_server
 from berth_operator.controller.observed import Observed
 from berth_operator.controller.resource import ModelDeployment
 
@@ -35,15 +36,26 @@ from tests.cluster.audit import by_resource, operator_writes
 from tests.operator_process import OperatorProcess, cache_volume_manifest, install_crd
 
 #: the order the floor applies kinds in, as the operator does: identities, then workloads
-FLOOR_ORDER = ["Role", "ServiceAccount", "RoleBinding", "Service", "Job", "Deployment"]
+FLOOR_ORDER = [
+    "NetworkPolicy",
+    "Role",
+    "ServiceAccount",
+    "RoleBinding",
+    "Service",
+    "Job",
+    "Deployment",
+]
 COMPLETE_JOB = {"metadata": {}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
 
 
 def bench_nodes() -> list[FakeNode]:
-    """Enough fake capacity for every replica: 4 nodes of 512 GPUs and 2,000 pods each, and a
-    CPU node for the download Jobs."""
-    gpu = [FakeNode(f"gpu-node-{i}", gpus=512, pods="2000") for i in range(4)]
-    return [*gpu, FakeNode("cpu-node-0", pods="2000")]
+    """Enough fake capacity for every replica: 4 nodes of 512 GPUs and 2,000 pods each (and the
+    CPUs and memory the engines request by default), and a CPU node for the download Jobs."""
+    gpu = [
+        FakeNode(f"gpu-node-{i}", gpus=512, pods="2000", cpu="2000", memory="32Ti")
+        for i in range(4)
+    ]
+    return [*gpu, FakeNode("cpu-node-0", pods="2000", cpu="2000", memory="32Ti")]
 
 
 def model_deployments(count: int, models: int) -> list[dict]:
@@ -67,11 +79,10 @@ def model_deployments(count: int, models: int) -> list[dict]:
     return items
 
 
-def floor_objects(items: list[dict], namespace: str) -> list[dict]:
-    """What the operator would make for `items`, rendered by its own functions once each
-    download has completed (the cache claim first); without ownerReferences, since no owner
-    exists."""
-    config = OperatorConfig()
+def floor_objects(items: list[dict], namespace: str, config: OperatorConfig) -> list[dict]:
+    """What the operator would make for `items` with `config`, rendered by its own functions
+    once each download has completed (the cache claim first); without ownerReferences, since
+    no owner exists."""
     mds = [
         ModelDeployment.from_body(
             {**body, "metadata": {**body["metadata"], "namespace": namespace, "uid": f"u{i}"}}
@@ -91,6 +102,7 @@ def floor_objects(items: list[dict], namespace: str) -> list[dict]:
             sharers=sharers[download.job_name],
             job=COMPLETE_JOB,
             download_role={"metadata": {"name": download.job_name, "uid": "floor"}},
+            api_server=configured_api_server(config),
         )
         for child in desired_children(observed, config):
             child["metadata"].pop("ownerReferences", None)
@@ -188,11 +200,11 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
-def measure_floor(plane: ControlPlane, items: list[dict]) -> float:
+def measure_floor(plane: ControlPlane, items: list[dict], config: OperatorConfig) -> float:
     """Seconds until the objects Berth makes for `items`, applied directly, run."""
     plane.kubectl("create", "namespace", "floor")
     plane.apply(cache_volume_manifest("floor-cache", "floor", "berth-model-cache"))
-    objects = floor_objects(items, "floor")
+    objects = floor_objects(items, "floor", config)
     started = time.monotonic()
     apply_all(plane, "floor", objects)
     wait_until("floor ready", lambda: all_deployments_ready(plane, "floor", len(items)), 900)
@@ -229,11 +241,12 @@ def main() -> None:
     with ControlPlane(nodes=bench_nodes()) as plane:
         print(f"control plane up in {plane.startup_seconds:.1f} s", flush=True)
         install_crd(plane)
-        floor = measure_floor(plane, items)
+        operator = OperatorProcess(plane, plane.workdir, extra_env={"BERTH_RESYNC_SECONDS": "60"})
+        # the floor is what this operator makes (NetworkPolicies included), applied directly
+        floor = measure_floor(plane, items, OperatorConfig.from_env(operator.settings_env()))
 
         plane.kubectl("create", "namespace", "bench")
         plane.apply(cache_volume_manifest("bench-cache", "bench", "berth-model-cache"))
-        operator = OperatorProcess(plane, plane.workdir, extra_env={"BERTH_RESYNC_SECONDS": "60"})
         operator.start()
         assert operator.popen is not None
         pid = operator.popen.pid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,11 @@ CRD_FILE = REPO / "crds" / "modeldeployments.berth.dev.yaml"
 #: its own namespace)
 MODEL_KEYS_SECRET = "berth-model-keys"
 MODEL_KEYS_NAMESPACE = "default"
+#: the callers the test operator lets reach model servers, as the chart's gateway
+GATEWAY_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "berth-system"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "berth-gateway"}},
+}
 
 
 def install_crd(cluster: ControlPlane) -> None:
@@ -63,6 +69,22 @@ class OperatorProcess:
         self.dashboard_port = 0
         self.log = workdir / "operator.log"
 
+    def settings_env(self) -> dict[str, str]:
+        """The operator's BERTH_* settings: the chart's defaults where they matter here, then
+        the test's own."""
+        env = {
+            "BERTH_RESYNC_SECONDS": "30",
+            "BERTH_MODEL_KEYS_SECRET": MODEL_KEYS_SECRET,
+            "BERTH_MODEL_KEYS_NAMESPACE": MODEL_KEYS_NAMESPACE,
+            # as the chart does by default: a NetworkPolicy for each model's pods
+            "BERTH_NETWORK_POLICIES": "true",
+            "BERTH_MODEL_CALLERS": json.dumps([GATEWAY_PEER]),
+        }
+        if not self.cluster.serves_real_node:
+            # a control plane on loopback publishes no endpoints for the `kubernetes` Service
+            env["BERTH_API_SERVER_CIDRS"] = f"{self.cluster.address}/32"
+        return {**env, **self.extra_env}
+
     def start(self, timeout: float = 30) -> None:
         self.metrics_port, self.health_port, self.dashboard_port = (
             free_port(),
@@ -72,11 +94,8 @@ class OperatorProcess:
         env = {
             **self.cluster.env(),
             "KUBECONFIG": str(self.cluster.operator_kubeconfig),
-            "BERTH_RESYNC_SECONDS": "30",
-            "BERTH_MODEL_KEYS_SECRET": MODEL_KEYS_SECRET,
-            "BERTH_MODEL_KEYS_NAMESPACE": MODEL_KEYS_NAMESPACE,
             "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
+            **self.settings_env(),
         }
         with self.log.open("ab") as out:
             self.popen = subprocess.Popen(

@@ -60,6 +60,12 @@ class OperatorConfig(BaseModel):
     #: operator copies each spec.auth key there); none: not copied
     model_keys_secret: str | None = None
     model_keys_namespace: str = "default"
+    #: a NetworkPolicy for each model's server pods and download pods
+    network_policies: bool = False
+    #: who may call model servers (NetworkPolicyPeer objects: the gateway, a metrics scraper)
+    model_callers: tuple[dict[str, Any], ...] = ()
+    #: the API server's addresses as pods reach it (CIDRs); empty: found from the cluster
+    api_server_cidrs: tuple[str, ...] = ()
     #: reconciles at once: a first pass waits on several API round trips in turn
     workers: int = 128
 
@@ -85,6 +91,9 @@ class OperatorConfig(BaseModel):
             ("workers", "BERTH_WORKERS", int),
             ("model_keys_secret", "BERTH_MODEL_KEYS_SECRET", str),
             ("model_keys_namespace", "BERTH_MODEL_KEYS_NAMESPACE", str),
+            ("network_policies", "BERTH_NETWORK_POLICIES", lambda v: v == "true"),
+            ("model_callers", "BERTH_MODEL_CALLERS", lambda v: tuple(json.loads(v))),
+            ("api_server_cidrs", "BERTH_API_SERVER_CIDRS", lambda v: tuple(v.split(","))),
         ):
             if env.get(variable):
                 values[field] = parse(env[variable])

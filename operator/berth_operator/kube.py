@@ -19,6 +19,8 @@ from lightkube.resources.core_v1 import (
     Service,
     ServiceAccount,
 )
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import CascadeType, PatchType
 
@@ -42,6 +44,8 @@ RESOURCES: dict[tuple[str, str], Any] = {
     ("batch/v1", "Job"): Job,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
+    ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
 }
 
 

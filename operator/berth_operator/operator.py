@@ -41,6 +41,7 @@ CHILDREN: list[tuple[str, str, str, str]] = [
     ("", "v1", "serviceaccounts", "ServiceAccount"),
     ("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
 ]
 
 
@@ -165,6 +166,7 @@ class Operator:
         """Re-queues every resource now and then, so drift is noticed without any event."""
         while True:
             await asyncio.sleep(self.config.resync_seconds)
+            await self.reconciler.find_api_server()  # a control plane may move
             for key in self.store.keys(KIND):
                 self.queue.add(key)
 
@@ -248,6 +250,7 @@ def build_registry(
         settings.queueing.worker_limit = None
         settings.queueing.idle_timeout = 1.0
 
+        await operator.reconciler.find_api_server()
         await operator.prefill(namespaces)
         operator.start()
         if operator.dashboard is not None and dashboard_address:

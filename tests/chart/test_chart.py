@@ -86,8 +86,9 @@ def test_rendered_objects_are_what_the_values_say():
     objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
     kinds = sorted(o["kind"] for o in objects)
     # the operator's and the gateway's in each namespace; in the release's: the gateway's
-    # Leases and Secrets, the operator's copy of the models' keys, the dashboard's
-    assert kinds.count("Role") == 8
+    # Leases and Secrets, the operator's copy of the models' keys, the dashboard's; in
+    # `default`, the operator's read of the API server's EndpointSlice
+    assert kinds.count("Role") == 9
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
         ["customresourcedefinitions"],

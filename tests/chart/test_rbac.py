@@ -114,9 +114,13 @@ def installed_rbac(cluster: ControlPlane, kubectl: Kubectl) -> Iterator[Any]:
         return release
 
     yield install
-    for obj in installed:
-        if obj["kind"].startswith("Cluster"):
-            kubectl("delete", obj["kind"], obj["metadata"]["name"], "--ignore-not-found")
+    for obj in installed:  # what the test namespace's deletion does not take with it
+        namespace = obj["metadata"].get("namespace")
+        if namespace != kubectl.namespace:
+            where = ["-n", namespace] if namespace else []
+            kubectl.plane.kubectl(
+                "delete", obj["kind"], obj["metadata"]["name"], *where, "--ignore-not-found"
+            )
 
 
 def can(kubectl: Kubectl, account: str, verb: str, what: str, namespace: str) -> bool:

@@ -98,6 +98,7 @@ SYSTEM_PACKAGES = {
     "iptables": "iptables",
     "conntrack": "conntrack",
     "umoci": "umoci",
+    "ipset": "ipset",
 }
 CNI_BIN_DIR = Path("/usr/lib/cni")
 
@@ -109,6 +110,7 @@ class NodeBinaries:
     kubelet: Path
     kube_proxy: Path
     crictl: Path
+    kube_router: Path
     pause_image: Path
     testbox_image: Path
     containerd: Path
@@ -134,6 +136,7 @@ class NodeBinaries:
             kubelet=node / "kubelet",
             kube_proxy=node / "kube-proxy",
             crictl=bin_dir / f"crictl-{v['CRI_TOOLS_VERSION']}" / "crictl",
+            kube_router=bin_dir / f"kube-router-{v['KUBE_ROUTER_VERSION']}" / "kube-router",
             pause_image=image_dir
             / f"pause-{v['PAUSE_TAG']}-{source_hash(CLUSTER_DIR / 'pause' / 'main.go')}"
             / "image-oci.tar",

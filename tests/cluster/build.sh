@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (etcd, Kubernetes, kwok, helm, a kstatus CLI) and the
-# real node's (kubelet, kube-proxy, crictl, the pause image) from the Go module proxy into a cache
+# real node's (kubelet, kube-proxy, crictl, kube-router, the pause image) from the Go module proxy into a cache
 # outside the work tree, keyed by version or source hash; reuses what is there.
 set -euo pipefail
 
@@ -133,6 +133,10 @@ build_testbox() {
   pack_static_image "$1" "$(dirname "${BASH_SOURCE[0]}")/../realnode/testbox" latest 65532:65532
 }
 
+build_kube_router() {
+  GOBIN="$1" go install -ldflags "-s -w" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+}
+
 build_kwok() {
   GOBIN="$1" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
@@ -157,6 +161,7 @@ run_step "kwok $KWOK_VERSION" "$BIN_DIR/kwok-$KWOK_VERSION" build_kwok
 run_step "helm $HELM_VERSION" "$BIN_DIR/helm-$HELM_VERSION" build_helm
 run_step "kubelet and kube-proxy $KUBELET_VERSION" "$BIN_DIR/kubernetes-node-$KUBELET_VERSION" build_kubernetes_node
 run_step "crictl $CRI_TOOLS_VERSION" "$BIN_DIR/crictl-$CRI_TOOLS_VERSION" build_crictl
+run_step "kube-router $KUBE_ROUTER_VERSION" "$BIN_DIR/kube-router-$KUBE_ROUTER_VERSION" build_kube_router
 source_hash() { sha256sum "$(dirname "${BASH_SOURCE[0]}")/$1" | cut -c1-8; }
 run_step "pause image $PAUSE_TAG" "$IMAGE_DIR/pause-$PAUSE_TAG-$(source_hash pause/main.go)" build_pause
 run_step "testbox image" "$IMAGE_DIR/testbox-$(source_hash ../realnode/testbox/main.go)" build_testbox

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -225,6 +226,37 @@ def _delete_chain(ipt: str, table: str, chain: str, *hooks: str) -> None:
     _run(ipt, "-w", "-t", table, "-X", chain)
 
 
+def policy_chains() -> list[str]:
+    """The iptables chains kube-router's firewall made (the NetworkPolicy enforcer)."""
+    rules = _run("iptables-save", "-t", "filter").stdout
+    return [
+        line.split()[0][1:]
+        for line in rules.splitlines()
+        if line.startswith((":KUBE-ROUTER-", ":KUBE-POD-FW-", ":KUBE-NWPLCY-"))
+    ]
+
+
+def policy_sets() -> list[str]:
+    """The ipsets kube-router's firewall made."""
+    names = _run("ipset", "list", "-n").stdout.split()
+    return [n for n in names if n.startswith(("KUBE-", "kube-router"))]
+
+
+def remove_policy_rules() -> None:
+    """Removes what kube-router's firewall wrote (its own cleanup leaves it on this kernel):
+    the jumps into its chains, its chains, then its ipsets."""
+    chains = policy_chains()
+    for line in _run("iptables-save", "-t", "filter").stdout.splitlines():
+        parts = line.split()
+        if parts[:1] == ["-A"] and parts[1] not in chains and parts[-1] in chains:
+            _run("iptables", "-w", "-t", "filter", "-D", *shlex.split(line)[1:])
+    for action in ("-F", "-X"):
+        for chain in chains:
+            _run("iptables", "-w", "-t", "filter", action, chain)
+    for name in policy_sets():
+        _run("ipset", "destroy", name)
+
+
 def restore_host(record: HostRecord, kube_proxy: Path) -> None:
     """Undoes everything a node in `record.workdir` did, whether it stopped cleanly or not:
     processes, Service rules, containers, mounts, the bridge, iptables chains, sysctls and
@@ -234,6 +266,7 @@ def restore_host(record: HostRecord, kube_proxy: Path) -> None:
         if _owned_pid(pid, str(workdir)):
             _kill_and_wait([pid])
     _run(str(kube_proxy), "--cleanup")
+    remove_policy_rules()
     _kill_and_wait(cgroup_pids())
     _kill_and_wait(leftover_shims())
     for point in sorted(node_mounts(workdir), reverse=True):
@@ -278,5 +311,6 @@ def leftovers(workdir: Path) -> list[str]:
             for line in rules.splitlines()
             if line.startswith(":KUBE-") or line.startswith(f":{GUARD_CHAIN}")
         ]
+    found += [f"ipset {name}" for name in policy_sets()]
     found += [f"cgroup {h / CGROUP_ROOT}" for h in _hierarchies() if (h / CGROUP_ROOT).exists()]
     return found

@@ -16,6 +16,7 @@ import yaml
 
 from tests.cluster.binaries import CNI_BIN_DIR, NodeBinaries, pinned_versions
 from tests.cluster.controlplane import (
+    SERVICE_CIDR,
     ControlPlane,
     ControlPlaneError,
     free_port,
@@ -30,6 +31,7 @@ from tests.cluster.nodehost import (
     NodeHost,
     leftovers,
     node_mounts,
+    policy_chains,
 )
 from tests.cluster.nodes import REAL_NODE_LABEL, REAL_NODE_TAINT
 from tests.cluster.pki import write_client_cert
@@ -56,6 +58,8 @@ class RealNode:
     address: str = GATEWAY
     # tainted, only pods meant for it land here; untainted, it is the cluster's CPU node
     taints: list[dict[str, str]] = field(default_factory=lambda: [REAL_NODE_TAINT])
+    # NetworkPolicies enforced (kube-router's firewall), as a cluster's network plugin would
+    network_policies: bool = False
 
     def __post_init__(self) -> None:
         self.host = NodeHost(self.workdir, self.binaries.kube_proxy)
@@ -169,7 +173,29 @@ class RealNode:
             ],
         )
         self._wait(began + timeout, "kubelet", self._node_ready)
+        if self.network_policies:
+            self._enforce_network_policies(plane, began + timeout)
         self.ready_seconds = time.monotonic() - began
+
+    def _enforce_network_policies(self, plane: ControlPlane, deadline: float) -> None:
+        """kube-router's firewall alone (no routing, no Service proxy: the bridge and
+        kube-proxy do those); ready once its chains are in the filter table."""
+        kubeconfig = self._kubeconfig(plane, "kube-router", "berth:kube-router", "system:masters")
+        self._launch(
+            "kube-router",
+            [
+                str(self.binaries.kube_router),
+                f"--kubeconfig={kubeconfig}",
+                f"--hostname-override={self.name}",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--health-port=0",
+                "--metrics-port=0",
+            ],
+        )
+        self._wait(deadline, "kube-router", lambda: "KUBE-ROUTER-FORWARD" in policy_chains())
 
     def import_image(self, archive: Path, base_name: str) -> None:
         """Imports an OCI layout tar as BASE_NAME:TAG (the tag is the layout's ref name)."""
@@ -181,6 +207,8 @@ class RealNode:
         """Stops the node in the order that leaves nothing behind, then restores the host:
         kube-proxy (and its rules), the kubelet, every pod sandbox through CRI, containerd."""
         by_name = {p.name: p for p in self.processes}
+        if router := by_name.get("kube-router"):
+            router.stop()  # its chains and sets go when the host is restored
         if proxy := by_name.get("kube-proxy"):
             proxy.stop()
         if kubelet := by_name.get("kubelet"):

@@ -19,7 +19,7 @@ from tests.cluster import ControlPlane
 from tests.cluster.helm import helm
 from tests.cluster.kubectl import Kubectl
 from tests.cluster.nodes import FakeNode
-from tests.cluster.realnode import LOCAL_REGISTRY, RealNode
+from tests.cluster.realnode import LOCAL_REGISTRY, TESTBOX_IMAGE, RealNode
 from tests.hub.server import LocalHub
 from tests.operator_process import REPO, OperatorProcess, cache_volume_manifest
 from tests.realnode.waiting import wait_until
@@ -62,7 +62,7 @@ class ContainerStack:
         self.images = registry_images()
         self.workdir, self.namespace = workdir, namespace
         self.values = values or {}
-        self.node = RealNode(workdir=workdir / "node", taints=[])
+        self.node = RealNode(workdir=workdir / "node", taints=[], network_policies=True)
         self.plane: ControlPlane | None = None
         self.hub = LocalHub(host=self.node.address)
         self.cache_dir = workdir / "cache"
@@ -82,6 +82,7 @@ class ContainerStack:
             )
             self.plane.start()
             self.node.join(self.plane)
+            self.node.import_image(self.node.binaries.testbox_image, TESTBOX_IMAGE.split(":")[0])
             self.hub.start()
             self._models_namespace()
             self._install()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import urllib.request
 
 import openai
@@ -16,6 +17,7 @@ from tests.engines.speech import conversation, wav_bytes
 from tests.incontainers.stack import SYSTEM_NAMESPACE, ContainerStack
 from tests.incontainers.timeline import apply_to_ready
 from tests.incontainers.tiny_models import tiny_model_manifest
+from tests.realnode.pods import box_container, real_node_pod
 from tests.realnode.traces import PodTraces
 from tests.realnode.waiting import wait_until
 
@@ -106,6 +108,42 @@ def test_the_cache_is_written_by_the_download_and_read_only_for_servers(
     assert code != 0 and "Read-only file system" in output, output
     code, output = _exec(kubectl, pod["metadata"]["name"], "id", "-u")
     assert (code, output.strip()) == (0, str(RUN_AS_USER))
+
+
+def test_a_pod_of_another_namespace_reaches_the_gateway_but_not_a_model_server(
+    stack: ContainerStack, kubectl: Kubectl
+) -> None:
+    """The NetworkPolicies the operator made, enforced on the node: around the gateway (its
+    keys, its limits) there is no way to a model server."""
+    md = kubectl.wait_for("md", "diarization", condition_is("Ready"), timeout=600, interval=2)
+    assert md["status"]["runtime"]["dependencies"], "the server reported through its policy"
+    (pod,) = kubectl.get("pods", None, "-l", "berth.dev/modeldeployment=diarization")["items"]
+    firewall = f"-d {pod['status']['podIP']}/32"
+    wait_until(lambda: firewall in _filter_rules(), "the enforcer's rules for the model's pod")
+    assert stack.plane is not None
+    stack.plane.kubectl("create", "namespace", "outsider")
+    outsider = Kubectl(stack.plane, "outsider")
+    probe = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+    outsider.apply(
+        real_node_pod("stranger", [box_container("box", "serve", "8080", readinessProbe=probe)])
+    )
+    outsider.wait_for("pod", "stranger", condition_is("Ready"), timeout=60)
+
+    def get(url: str) -> tuple[int, str]:
+        result = outsider("exec", "stranger", "--", "/testbox", "get", url, check=False)
+        return result.returncode, result.stdout + result.stderr
+
+    code, output = get(stack.gateway_address() + "/v1/models")
+    assert code == 0 and '"diarization"' in output, output
+    code, output = get(stack.service_address("diarization") + "/healthz")
+    assert code != 0 and "alive" not in output, output
+    stack.plane.kubectl("delete", "namespace", "outsider", "--wait=false")
+
+
+def _filter_rules() -> str:
+    return subprocess.run(
+        ["iptables-save", "-t", "filter"], capture_output=True, text=True, timeout=30
+    ).stdout
 
 
 def test_deleting_a_model_leaves_nothing_on_the_node(

@@ -16,7 +16,7 @@ def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNode]:
     this package's tests (one real node per machine: tests/realnode_recovery needs the host
     next), and the host checked for anything left behind."""
     workdir = tmp_path_factory.mktemp("realnode")
-    node = RealNode(workdir=workdir / "node")
+    node = RealNode(workdir=workdir / "node", network_policies=True)
     address = node.claim_host()
     try:
         with ControlPlane(workdir=workdir / "cluster", address=address) as plane:

@@ -67,3 +67,19 @@ when the API is left open. */}}
 {{- printf "%s-dashboard-token" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Who may call model servers (NetworkPolicyPeer objects): the gateway's pods, then
+networkPolicy.allowFrom. */}}
+{{- define "berth.modelCallers" -}}
+{{- if .Values.gateway.enabled }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Release.Namespace }}
+  podSelector:
+    matchLabels:
+      {{- include "berth.gatewaySelectorLabels" . | nindent 6 }}
+{{- end }}
+{{- with .Values.networkPolicy.allowFrom }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

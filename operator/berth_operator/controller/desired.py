@@ -17,6 +17,7 @@ from berth_operator.controller.download import (
     render_download_role,
 )
 from berth_operator.controller.naming import runtime_account_name, server_labels
+from berth_operator.controller.netpol import render_download_policy, render_server_policy
 from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.rbac import account_and_binding, status_role
 from berth_operator.controller.workload import ServedModel, render_deployment, render_service
@@ -59,6 +60,9 @@ def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[st
     md = observed.md
     children: list[dict[str, Any]] = []
     download = observed.download
+    if config.network_policies:
+        children.append(render_server_policy(md, config, observed.api_server))
+        children.append(render_download_policy(md, download, config, observed.api_server))
     if observed.token_problem is None:
         children.append(render_download_role(md, download, observed.sharers))
         # The Job waits for its pod's identity, which waits for the applied Role's uid.

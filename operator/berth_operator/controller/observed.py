@@ -39,6 +39,8 @@ class Observed:
     name_rivals: list[ModelDeployment] = field(default_factory=list)
     #: children whose names are held by objects Berth does not control (nothing was written)
     name_conflicts: list[NameConflict] = field(default_factory=list)
+    #: how pods reach the API server: the egress rule of their NetworkPolicies
+    api_server: list[dict[str, Any]] = field(default_factory=list)
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

@@ -33,8 +33,16 @@ from berth_operator.controller.download import (
 from berth_operator.controller.events import EventRecorder, EventTarget, transitions
 from berth_operator.controller.model_keys import ModelKeys, first_key
 from berth_operator.controller.names import Key, ServedNames
+from berth_operator.controller.netpol import (
+    KIND as POLICY,
+)
+from berth_operator.controller.netpol import (
+    discover_api_server,
+    download_policy_name,
+    server_policy_name,
+)
 from berth_operator.controller.observed import Observed, SecretCheck
-from berth_operator.controller.ownership import NameConflict, holder
+from berth_operator.controller.ownership import NameConflict, controller_of, holder
 from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.status import derive_status
@@ -45,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 JOB = ("batch/v1", "Job")
 CLAIM = ("v1", "PersistentVolumeClaim")
-IDENTITY_KINDS = {"Role", "ServiceAccount", "RoleBinding", "Service"}
+IDENTITY_KINDS = {"Role", "ServiceAccount", "RoleBinding", "Service", "NetworkPolicy"}
 WORKLOAD_KINDS = {"Job", "Deployment"}
 
 
@@ -66,6 +74,8 @@ class Reconciler:
     config: OperatorConfig
     events: EventRecorder = field(init=False)
     model_keys: ModelKeys = field(init=False)
+    #: how pods reach the API server (for NetworkPolicies), found at start and each resync
+    api_server: list[dict[str, Any]] = field(default_factory=list)
     known_claims: set[tuple[str, str]] = field(default_factory=set)
     names: ServedNames = field(default_factory=ServedNames)
     _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
@@ -209,7 +219,25 @@ class Reconciler:
             secret_problems=secret_problems,
             token_problem=token_problem,
             name_rivals=self.names.rivals(md),
+            api_server=self.api_server,
         )
+
+    async def find_api_server(self) -> None:
+        """Finds how pods reach the API server, for the NetworkPolicies; keeps what it had
+        when the cluster does not say."""
+        if not self.config.network_policies:
+            return
+        try:
+            found = await discover_api_server(self.kube, self.config)
+        except ApiError as error:
+            logger.warning("finding the API server's addresses: %s", error.status.message)
+            return
+        if not found:
+            logger.warning(
+                "the API server's addresses are unknown: model servers cannot report their "
+                "status; set networkPolicy.apiServerCIDRs"
+            )
+        self.api_server = found
 
     # ---- writing --------------------------------------------------------------------------
 
@@ -293,6 +321,13 @@ class Reconciler:
             )
         return []
 
+    async def remove_policies(self, md: ModelDeployment) -> None:
+        """NetworkPolicies turned off: the ones Berth made for this resource go."""
+        for name in (server_policy_name(md.name), download_policy_name(md.name)):
+            found = self.store.get(POLICY, md.namespace, name)
+            if found and (controller_of(found) or {}).get("uid") == md.uid:
+                await self.kube.delete(("networking.k8s.io/v1", POLICY), md.namespace, name)
+
     async def release_stale_jobs(self, observed: Observed) -> None:
         """Download Jobs this resource no longer needs: drop it as owner; delete orphans."""
         ns = observed.md.namespace
@@ -367,6 +402,8 @@ class Reconciler:
                 conflicts = await self.apply_children(observed)
         if observed.stale_jobs and not conflicts:
             await self.release_stale_jobs(observed)
+        if not self.config.network_policies:
+            await self.remove_policies(md)
         observed = self.observe(md, download, *secrets)  # what was just applied counts too
         observed = dataclasses.replace(observed, name_conflicts=conflicts)
         observed = await self.with_claim_if_unschedulable(observed)
