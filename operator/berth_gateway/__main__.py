@@ -98,7 +98,12 @@ async def serve(config: GatewayConfig) -> None:
     ]
     start_http_server(config.metrics_port, addr=config.bind, registry=metrics.registry)
     # a client that goes away cancels its handler, which closes the upstream request
-    runner = web.AppRunner(gateway.app(), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(
+        gateway.app(),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=config.shutdown_seconds,
+    )
     await runner.setup()
     await web.TCPSite(runner, config.bind, config.port).start()
     stop = asyncio.Event()
@@ -107,7 +112,7 @@ async def serve(config: GatewayConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     logging.getLogger(__name__).info("gateway listening on %s:%d", config.bind, config.port)
     await stop.wait()
-    await runner.cleanup()
+    await drain(gateway, runner, config)
     await proxy.close()
     for task in tasks:
         task.cancel()
@@ -116,6 +121,17 @@ async def serve(config: GatewayConfig) -> None:
     await election.release()
     await reports.withdraw()
     await client.close()
+
+
+async def drain(gateway: Gateway, runner: web.AppRunner, config: GatewayConfig) -> None:
+    """Not ready first, still serving while endpoints and load balancers catch up; then the
+    listener closes and requests in flight get `shutdown_seconds` to finish."""
+    gateway.draining = True
+    logging.getLogger(__name__).info(
+        "stopping: not ready; the listener closes in %g s", config.drain_seconds
+    )
+    await asyncio.sleep(config.drain_seconds)
+    await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:

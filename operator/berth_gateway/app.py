@@ -85,6 +85,8 @@ class Gateway:
         self.proxy = proxy
         self.metrics = metrics
         self.synced = synced or (lambda: True)
+        #: stopping: not ready any more, still answering until the listener closes
+        self.draining = False
         self.load = load or Load()
         self.hold = hold
         self.admission = Admission(config.caps(), metrics.refused)
@@ -207,6 +209,8 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.json_response({"status": "draining"}, status=503)
         if not self.synced():
             return web.json_response({"status": "listing"}, status=503)
         return web.json_response({"status": "ready", "models": len(self.table.names())})

@@ -55,6 +55,17 @@ class GatewayConfig(BaseModel):
     )
     connect_timeout: float = 5.0
     upstream_timeout: float = 600.0
+    drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM: seconds not ready but still serving (Services and load "
+        "balancers stop sending here) before the listener closes.",
+    )
+    shutdown_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="Then: the most seconds requests in flight get to finish.",
+    )
     retry_after_seconds: int = 10
     eject_seconds: float = 5.0
     affinity_load_factor: float = Field(
@@ -156,6 +167,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         "max_in_flight",
         "max_in_flight_per_model",
         "max_held",
+        "drain_seconds",
+        "shutdown_seconds",
     ):
         _add_number(
             parser,
@@ -228,6 +241,8 @@ def parse_args(argv: list[str] | None = None) -> GatewayConfig:
         max_held=args.max_held,
         connect_timeout=args.connect_timeout,
         upstream_timeout=args.upstream_timeout,
+        drain_seconds=args.drain_seconds,
+        shutdown_seconds=args.shutdown_seconds,
         affinity_load_factor=args.affinity_load_factor,
         log_level=args.log_level,
         hold_timeout=args.hold_timeout,

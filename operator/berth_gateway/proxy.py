@@ -74,6 +74,31 @@ def not_ready(model: Model, retry_after: int) -> ModelNotReady:
     )
 
 
+#: seconds an idle upstream connection is kept for reuse
+IDLE_SECONDS = 2.0
+#: stale kept-alive connections one request may meet before it fails
+MAX_STALE = 3
+
+
+class Attempt:
+    """One try of a request upstream: whether it went out on a kept-alive connection."""
+
+    reused = False
+
+
+def reuse_trace() -> aiohttp.TraceConfig:
+    """Marks an attempt whose request was sent on a pooled connection."""
+
+    async def reused(_: object, context: object, __: object) -> None:
+        attempt = getattr(context, "trace_request_ctx", None)
+        if isinstance(attempt, Attempt):
+            attempt.reused = True
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_reuseconn.append(reused)
+    return trace
+
+
 class Proxy:
     """Sends requests to models' endpoints through one pooled HTTP client."""
 
@@ -98,7 +123,12 @@ class Proxy:
         (aiohttp's default jar ignores IP hosts anyway, but filters every request through it)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                # idle upstream connections close before a server's keep-alive ends (uvicorn,
+                # which vLLM runs, closes them after 5 s): a reused one is rarely stale
+                connector=aiohttp.TCPConnector(
+                    limit=0, ttl_dns_cache=None, keepalive_timeout=IDLE_SECONDS
+                ),
+                trace_configs=[reuse_trace()],
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
@@ -124,6 +154,7 @@ class Proxy:
         tried: set[Endpoint] = set()
         headers = upstream_headers(request, key, request_id)
         prefix = affinity_key(model, body)
+        stale = 0
         while True:
             endpoint = self.balancer.pick(self.table.endpoints(model), tried, prefix)
             if endpoint is None:
@@ -134,6 +165,7 @@ class Proxy:
                     )
                 raise not_ready(model, self.config.retry_after_seconds)
             tried.add(endpoint)
+            attempt = Attempt()
             url = endpoint.url + request.path_qs
             with self.balancer.lease(endpoint):
                 try:
@@ -144,7 +176,21 @@ class Proxy:
                         data=body.payload(),
                         timeout=self._timeout,
                         allow_redirects=False,
+                        trace_request_ctx=attempt,
                     )
+                except aiohttp.ServerDisconnectedError as error:
+                    if not attempt.reused or stale >= MAX_STALE:
+                        metrics.upstream_error("broken")
+                        raise UpstreamUnavailable(
+                            f"model {name}: the upstream {endpoint.address} closed the "
+                            f"connection without answering: {error}"
+                        ) from None
+                    # a kept-alive connection closed as it was reused, before any answer: the
+                    # server closed it idle (or died handling it, and it is sent once more,
+                    # which inference tolerates); again, on a new connection
+                    stale += 1
+                    tried.discard(endpoint)
+                    continue
                 except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
                     # nothing was sent: another endpoint may take it
                     logger.warning("%s: %s refused the connection: %s", request_id, url, error)

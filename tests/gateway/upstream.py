@@ -1,6 +1,6 @@
 """A vLLM-compatible stand-in for the gateway's tests: OpenAI chat completions, plain and
 streamed (SSE, one chunk per token), requests held until /release (X-Test-Hold) or delayed
-(X-Test-Delay), chunks paced by X-Test-Chunk-Seconds, a cookie set on request
+(X-Test-Delay), a kept-alive connection closed when reused (X-Test-Close-Reused), chunks paced by X-Test-Chunk-Seconds, a cookie set on request
 (X-Test-Set-Cookie), with what it saw at /stats; embeddings and transcriptions read any body and
 answer its size. Run as its own process:
 `python upstream.py HOST PORT NAME [API_KEY]`.
@@ -36,9 +36,24 @@ class StandIn:
             "chunks_sent": 0,
             "streams_done": 0,
             "last_headers": {},
+            "closed_reused": 0,
         }
+        self._requests_on: dict[int, int] = {}
+
+    def close_if_reused(self, request: web.Request) -> None:
+        """X-Test-Close-Reused: a request on a kept-alive connection finds it closed, as when a
+        server closes an idle connection just as the client reuses it."""
+        transport = request.transport
+        assert transport is not None
+        seen = self._requests_on.get(id(transport), 0)
+        self._requests_on[id(transport)] = seen + 1
+        if seen and request.headers.get("X-Test-Close-Reused"):
+            self.stats["closed_reused"] += 1
+            transport.close()
+            raise asyncio.CancelledError
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.close_if_reused(request)
         self.stats["last_headers"] = {k.lower(): v for k, v in request.headers.items()}
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.json_response({"error": {"message": "bad key"}}, status=401)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ class EchoEngine(Engine):
             web.post("/v1/echo", self.echo),
             web.post("/v1/bad", self.bad),
             web.post("/v1/boom", self.boom),
+            web.post("/v1/slow", self.slow),
         ]
 
     @accepts("application/json")
@@ -34,6 +36,13 @@ class EchoEngine(Engine):
         return web.json_response(
             {"echo": await request.json(), "model_type": self.config["model_type"]}
         )
+
+    @accepts("application/json")
+    async def slow(self, request: web.Request) -> web.Response:
+        """Answers after `seconds`."""
+        seconds = float((await request.json())["seconds"])
+        await asyncio.sleep(seconds)
+        return web.json_response({"slept": seconds})
 
     async def bad(self, request: web.Request) -> web.Response:
         raise BadRequest("language 'xx' is not supported: use one of en, fr")

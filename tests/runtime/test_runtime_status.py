@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -132,3 +135,57 @@ def test_serving_goes_on_while_the_api_server_is_away(cache: Path, tmp_path: Pat
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert "could not write status.runtime" in output
+
+
+def post(port: int, path: str, body: dict, timeout: float = 30) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_stopping_server_is_not_ready_and_finishes_what_it_took(cache: Path):
+    """SIGTERM: /readyz fails at once, requests are still taken while the pod leaves its
+    Service's endpoints, and one in flight is answered before the process ends; a client that
+    goes away frees what its request held."""
+    port = free_port()
+    server = start_server(
+        cache, port, BERTH_DRAIN_SECONDS="2", BERTH_SHUTDOWN_SECONDS="20", BERTH_MAX_REQUESTS="2"
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while get(port, "/readyz") != 200:
+            assert time.monotonic() < deadline and server.poll() is None, server.stdout
+            time.sleep(0.1)
+        # a client that gives up: its request's slot is free at once, not after 60 s
+        with pytest.raises(OSError):
+            post(port, "/v1/slow", {"seconds": 60}, timeout=0.5)
+        assert post(port, "/v1/slow", {"seconds": 0}) == 200
+        assert post(port, "/v1/slow", {"seconds": 0}) == 200
+
+        slow: list[int] = []
+        caller = threading.Thread(
+            target=lambda: slow.append(post(port, "/v1/slow", {"seconds": 4}))
+        )
+        caller.start()
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        while get(port, "/readyz") != 503:
+            assert time.monotonic() - stopped < 1.5, "still ready after SIGTERM"
+            time.sleep(0.05)
+        assert post(port, "/v1/echo", {"x": 1}) == 200, "still serving while draining"
+        caller.join(timeout=30)
+        assert slow == [200]
+        assert server.wait(timeout=30) == 0
+        assert time.monotonic() - stopped >= 3.5
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -144,7 +144,11 @@ class ServerEnv(ModelPodEnv):
     max_body_bytes: int = Field(default=100 * 2**20, alias="BERTH_MAX_BODY_BYTES")
     max_requests: int = Field(default=16, ge=1, alias="BERTH_MAX_REQUESTS")
     max_decodes: int = Field(default=2, ge=1, alias="BERTH_MAX_DECODES")
-    shutdown_seconds: float = Field(default=25.0, alias="BERTH_SHUTDOWN_SECONDS")
+    #: on SIGTERM: not ready, still serving, while the pod leaves its Service's endpoints
+    drain_seconds: float = Field(default=5.0, ge=0, alias="BERTH_DRAIN_SECONDS")
+    #: then: the most seconds requests in flight get to finish (the pod's grace period is both
+    #: plus a margin)
+    shutdown_seconds: float = Field(default=120.0, ge=0, alias="BERTH_SHUTDOWN_SECONDS")
     log_level: str = Field(default="INFO", alias="BERTH_LOG_LEVEL")
     vllm_command: str = Field(default="vllm", alias="BERTH_VLLM_COMMAND")
     health_poll_seconds: float = Field(default=1.0, alias="BERTH_HEALTH_POLL_SECONDS")

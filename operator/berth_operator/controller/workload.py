@@ -20,6 +20,12 @@ from berth_operator.controller.security import (
 
 SERVER_CONTAINER = "server"
 PORT_NAME = "http"
+#: a stopping model server drains, then finishes its requests (ServerEnv), with a margin
+GRACE_SECONDS = int(
+    ServerEnv.model_fields["drain_seconds"].default
+    + ServerEnv.model_fields["shutdown_seconds"].default
+    + 5
+)
 GPU_TOLERATION_KEY = "nvidia.com/gpu"
 
 
@@ -177,7 +183,7 @@ def render_deployment(
                     "serviceAccountName": runtime_account_name(md.name),
                     "enableServiceLinks": False,
                     "securityContext": restricted_pod_security(),
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": GRACE_SECONDS,
                     "containers": [container],
                     "volumes": volumes,
                     **_scheduling(md),

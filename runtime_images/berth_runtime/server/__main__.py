@@ -5,8 +5,10 @@ BERTH_ENGINE names a built-in engine (vllm, nemo-asr, pyannote) or a `module:Cla
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+import signal
 
 from aiohttp import web
 from berth_operator.api.podenv import ServerEnv
@@ -54,14 +56,30 @@ def main() -> None:
     if entry := SUPERVISED_ENGINES.get(env.engine):
         module, _, function = entry.partition(":")
         return getattr(importlib.import_module(module), function)(env)
-    web.run_app(
-        build_server(env).app(),
-        host=env.host,
-        port=env.port,
-        shutdown_timeout=env.shutdown_seconds,
+    asyncio.run(serve(build_server(env), env))
+
+
+async def serve(server: ModelServer, env: ServerEnv) -> None:
+    """Serves until SIGTERM; then not ready, still serving for `drain_seconds` while the pod
+    leaves its Service's endpoints, then the listener closes and requests in flight get
+    `shutdown_seconds` to finish. A client that goes away cancels its request's work."""
+    runner = web.AppRunner(
+        server.app(),
+        handler_cancellation=True,
         access_log=None,
-        print=None,
+        shutdown_timeout=env.shutdown_seconds,
     )
+    await runner.setup()
+    await web.TCPSite(runner, env.host, env.port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.draining = True
+    logging.getLogger(__name__).info("stopping: not ready; closing in %g s", env.drain_seconds)
+    await asyncio.sleep(env.drain_seconds)
+    await runner.cleanup()
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ class ModelServer:
             registry=self.registry,
         )
         self._holding = 0
+        #: stopping: not ready any more, still answering until the listener closes
+        self.draining = False
         self.engine.decode_slots = asyncio.Semaphore(config.max_decodes)
         self._load_task: asyncio.Future[None] | None = None
 
@@ -163,6 +165,8 @@ class ModelServer:
         return web.json_response({"status": "alive", "state": self.state.state})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        if self.draining:
+            raise ModelNotReady("stopping: this pod takes no new requests", 1)
         if not self.state.ready:
             raise ModelNotReady(
                 f"model {self.config.repo} is {self.state.state}", self.config.retry_after_seconds

@@ -134,11 +134,16 @@ class VllmSupervisor:
         await self.report()
 
     def stop(self) -> None:
-        """SIGTERM: passed on to vLLM, which drains and exits; killed after the grace period."""
+        """SIGTERM: vLLM keeps serving `drain_seconds` while the pod leaves its Service's
+        endpoints, then gets it, finishes its requests and exits; killed after
+        `shutdown_seconds` more."""
         if self.stopping:
             return
         self.stopping = True
-        logger.info("stopping vLLM")
+        logger.info("stopping: vLLM gets SIGTERM in %g s", self.env.drain_seconds)
+        asyncio.get_running_loop().call_later(self.env.drain_seconds, self._terminate)
+
+    def _terminate(self) -> None:
         if self.process and self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
             asyncio.get_running_loop().call_later(self.env.shutdown_seconds, self._kill)
