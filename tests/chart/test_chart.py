@@ -145,6 +145,7 @@ def test_the_gateway_reads_only_what_it_routes_by():
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
         "Role",
         "Role",
         "RoleBinding",
