@@ -9,6 +9,7 @@ import signal
 
 from aiohttp import web
 from berth_operator.api.metadata import AUTOSCALER_LEASE
+from berth_operator.leases import LeaderElection
 from lightkube import AsyncClient
 from lightkube.models.meta_v1 import OwnerReference
 from prometheus_client import start_http_server
@@ -18,7 +19,7 @@ from berth_gateway.auth import KeyRing, parse_keys
 from berth_gateway.balancer import Balancer
 from berth_gateway.config import GatewayConfig, parse_args
 from berth_gateway.hold import Hold
-from berth_gateway.leases import LeaderElection, LoadReports
+from berth_gateway.leases import FIELD_MANAGER, LoadReports
 from berth_gateway.load import Load
 from berth_gateway.metrics import GatewayMetrics
 from berth_gateway.proxy import Proxy
@@ -42,7 +43,13 @@ def autoscaling(
         client, config.lease_namespace, config.identity, config.lease_seconds, owner
     )
     election = LeaderElection(
-        client, config.lease_namespace, AUTOSCALER_LEASE, config.identity, config.lease_seconds
+        client,
+        config.lease_namespace,
+        AUTOSCALER_LEASE,
+        config.identity,
+        config.lease_seconds,
+        FIELD_MANAGER,
+        "scales the models",
     )
     scaler = Scaler(client, table, load, reports, election, metrics, config.autoscale_interval)
     return load, scaler, election, reports

@@ -1,14 +1,10 @@
-"""The gateway replicas' Leases (coordination.k8s.io) in the gateway's namespace: one elects the
-replica that scales, as controllers elect their leader; one per replica carries its load.
-
-Freshness is judged as client-go judges it: by when this replica saw a Lease change, never by
-comparing another machine's clock with its own."""
+"""Each gateway replica's load Lease (coordination.k8s.io) in the gateway's namespace; the
+replica that scales is elected on another (berth_operator.leases)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import logging
 import re
@@ -22,6 +18,7 @@ from berth_operator.api.metadata import (
     GATEWAY_LOAD_COMPONENT,
     MANAGED_BY,
 )
+from berth_operator.leases import Freshness, utcnow
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -34,115 +31,6 @@ logger = logging.getLogger(__name__)
 
 FIELD_MANAGER = "berth-gateway"
 LOAD_LABELS = {**MANAGED_BY, COMPONENT_LABEL: GATEWAY_LOAD_COMPONENT}
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-class Freshness:
-    """When this process last saw each Lease change (its resourceVersion), on its own clock."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[str, float]] = {}
-
-    def age(self, name: str, version: str) -> float:
-        """Seconds since the Lease `name` last changed, as far as this process saw."""
-        now = time.monotonic()
-        seen = self._seen.get(name)
-        if seen is None or seen[0] != version:
-            self._seen[name] = (version, now)
-            return 0.0
-        return now - seen[1]
-
-
-class LeaderElection:
-    """Holds the Lease `name` while this replica renews it; another takes it once it has not
-    changed for its duration."""
-
-    def __init__(
-        self, client: AsyncClient, namespace: str, name: str, identity: str, duration: int
-    ) -> None:
-        self.client, self.namespace, self.name = client, namespace, name
-        self.identity, self.duration = identity, duration
-        self._until = 0.0
-        self._freshness = Freshness()
-
-    def leading(self) -> bool:
-        return time.monotonic() < self._until
-
-    async def run(self) -> None:
-        """Tries to take or renew the Lease three times per duration, until cancelled."""
-        while True:
-            try:
-                await self.attempt()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning("autoscaler Lease %s/%s: %s", self.namespace, self.name, error)
-            await asyncio.sleep(self.duration / 3)
-
-    async def attempt(self) -> None:
-        started = time.monotonic()
-        try:
-            lease = await self.client.get(Lease, self.name, namespace=self.namespace)
-        except ApiError as error:
-            if error.status.code != 404:
-                raise
-            await self._create()
-            self._until = started + self.duration
-            return
-        spec = lease.spec or LeaseSpec()
-        age = self._freshness.age(self.name, lease.metadata.resourceVersion or "")
-        duration = spec.leaseDurationSeconds or self.duration
-        if spec.holderIdentity not in (None, "", self.identity) and age < duration:
-            self._until = 0.0
-            return
-        now = _now()
-        if spec.holderIdentity != self.identity:
-            spec.acquireTime = now
-            spec.leaseTransitions = (spec.leaseTransitions or 0) + 1
-            logger.info("this gateway replica (%s) now scales the models", self.identity)
-        spec.holderIdentity, spec.renewTime = self.identity, now
-        spec.leaseDurationSeconds = self.duration
-        lease.spec = spec
-        try:
-            # the resourceVersion read above makes this fail if another replica wrote first
-            await self.client.replace(lease, field_manager=FIELD_MANAGER)
-        except ApiError as error:
-            if error.status.code != 409:
-                raise
-            self._until = 0.0
-            return
-        self._until = started + self.duration
-
-    async def _create(self) -> None:
-        now = _now()
-        lease = Lease(
-            metadata=ObjectMeta(name=self.name, namespace=self.namespace, labels=dict(MANAGED_BY)),
-            spec=LeaseSpec(
-                holderIdentity=self.identity,
-                acquireTime=now,
-                renewTime=now,
-                leaseDurationSeconds=self.duration,
-                leaseTransitions=0,
-            ),
-        )
-        await self.client.create(lease, field_manager=FIELD_MANAGER)
-        logger.info("this gateway replica (%s) now scales the models", self.identity)
-
-    async def release(self) -> None:
-        """On shutdown: hands the Lease over at once rather than after its duration."""
-        if not self.leading():
-            return
-        self._until = 0.0
-        try:
-            lease = await self.client.get(Lease, self.name, namespace=self.namespace)
-            if lease.spec and lease.spec.holderIdentity == self.identity:
-                lease.spec.holderIdentity = None
-                await self.client.replace(lease, field_manager=FIELD_MANAGER)
-        except ApiError as error:
-            logger.warning("releasing the autoscaler Lease: %s", error)
 
 
 def _encode(load: dict[Key, ModelLoad]) -> str:
@@ -208,7 +96,7 @@ class LoadReports:
             ),
             spec=LeaseSpec(
                 holderIdentity=self.identity,
-                renewTime=_now(),
+                renewTime=utcnow(),
                 leaseDurationSeconds=self.duration,
             ),
         )

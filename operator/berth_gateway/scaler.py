@@ -9,12 +9,13 @@ import time
 from collections import defaultdict
 
 from berth_operator.kube import ModelDeploymentResource
+from berth_operator.leases import LeaderElection
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 
 from berth_gateway.autoscaler import History, Key, ModelLoad, decide, merge, replicas_for
-from berth_gateway.leases import LeaderElection, LoadReports
+from berth_gateway.leases import LoadReports
 from berth_gateway.load import Load
 from berth_gateway.metrics import GatewayMetrics
 from berth_gateway.table import Model, RoutingTable

@@ -48,11 +48,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the gateway's Service, as NAMESPACE/NAME: the dashboard shows each model's "
         "requests from the metrics of its ready pods (port named metrics)",
     )
-    parser.add_argument(
-        "--peering",
-        default=os.environ.get("BERTH_PEERING") or None,
-        help="kopf peering name, for several replicas (needs kopf's peering CRDs); default: standalone",
-    )
     parser.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 
@@ -96,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
             registry=registry,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
-            standalone=args.peering is None,
-            peering_name=args.peering,
+            # one replica reconciles: Berth's own election on a Lease (BERTH_LEADER_LEASE)
+            standalone=True,
             liveness_endpoint=f"http://{args.bind}:{args.health_port}/healthz",
         )
     )

@@ -68,6 +68,12 @@ class OperatorConfig(BaseModel):
     api_server_cidrs: tuple[str, ...] = ()
     #: reconciles at once: a first pass waits on several API round trips in turn
     workers: int = 128
+    #: the Lease, in lease_namespace, the replicas elect the one that reconciles on; none: this
+    #: process reconciles alone
+    leader_lease: str | None = None
+    lease_namespace: str = "default"
+    #: seconds the leader's Lease lasts without renewal: how soon a standby takes over
+    lease_seconds: int = 10
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
@@ -89,6 +95,9 @@ class OperatorConfig(BaseModel):
             ("cluster_domain", "BERTH_CLUSTER_DOMAIN", str),
             ("resync_seconds", "BERTH_RESYNC_SECONDS", float),
             ("workers", "BERTH_WORKERS", int),
+            ("leader_lease", "BERTH_LEADER_LEASE", str),
+            ("lease_namespace", "POD_NAMESPACE", str),
+            ("lease_seconds", "BERTH_LEASE_SECONDS", int),
             ("model_keys_secret", "BERTH_MODEL_KEYS_SECRET", str),
             ("model_keys_namespace", "BERTH_MODEL_KEYS_NAMESPACE", str),
             ("network_policies", "BERTH_NETWORK_POLICIES", lambda v: v == "true"),

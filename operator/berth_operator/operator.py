@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 import time
 from collections import Counter as Tally
 from collections.abc import Hashable, Mapping
@@ -25,7 +26,8 @@ from berth_operator.api.metadata import (
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.reconciler import Reconciler
 from berth_operator.dashboard.server import Dashboard
-from berth_operator.kube import RESOURCES, Kube, ModelDeploymentResource
+from berth_operator.kube import FIELD_MANAGER, RESOURCES, Kube, ModelDeploymentResource
+from berth_operator.leases import LeaderElection
 from berth_operator.metrics import OperatorMetrics
 from berth_operator.store import Store
 from berth_operator.workqueue import WorkQueue
@@ -93,6 +95,9 @@ class Operator:
         self.reconciler = Reconciler(self.store, self.kube, config)
         self._tasks: list[asyncio.Task[None]] = []
         self.dashboard = dashboard
+        #: set while this replica may reconcile (always, without leader election)
+        self.leading = asyncio.Event()
+        self.election: LeaderElection | None = None
 
     # ---- events -------------------------------------------------------------------------
 
@@ -150,6 +155,7 @@ class Operator:
     # ---- work ---------------------------------------------------------------------------
 
     async def handle(self, key: Hashable) -> None:
+        await self.leading.wait()
         namespace, name = key  # type: ignore[misc]
         started = time.perf_counter()
         try:
@@ -210,11 +216,49 @@ class Operator:
             loop.create_task(self.resync_forever()),
             loop.create_task(self.count_phases_forever()),
         ]
+        if self.config.leader_lease is None:
+            self.leading.set()
+        else:
+            self.election = LeaderElection(
+                self.kube.client,
+                self.config.lease_namespace,
+                self.config.leader_lease,
+                replica_identity(),
+                self.config.lease_seconds,
+                FIELD_MANAGER,
+                "reconciles",
+            )
+            self._tasks += [
+                loop.create_task(self.election.run()),
+                loop.create_task(self.follow_leadership()),
+            ]
+
+    async def follow_leadership(self) -> None:
+        """Reconciles only while this replica holds the Lease; on taking it over, every
+        resource is looked at again (the store is current: the watches never stopped)."""
+        assert self.election is not None
+        while True:
+            if self.election.leading() and not self.leading.is_set():
+                self.leading.set()
+                for key in self.store.keys(KIND):
+                    self.queue.add(key)
+            elif not self.election.leading() and self.leading.is_set():
+                logger.warning("this replica lost the Lease: it stops reconciling")
+                self.leading.clear()
+            await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
+        if self.election is not None:
+            self.leading.clear()
+            await self.election.release()  # a standby takes over now, not after the Lease
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def replica_identity() -> str:
+    """This replica's name in the Lease: its pod's, else its host and process."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def in_cluster_login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -34,9 +34,8 @@ RANDOM_TOKEN = re.compile(
 # name -> --set values; each is rendered and compared with snapshots/<name>.yaml
 RENDERINGS = {
     "defaults": [],
-    "namespaced-with-peering": [
+    "namespaced-with-replicas": [
         "watchNamespaces={team-a,team-b}",
-        "peering.enabled=true",
         "replicaCount=2",
         "metrics.serviceMonitor.enabled=true",
         "hfEndpoint=https://hf-mirror.internal",
@@ -83,12 +82,12 @@ def named(obj: dict, name: str) -> bool:
 
 
 def test_rendered_objects_are_what_the_values_say():
-    objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-peering"])) if o]
+    objects = [o for o in yaml.safe_load_all(render(*RENDERINGS["namespaced-with-replicas"])) if o]
     kinds = sorted(o["kind"] for o in objects)
     # the operator's and the gateway's in each namespace; in the release's: the gateway's
     # Leases and Secrets, the operator's copy of the models' keys, the dashboard's; in
-    # `default`, the operator's read of the API server's EndpointSlice
-    assert kinds.count("Role") == 9
+    # `default`, the operator's read of the API server's EndpointSlice; the leader's Lease
+    assert kinds.count("Role") == 10
     cluster_roles = [o for o in objects if o["kind"] == "ClusterRole"]
     assert [r["resources"] for c in cluster_roles for r in c["rules"]] == [
         ["customresourcedefinitions"],
@@ -98,9 +97,11 @@ def test_rendered_objects_are_what_the_values_say():
         o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "berth"
     ]
     container = operator[0]["spec"]["template"]["spec"]["containers"][0]
-    assert "--namespace=team-a" in container["args"] and "--peering=berth" in container["args"]
+    assert "--namespace=team-a" in container["args"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HF_ENDPOINT"] == "https://hf-mirror.internal"
+    # two replicas: one reconciles, elected on the release's Lease
+    assert operator[0]["spec"]["replicas"] == 2 and env["BERTH_LEADER_LEASE"] == "berth-leader"
     assert env["BERTH_CACHE_STORAGE_CLASS"] == "fast-rwx"
     crd = next(
         o
@@ -215,7 +216,7 @@ def test_the_dashboard_needs_a_token_by_default():
         ("logLevel=LOUD", "/logLevel"),
         ("cache.accessModes={ReadWriteAlways}", "/cache/accessModes/0"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
-        ("replicaCount=2", "replicaCount > 1 needs peering.enabled=true"),
+        ("leaseSeconds=1", "/leaseSeconds"),
     ],
 )
 def test_bad_values_are_refused_with_the_path(value: str, complaint: str):
@@ -263,9 +264,11 @@ def test_install_run_upgrade_and_uninstall(chart_cluster: ControlPlane, tmp_path
     # Run the operator with the chart's ServiceAccount token: its RBAC must be enough.
     token = plane.service_account_token("berth-system", "berth", seconds=3600)
     kubeconfig = plane.write_kubeconfig(tmp_path / "operator.kubeconfig", token, "berth-system")
-    chart_env = {  # where the chart's operator copies the models' own keys
+    chart_env = {  # where the chart's operator copies the models' own keys, and its Lease
         "BERTH_MODEL_KEYS_SECRET": "berth-model-keys",
         "BERTH_MODEL_KEYS_NAMESPACE": "berth-system",
+        "BERTH_LEADER_LEASE": "berth-leader",
+        "POD_NAMESPACE": "berth-system",
     }
     operator = OperatorProcess(
         plane, tmp_path, extra_env={"KUBECONFIG": str(kubeconfig), **chart_env}

@@ -57,7 +57,7 @@ def rules_by_account(objects: list[dict]) -> dict[str, list[tuple[str, ...]]]:
     return {account: sorted(set(rows)) for account, rows in sorted(table.items())}
 
 
-@pytest.mark.parametrize("name", ["defaults", "namespaced-with-peering"])
+@pytest.mark.parametrize("name", ["defaults", "namespaced-with-replicas"])
 def test_every_rule_of_every_account_matches_its_snapshot(name: str):
     table = rules_by_account(rendered(*RENDERINGS[name]))
     text = "".join(
@@ -72,7 +72,7 @@ def test_every_rule_of_every_account_matches_its_snapshot(name: str):
     )
 
 
-@pytest.mark.parametrize("name", ["defaults", "namespaced-with-peering"])
+@pytest.mark.parametrize("name", ["defaults", "namespaced-with-replicas"])
 def test_no_account_lists_secrets_and_the_gateway_reads_only_its_own(name: str):
     table = rules_by_account(rendered(*RENDERINGS[name], "gateway.keysSecret=client-keys"))
     rows = [(account, *row) for account, found in table.items() for row in found]

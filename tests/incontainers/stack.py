@@ -208,6 +208,7 @@ class ContainerStack:
         deployment = json.loads(self.system("get", "deployment", name, "-o", "json").stdout)
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        env["POD_NAMESPACE"] = SYSTEM_NAMESPACE  # the chart's Lease, which its pod released
         self.system("scale", "deployment", name, "--replicas=0")
         self.system(
             "wait",

@@ -83,3 +83,8 @@ networkPolicy.allowFrom. */}}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* The Lease the operator's replicas elect their leader on. */}}
+{{- define "berth.leaderLease" -}}
+{{- printf "%s-leader" (include "berth.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
