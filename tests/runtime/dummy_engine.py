@@ -29,6 +29,7 @@ class EchoEngine(Engine):
             web.post("/v1/bad", self.bad),
             web.post("/v1/boom", self.boom),
             web.post("/v1/slow", self.slow),
+            web.post("/v1/device-fault", self.device_fault),
         ]
 
     @accepts("application/json")
@@ -43,6 +44,13 @@ class EchoEngine(Engine):
         seconds = float((await request.json())["seconds"])
         await asyncio.sleep(seconds)
         return web.json_response({"slept": seconds})
+
+    async def device_fault(self, request: web.Request) -> web.Response:
+        """What torch raises once the GPU is in an unknown state."""
+        raise RuntimeError(
+            "CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
+            "asynchronously reported at some other API call"
+        )
 
     async def bad(self, request: web.Request) -> web.Response:
         raise BadRequest("language 'xx' is not supported: use one of en, fr")

@@ -194,3 +194,19 @@ def test_a_full_replica_refuses_before_reading_the_body(cache: Path):
         assert "berth_requests_refused_busy_total 1.0" in server.call("/metrics")[2].decode()
     finally:
         server.stop()
+
+
+def test_a_fatal_engine_error_makes_the_pod_not_ready_and_not_live(running: Running):
+    """A CUDA fault while serving: the request gets 500, and then readiness and liveness fail
+    (the kubelet restarts the container) with the reason in the status; an engine's ordinary
+    failure (an engine bug) changes neither."""
+    running.wait_ready()
+    assert running.call("/v1/boom", b"{}", JSON)[0] == 500
+    assert running.call("/readyz")[0] == 200 and running.call("/healthz")[0] == 200
+    status, _, body = running.call("/v1/device-fault", b"{}", JSON)
+    assert status == 500 and "illegal memory access" in json.loads(body)["error"]["message"]
+    assert running.call("/readyz")[0] == 503
+    assert running.call("/healthz")[0] == 503
+    report = json.loads(running.call("/api/status")[2])
+    assert report["state"] == "Failed" and report["last_error"]["reason"] == "EngineFailed"
+    assert "berth_model_ready 0.0" in running.call("/metrics")[2].decode()

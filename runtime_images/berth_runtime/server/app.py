@@ -17,6 +17,7 @@ from berth_runtime.inspector import compare, inspect_dependencies
 from berth_runtime.server.auth import api_key_middleware
 from berth_runtime.server.engine import Engine
 from berth_runtime.server.errors import (
+    ApiError,
     ModelNotReady,
     PayloadTooLarge,
     ServerBusy,
@@ -162,6 +163,8 @@ class ModelServer:
     # ---- routes -----------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
+        if self.state.broken:  # the kubelet restarts the container
+            return web.json_response({"status": "broken", "state": self.state.state}, status=503)
         return web.json_response({"status": "alive", "state": self.state.state})
 
     async def readyz(self, request: web.Request) -> web.Response:
@@ -226,10 +229,25 @@ class ModelServer:
 
     async def _timed(self, request: web.Request, handler: Any, route: str) -> web.StreamResponse:
         started = time.perf_counter()
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except Exception as error:
+            if not isinstance(error, ApiError) and self.engine.is_fatal(error):
+                await self._break_down(error)
+            raise
         self.latency.labels(route).observe(time.perf_counter() - started)
         self.requests.labels(route, str(response.status)).inc()
         return response
+
+    async def _break_down(self, error: BaseException) -> None:
+        """Not ready, not live (the kubelet restarts the container), and the reason in
+        status.runtime.lastError at once."""
+        message = "".join(traceback.format_exception_only(error)).strip()
+        logger.error("the engine failed beyond recovery; restart needed: %s", message)
+        self.state.break_down("EngineFailed", message)
+        self.ready_gauge.set(0)
+        if self.reporter:
+            await self.reporter.report(self.state, force=True)
 
     def app(self) -> web.Application:
         engine_routes = self.engine.routes()

@@ -11,6 +11,17 @@ from aiohttp import web
 
 from berth_runtime.server.errors import ModelNotFound
 
+#: what torch, cuBLAS, cuDNN and NCCL say when the device can no longer be trusted
+FATAL_MARKS = (
+    "CUDA error",
+    "CUBLAS_STATUS_",
+    "CUDNN_STATUS_",
+    "device-side assert",
+    "illegal memory access",
+    "NCCL error",
+    "AcceleratorError",
+)
+
 
 class Engine(ABC):
     """Resolves its files from the cache, loads, adds its routes, describes itself.
@@ -69,6 +80,12 @@ class Engine(ABC):
             raise ModelNotFound(
                 f"model '{name}' is not served here; use one of: {', '.join(accepted)}"
             )
+
+    def is_fatal(self, error: BaseException) -> bool:
+        """An error the process cannot recover from: the device is in an unknown state (a CUDA
+        fault, a failed collective), so the pod is made not ready and restarted."""
+        text = f"{type(error).__name__}: {error}"
+        return any(mark in text for mark in FATAL_MARKS)
 
     def details(self) -> dict[str, Any]:
         """What status shows about the loaded model (device, sample rate, ...)."""

@@ -17,10 +17,17 @@ class RuntimeState:
     mismatches: list[str] = field(default_factory=list)
     last_error: dict[str, Any] | None = None
     load_seconds: float | None = None
+    #: the engine failed beyond recovery while serving: the pod is to be restarted
+    broken: bool = False
 
     @property
     def ready(self) -> bool:
         return self.state == "Ready"
+
+    def break_down(self, reason: str, message: str) -> None:
+        """A fatal engine error while serving: Failed, and the liveness probe fails too."""
+        self.fail(reason, message)
+        self.broken = True
 
     def fail(self, reason: str, message: str) -> None:
         self.state = "Failed"
