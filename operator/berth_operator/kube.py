@@ -21,6 +21,7 @@ from lightkube.resources.core_v1 import (
 )
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import CascadeType, PatchType
 
@@ -45,6 +46,7 @@ RESOURCES: dict[tuple[str, str], Any] = {
     ("rbac.authorization.k8s.io/v1", "Role"): Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
     ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
+    ("policy/v1", "PodDisruptionBudget"): PodDisruptionBudget,
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
 }
 

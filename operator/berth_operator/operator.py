@@ -44,6 +44,7 @@ CHILDREN: list[tuple[str, str, str, str]] = [
     ("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
 ]
 
 

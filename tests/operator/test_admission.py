@@ -156,6 +156,11 @@ INVALID = [
     ),
     ("env-sets-hf-token", variant({"env": [{"name": "HF_TOKEN", "value": "hf_x"}]}), "spec.env"),
     (
+        "rollout-that-cannot-move",
+        variant({"rollout": {"maxSurge": 0}}),
+        "spec.rollout.maxSurge: Invalid value",
+    ),
+    (
         "autoscaling-min-above-max",
         variant({"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}),
         "spec.autoscaling.minReplicas: Invalid value",

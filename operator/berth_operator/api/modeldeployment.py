@@ -309,6 +309,47 @@ class Autoscaling(ApiModel):
         return max(self.min_replicas, min(self.max_replicas, replicas))
 
 
+class Rollout(ApiModel):
+    """How a change of the pod template (a new revision, image or setting) replaces the pods."""
+
+    max_surge: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Pods started above spec.replicas during a rollout, each on free GPUs, so "
+        "that none is stopped before its replacement is ready. When no node can place such a "
+        "pod (no GPU free), the rollout goes on in place: one pod at a time is stopped and its "
+        "replacement started on its GPUs; a model with a single replica is then down while its "
+        "replacement loads.",
+    )
+    max_unavailable: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Pods a rollout may stop before their replacements are ready (capacity "
+        "lost meanwhile; no GPU needed). With two or more replicas, 1 keeps the model serving.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "!has(self.maxSurge) || !has(self.maxUnavailable) || "
+                    "self.maxSurge + self.maxUnavailable > 0",
+                    "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+                    ".maxSurge",
+                ),
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _moves(self) -> Rollout:
+        if self.max_surge + self.max_unavailable == 0:
+            raise ValueError("rollout.maxSurge and rollout.maxUnavailable cannot both be 0")
+        return self
+
+
 Balancing = Literal["LeastRequests", "PrefixAffinity"]
 
 
@@ -389,6 +430,7 @@ class ModelDeploymentSpec(ApiModel):
         description="Scale on the gateway's requests in flight, to zero when idle "
         "(doc/gateway.md). Unset: spec.replicas alone decides.",
     )
+    rollout: Rollout = Field(default_factory=Rollout, json_schema_extra={"default": {}})
     resources: Resources = Field(default_factory=Resources, json_schema_extra={"default": {}})
     scheduling: Scheduling | None = None
     cache: Cache | None = None

@@ -19,8 +19,14 @@ from berth_operator.controller.download import (
 from berth_operator.controller.naming import runtime_account_name, server_labels
 from berth_operator.controller.netpol import render_download_policy, render_server_policy
 from berth_operator.controller.observed import Observed, job_condition
+from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.rbac import account_and_binding, status_role
-from berth_operator.controller.workload import ServedModel, render_deployment, render_service
+from berth_operator.controller.workload import (
+    ServedModel,
+    render_deployment,
+    render_disruption_budget,
+    render_service,
+)
 
 
 def served_model(observed: Observed) -> ServedModel | None:
@@ -75,7 +81,25 @@ def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[st
     children.append(status_role(account, md.namespace, labels, owner, status_of=md.name))
     children += account_and_binding(account, md.namespace, labels, owner)
     children.append(render_service(md, config))
+    children.append(render_disruption_budget(md))
     served = served_model(observed)
     if served is not None and not observed.secret_problems:
-        children.append(_annotate(render_deployment(md, config, served), served))
+        deployment = render_deployment(md, config, served, surge_blocked(observed))
+        children.append(_annotate(deployment, served))
     return children
+
+
+def surge_blocked(observed: Observed) -> bool:
+    """A rollout is under way and goes on in place: a pod it started cannot be placed (no GPU
+    free for a surge), or it already went on in place; a finished rollout surges again."""
+    deployment = observed.deployment
+    if not deployment:
+        return False
+    status = deployment.get("status") or {}
+    rolling = (status.get("updatedReplicas") or 0) < deployment["spec"].get("replicas", 1) or (
+        status.get("observedGeneration") != deployment["metadata"].get("generation")
+    )
+    if not rolling:
+        return False
+    current = (deployment["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+    return current.get("maxSurge") == 0 or any(unschedulable(p) for p in observed.pods)

@@ -53,7 +53,14 @@ logger = logging.getLogger(__name__)
 
 JOB = ("batch/v1", "Job")
 CLAIM = ("v1", "PersistentVolumeClaim")
-IDENTITY_KINDS = {"Role", "ServiceAccount", "RoleBinding", "Service", "NetworkPolicy"}
+IDENTITY_KINDS = {
+    "Role",
+    "ServiceAccount",
+    "RoleBinding",
+    "Service",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+}
 WORKLOAD_KINDS = {"Job", "Deployment"}
 
 

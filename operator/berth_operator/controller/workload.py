@@ -140,8 +140,36 @@ def _scheduling(md: ModelDeployment) -> dict[str, Any]:
     return out
 
 
+def strategy(md: ModelDeployment, in_place: bool) -> dict[str, Any]:
+    """The spec's rollout; in place (no surge) while a surge pod cannot be placed."""
+    rollout = md.spec.rollout
+    surge, unavailable = rollout.max_surge, rollout.max_unavailable
+    if in_place:
+        surge, unavailable = 0, max(1, unavailable)
+    return {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable},
+    }
+
+
+def render_disruption_budget(md: ModelDeployment) -> dict[str, Any]:
+    """A node drain evicts one of the model's pods at a time: with two replicas or more, the
+    model keeps serving (a single replica may still be evicted)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": md.name,
+            "namespace": md.namespace,
+            "labels": server_labels(md.name, md.spec.engine),
+            "ownerReferences": [md.owner_reference()],
+        },
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": server_selector(md.name)}},
+    }
+
+
 def render_deployment(
-    md: ModelDeployment, config: OperatorConfig, served: ServedModel
+    md: ModelDeployment, config: OperatorConfig, served: ServedModel, in_place: bool = False
 ) -> dict[str, Any]:
     """The Deployment running the engine's server on the cached weights, offline."""
     labels = server_labels(md.name, md.spec.engine)
@@ -169,11 +197,7 @@ def render_deployment(
         "spec": {
             "replicas": md.spec.replicas,
             "selector": {"matchLabels": server_selector(md.name)},
-            # GPUs are scarce: replace pods one at a time rather than surge onto more GPUs.
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
-            },
+            "strategy": strategy(md, in_place),
             "template": {
                 "metadata": {
                     "labels": labels,
