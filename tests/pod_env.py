@@ -24,7 +24,6 @@ def server_env(
         revision="main",
         cache_dir=cache,
         settings=settings or {},
-        expected={},
         model_deployment=name,
         port=port,
         host="127.0.0.1",

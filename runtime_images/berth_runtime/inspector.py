@@ -1,20 +1,14 @@
 """The dependency inspector: Python, torch and its CUDA runtime, torchaudio's build, engine
-libraries and GPUs; compared with the versions the image is expected to ship."""
+libraries and GPUs, as status.runtime reports them (the operator compares them with the
+versions the image is expected to ship)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
-from dataclasses import dataclass
 from typing import Any
 
 from berth_runtime.telemetry import gpu_snapshot
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    reason: str
-    message: str
 
 
 def _version(distribution: str) -> str | None:
@@ -80,47 +74,3 @@ def inspect_dependencies(libraries: tuple[str, ...] = ()) -> dict[str, Any]:
         report[library] = {"version": _version(library)}
     report["gpus"] = gpu_snapshot()
     return report
-
-
-def _matches(actual: str | None, expected: str) -> bool:
-    """Expected versions are prefixes: '12.8' matches '12.8', '2.9' matches '2.9.0+cu128'."""
-    if actual is None:
-        return False
-    return (
-        actual == expected or actual.startswith(expected + ".") or actual.startswith(expected + "+")
-    )
-
-
-def compare(dependencies: dict[str, Any], expected: dict[str, str]) -> list[Mismatch]:
-    """Differences between what runs and what the spec (or the image) expects."""
-    found: list[Mismatch] = []
-    torch = dependencies.get("torch")
-    for key, want in sorted(expected.items()):
-        if key == "cudaRuntime":
-            have = torch.get("cuda_runtime") if torch else None
-            if not _matches(have, want):
-                found.append(
-                    Mismatch(
-                        "CudaRuntimeMismatch",
-                        f"torch runs on CUDA runtime {have or 'none (CPU-only torch or no torch)'}, "
-                        f"{want} expected: use the engine's image, or set spec.expectedDependencies",
-                    )
-                )
-            continue
-        have = (dependencies.get(key) or {}).get("version")
-        if not _matches(have, want):
-            found.append(
-                Mismatch(
-                    "DependencyMismatch", f"{key} {have or 'is not installed'}, {want} expected"
-                )
-            )
-    audio = dependencies.get("torchaudio")
-    if audio and audio.get("build") == "cpu" and torch and torch.get("cuda_runtime"):
-        found.append(
-            Mismatch(
-                "CpuOnlyTorchaudio",
-                f"torchaudio {audio['version']} is a CPU build beside a CUDA torch: resampling runs on "
-                "the CPU and may not match; install the CUDA build",
-            )
-        )
-    return found

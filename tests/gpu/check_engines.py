@@ -15,6 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from berth_operator.api.dependencies import compare
+from berth_operator.config import DEFAULT_EXPECTED_DEPENDENCIES
+
 from tests.engines.forms import multipart
 from tests.engines.runner import EngineServer, tiny_model_dir
 from tests.engines.speech import conversation, wav_bytes
@@ -55,7 +58,9 @@ def check(engine: str, work: Path, audio: bytes) -> bool:
         f"{torch.get('cuda_runtime')}, Ready in {ready:.1f} s (load "
         f"{status['details'].get('load_seconds')} s), one request {answer * 1000:.0f} ms -> {code}"
     )
-    print(json.dumps(status.get("mismatches", [])))
+    # as the operator compares them (status.mismatches): the image's expected versions
+    expected = DEFAULT_EXPECTED_DEPENDENCIES[engine]
+    print(json.dumps([str(m) for m in compare(status["dependencies"], expected)]))
     return device == "cuda:0" and code == 200
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-from berth_runtime.inspector import compare, inspect_dependencies
+from berth_operator.api.dependencies import compare
+from berth_runtime.inspector import inspect_dependencies
 from berth_runtime.telemetry import gpu_snapshot
 
 

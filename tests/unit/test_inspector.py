@@ -1,6 +1,7 @@
 """The dependency inspector's comparison with expected versions."""
 
-from berth_runtime.inspector import compare, inspect_dependencies, torchaudio_build
+from berth_operator.api.dependencies import compare
+from berth_runtime.inspector import inspect_dependencies, torchaudio_build
 
 CUDA_TORCH = {"torch": {"version": "2.9.0+cu128", "cuda_runtime": "12.8"}}
 

@@ -54,7 +54,6 @@ def test_the_server_reads_what_the_operator_renders(spec: dict[str, Any]):
     assert (env.engine, env.repo, env.revision) == (spec["engine"], "org/model", "abc123")
     assert (env.model_deployment, env.port, env.cache_dir) == ("m", 8000, Path("/models"))
     assert (env.pod_name, env.namespace) == ("m-0", "ns")
-    assert env.expected.items() >= (spec.get("expectedDependencies") or {}).items()
     settings = ENGINE_SETTINGS[spec["engine"]].model_validate(env.settings)
     wanted = spec.get("vllm", {}).get("servedModelName", "m")
     assert settings.served_model_name == wanted
@@ -102,7 +101,6 @@ def test_a_missing_variable_is_named():
                 "BERTH_MODEL_REVISION": "main",
                 "MODEL_CACHE_DIR": "/models",
                 "BERTH_SETTINGS": "{}",
-                "BERTH_EXPECTED_DEPENDENCIES": "{}",
                 "BERTH_MODELDEPLOYMENT": "m",
             }
         )

@@ -596,7 +596,6 @@ class RuntimeStatus(StatusModel):
             "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         },
     )
-    mismatches: list[str] | None = None
     last_error: RuntimeErrorReport | None = None
 
 
@@ -624,4 +623,9 @@ class ModelDeploymentStatus(StatusModel):
         description="The name to send as `model` to Berth's gateway (and to the model server).",
     )
     download: DownloadStatus | None = None
+    mismatches: list[str] | None = Field(
+        default=None,
+        description="Where the versions the model server reports (runtime.dependencies) differ "
+        "from those expected of its image (spec.expectedDependencies over the operator's).",
+    )
     runtime: RuntimeStatus | None = None

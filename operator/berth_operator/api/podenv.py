@@ -26,7 +26,6 @@ def _json_text(value: Any) -> Any:
 
 JsonList = Annotated[list[str], BeforeValidator(_json_text)]
 JsonObject = Annotated[dict[str, Any], BeforeValidator(_json_text)]
-JsonStrings = Annotated[dict[str, str], BeforeValidator(_json_text)]
 
 
 def from_pod(field_path: str) -> dict[str, str]:
@@ -135,7 +134,6 @@ class ServerEnv(ModelPodEnv):
 
     engine: str = Field(alias="BERTH_ENGINE", description="Built-in engine or module:Class.")
     settings: JsonObject = Field(alias="BERTH_SETTINGS", description="The engine's settings.")
-    expected: JsonStrings = Field(alias="BERTH_EXPECTED_DEPENDENCIES")
     model_deployment: str = Field(alias="BERTH_MODELDEPLOYMENT")
     port: int = Field(alias="BERTH_PORT")
     host: str = Field(default="0.0.0.0", alias="BERTH_HOST")

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from berth_operator.api.dependencies import compare
 from berth_operator.api.modeldeployment import Condition, DownloadReport, DownloadStatus
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.conditions import (
@@ -24,6 +25,7 @@ from berth_operator.controller.names import name_verdict
 from berth_operator.controller.naming import selector_string, server_selector
 from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.podtruth import is_ready, worst_problem
+from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.workload import endpoint
 
 #: the reason of Ready, PodsReady and RuntimeReady at 0 replicas
@@ -361,4 +363,18 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         "endpoint": endpoint(md, config),
         "gatewayModel": served_model_name(md.spec, md.name),
         "download": download_fields(observed),
+        "mismatches": dependency_mismatches(md, config),
     }
+
+
+def dependency_mismatches(md: ModelDeployment, config: OperatorConfig) -> list[str]:
+    """The server's reported versions against its image's expected ones (none reported yet:
+    none found)."""
+    runtime = md.status.runtime
+    if runtime is None or not runtime.dependencies:
+        return []
+    expected = {
+        **config.expected_dependencies.get(md.spec.engine, {}),
+        **(md.spec.expected_dependencies or {}),
+    }
+    return [str(m) for m in compare(runtime.dependencies, expected)]

@@ -52,10 +52,6 @@ def _env(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> li
         cache_dir=config.cache_mount_path,
         engine=spec.engine,
         settings=engine_settings(spec, md.name),
-        expected={
-            **config.expected_dependencies.get(spec.engine, {}),
-            **(spec.expected_dependencies or {}),
-        },
         model_deployment=md.name,
         port=config.service_port,
     )

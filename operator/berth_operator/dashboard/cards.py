@@ -59,7 +59,7 @@ def card(md: dict[str, Any]) -> dict[str, Any]:
             "pod": runtime.get("pod"),
             "gpus": runtime.get("gpus") or [],
             "dependencies": runtime.get("dependencies") or {},
-            "mismatches": runtime.get("mismatches") or [],
+            "mismatches": status.get("mismatches") or [],
             "lastError": runtime.get("lastError"),
         },
         "endpoint": status.get("endpoint"),

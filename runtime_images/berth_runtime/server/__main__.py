@@ -41,7 +41,6 @@ def build_server(env: ServerEnv) -> ModelServer:
         max_body_bytes=env.max_body_bytes,
         max_requests=env.max_requests,
         max_decodes=env.max_decodes,
-        expected=env.expected,
     )
     state = RuntimeState(pod=env.pod_name)
     engine = engine_class(env.engine)(env.settings)

@@ -6,14 +6,14 @@ import asyncio
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from berth_runtime.inspector import compare, inspect_dependencies
+from berth_runtime.inspector import inspect_dependencies
 from berth_runtime.server.auth import api_key_middleware
 from berth_runtime.server.engine import Engine
 from berth_runtime.server.errors import (
@@ -48,7 +48,6 @@ class ServerConfig:
     revision: str
     api_keys: tuple[bytes, ...] = ()
     max_body_bytes: int = 100 * 2**20
-    expected: dict[str, str] = field(default_factory=dict)
     retry_after_seconds: int = 10
     #: engine requests held at once, from the first byte of the body to the answer (reading,
     #: decoding, queued, running); more get 503 ServerBusy before their body is read
@@ -140,10 +139,6 @@ class ModelServer:
 
     def refresh_dependencies(self) -> None:
         self.state.dependencies = inspect_dependencies(self.engine.libraries)
-        self.state.mismatches = [
-            f"{m.reason}: {m.message}"
-            for m in compare(self.state.dependencies, self.config.expected)
-        ]
         for gpu in self.state.dependencies.get("gpus", []):
             label = str(gpu["index"])
             self.gpu_memory.labels(label).set(gpu["memoryUsedMiB"] * 2**20)

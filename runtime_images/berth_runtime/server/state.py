@@ -14,7 +14,6 @@ class RuntimeState:
     state: str = "Loading"
     details: dict[str, Any] = field(default_factory=dict)
     dependencies: dict[str, Any] = field(default_factory=dict)
-    mismatches: list[str] = field(default_factory=list)
     last_error: dict[str, Any] | None = None
     load_seconds: float | None = None
     #: the engine failed beyond recovery while serving: the pod is to be restarted
@@ -60,7 +59,6 @@ class RuntimeState:
                 }
                 for g in self.dependencies.get("gpus", [])
             ],
-            "mismatches": self.mismatches,
             "lastError": self.last_error,
         }
 
@@ -70,6 +68,5 @@ class RuntimeState:
             "state": self.state,
             "details": self.details,
             "dependencies": self.dependencies,
-            "mismatches": self.mismatches,
             "last_error": self.last_error,
         }

@@ -26,7 +26,7 @@ from berth_operator.api.podenv import ServerEnv, VllmEngineSettings
 
 from berth_runtime.engines.vllm.args import child_env, serve_args
 from berth_runtime.engines.vllm.failures import classify, clean, failure_message
-from berth_runtime.inspector import compare, inspect_dependencies
+from berth_runtime.inspector import inspect_dependencies
 from berth_runtime.server.reporter import RuntimeReporter, reporter_for
 from berth_runtime.server.state import RuntimeState
 
@@ -60,9 +60,6 @@ class VllmSupervisor:
 
     def refresh_dependencies(self) -> None:
         self.state.dependencies = inspect_dependencies(LIBRARIES)
-        self.state.mismatches = [
-            f"{m.reason}: {m.message}" for m in compare(self.state.dependencies, self.env.expected)
-        ]
 
     async def report(self) -> None:
         logger.info("state %s", self.state.state)
