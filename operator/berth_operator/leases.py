@@ -138,5 +138,3 @@ class LeaderElection:
                 await self.client.replace(lease, field_manager=self.field_manager)
         except ApiError as error:
             logger.warning("releasing the Lease %s/%s: %s", self.namespace, self.name, error)
-
-
