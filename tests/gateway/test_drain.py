@@ -18,15 +18,23 @@ BODY = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi
 JSON = {"Content-Type": "application/json"}
 
 
-def test_a_kept_alive_connection_closed_as_it_is_reused_is_tried_again(
-    kubectl: Kubectl, start_gateway: Any, stand_ins: Any
-) -> None:
+def chat_through(
+    kubectl: Kubectl, start_gateway: Any, stand_ins: Any, *args: str
+) -> tuple[Any, Any]:
+    """A stand-in serving the model `chat`, and a gateway (started with `args`) that routes it."""
     upstream = stand_ins("a")
     kubectl.apply(
         model_deployment("chat", "vllm"), endpoint_slice("chat", upstream.address, upstream.port)
     )
-    gateway = start_gateway()
+    gateway = start_gateway(*args)
     gateway.wait_for_endpoints("chat", 1)
+    return upstream, gateway
+
+
+def test_a_kept_alive_connection_closed_as_it_is_reused_is_tried_again(
+    kubectl: Kubectl, start_gateway: Any, stand_ins: Any
+) -> None:
+    upstream, gateway = chat_through(kubectl, start_gateway, stand_ins)
     assert http("POST", gateway.url + CHAT, BODY, JSON)[0] == 200  # opens a connection
     for _ in range(3):  # each finds the kept-alive connection closed, as a server may close it
         status, _, answer = http(
@@ -40,12 +48,9 @@ def test_a_kept_alive_connection_closed_as_it_is_reused_is_tried_again(
 def test_a_stopping_gateway_answers_every_request_it_took(
     kubectl: Kubectl, start_gateway: Any, stand_ins: Any
 ) -> None:
-    upstream = stand_ins("a")
-    kubectl.apply(
-        model_deployment("chat", "vllm"), endpoint_slice("chat", upstream.address, upstream.port)
+    upstream, gateway = chat_through(
+        kubectl, start_gateway, stand_ins, "--drain-seconds=2", "--shutdown-seconds=20"
     )
-    gateway = start_gateway("--drain-seconds=2", "--shutdown-seconds=20")
-    gateway.wait_for_endpoints("chat", 1)
     slow: list[int] = []
     caller = threading.Thread(
         target=lambda: slow.append(
