@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -388,3 +390,23 @@ def test_supervisor_without_the_snapshot_fails_before_starting_vllm(supervise: A
     assert termination["reason"] == "ModelFilesMissing"
     assert REPO_ID in termination["message"]
     assert "vllm_cpu_launcher" not in output  # vLLM was never started
+
+
+def test_supervisor_stopped_while_vllm_loads_stops_it_without_a_drain(supervise: Any):
+    # vLLM still loading is in no Service's endpoints: the drain would only delay the stop
+    supervisor = supervise({"gpus": 1}, VLLM_STANDIN_START_SECONDS="120", BERTH_DRAIN_SECONDS="60")
+    deadline = time.monotonic() + 60
+    while not port_open(supervisor.port):  # the stand-in binds first, as vLLM does
+        assert supervisor.process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    started = time.monotonic()
+    supervisor.process.send_signal(signal.SIGTERM)
+    output = supervisor.finish(30)
+    assert supervisor.process.returncode == 0, output
+    assert time.monotonic() - started < 30
+    assert "vLLM stopped" in output
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

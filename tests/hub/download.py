@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +39,13 @@ def hub_download_env(hub: LocalHub, cache: Path, repo: str, **extra: str) -> dic
     }
 
 
-def start_download(hub: LocalHub, cache: Path, repo: str, **extra: str) -> subprocess.Popen[str]:
+def start_download(
+    hub: LocalHub, cache: Path, repo: str, wrapper: Sequence[str] = (), **extra: str
+) -> subprocess.Popen[str]:
+    """`python -m berth_runtime.download` (under `wrapper`) fetching `repo` into `cache`."""
     (cache.parent / "termination-log").unlink(missing_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "berth_runtime.download"],
+        [*wrapper, sys.executable, "-m", "berth_runtime.download"],
         env=hub_download_env(hub, cache, repo, **extra),
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,6 @@ from tests.cluster.nodes import FakeNode
 from tests.cluster.realnode import LOCAL_REGISTRY, TESTBOX_IMAGE, RealNode
 from tests.hub.server import LocalHub
 from tests.operator_process import REPO, OperatorProcess, cache_volume_manifest
-from tests.realnode.waiting import wait_until
 
 # The images the tests run; vLLM's needs a GPU (its engine tests run its CPU build).
 IMAGES = ("operator", "downloader", "pyannote", "nemo-asr")
@@ -191,13 +191,18 @@ class ContainerStack:
         self.kubectl("delete", "md", "--all", "--wait=true", timeout=timeout)
         made_by_berth = f"{MANAGED_BY_LABEL}={MANAGED_BY[MANAGED_BY_LABEL]}"
 
-        def gone() -> bool:
-            left = self.kubectl(
-                "get", "deployments,services,jobs,pods", "-l", made_by_berth, "-o", "name"
+        def left() -> str:
+            found = self.kubectl(
+                "get", "deployments,services,jobs,pods", "-l", made_by_berth, "-o", "wide"
             )
-            return not left.stdout.strip()
+            return found.stdout.strip()
 
-        wait_until(gone, "the objects of deleted models gone", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while remaining := left():
+            assert time.monotonic() < deadline, (
+                f"objects of deleted models still there after {timeout:.0f} s:\n{remaining}"
+            )
+            time.sleep(0.5)
 
     @contextmanager
     def operator_on_host(self) -> Iterator[OperatorProcess]:

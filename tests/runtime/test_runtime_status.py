@@ -4,10 +4,7 @@ and the operator turns that into Ready; an API outage never blocks serving."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -19,7 +16,6 @@ import pytest
 from tests.cluster import ControlPlane
 from tests.cluster.controlplane import free_port
 from tests.cluster.kubectl import Kubectl
-from tests.hub.download import REPO
 from tests.operator.helpers import (
     assert_status_owners,
     condition,
@@ -27,34 +23,7 @@ from tests.operator.helpers import (
     phase_is,
     with_managed_fields,
 )
-from tests.pod_env import server_env
-
-ENGINE = "tests.runtime.dummy_engine:EchoEngine"
-
-
-def start_server(cache: Path, port: int, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "berth_runtime.server"],
-        env={
-            **os.environ,
-            **server_env(ENGINE, "org/tiny", cache, port, name="echo"),
-            "HF_HUB_OFFLINE": "1",
-            "BERTH_REPORT_SECONDS": "1",
-            **env,
-        },
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def get(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status
-    except OSError as error:
-        return getattr(error, "code", 0)
+from tests.runtime.processes import get, start_server
 
 
 @pytest.mark.usefixtures("operator", "cache_volume")

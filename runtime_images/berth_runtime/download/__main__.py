@@ -20,6 +20,7 @@ from berth_runtime.download.errors import DownloadError
 from berth_runtime.download.job import run_download
 from berth_runtime.download.progress import DownloadProgress
 from berth_runtime.report import JobAnnotator
+from berth_runtime.signals import end_on_sigterm
 
 logger = logging.getLogger("berth_runtime.download")
 
@@ -37,6 +38,7 @@ def terminate(env: DownloadEnv, error: DownloadError) -> None:
 
 
 def main() -> None:
+    end_on_sigterm()  # a deleted Job's pod goes at once; the next one resumes partial files
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per request otherwise
     env = DownloadEnv.from_env()

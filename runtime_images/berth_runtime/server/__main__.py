@@ -17,6 +17,7 @@ from berth_runtime.server.app import ModelServer, ServerConfig
 from berth_runtime.server.engine import Engine
 from berth_runtime.server.reporter import reporter_for
 from berth_runtime.server.state import RuntimeState
+from berth_runtime.signals import end_on_sigterm
 
 BUILT_IN_ENGINES = {
     "nemo-asr": "berth_runtime.engines.nemo_asr:NemoAsrEngine",
@@ -48,6 +49,7 @@ def build_server(env: ServerEnv) -> ModelServer:
 
 
 def main() -> None:
+    end_on_sigterm()  # importing an engine's libraries takes seconds to minutes
     env = ServerEnv.from_env()
     logging.basicConfig(
         level=env.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -61,7 +63,8 @@ def main() -> None:
 async def serve(server: ModelServer, env: ServerEnv) -> None:
     """Serves until SIGTERM; then not ready, still serving for `drain_seconds` while the pod
     leaves its Service's endpoints, then the listener closes and requests in flight get
-    `shutdown_seconds` to finish. A client that goes away cancels its request's work."""
+    `shutdown_seconds` to finish. A client that goes away cancels its request's work. A model
+    still loading stops at once: its load is not waited for."""
     runner = web.AppRunner(
         server.app(),
         handler_cancellation=True,
@@ -75,9 +78,11 @@ async def serve(server: ModelServer, env: ServerEnv) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+    # a server that never was ready is in no Service's endpoints: nothing to drain
+    drain = env.drain_seconds if server.state.ready else 0
     server.draining = True
-    logging.getLogger(__name__).info("stopping: not ready; closing in %g s", env.drain_seconds)
-    await asyncio.sleep(env.drain_seconds)
+    logging.getLogger(__name__).info("stopping: not ready; closing in %g s", drain)
+    await asyncio.sleep(drain)
     await runner.cleanup()
 
 

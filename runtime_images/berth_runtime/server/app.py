@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,34 @@ from berth_runtime.server.state import RuntimeState
 
 logger = logging.getLogger(__name__)
 ENGINE_ROUTE_KEY = web.AppKey("engine_paths", frozenset)
+
+
+async def in_daemon_thread(work: Callable[[], None], name: str) -> None:
+    """Runs blocking `work` in a daemon thread: unlike the loop's executor, the process does
+    not wait for it to end when it stops (a model still loading is abandoned, not waited for).
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():  # cancelled: the server is stopping
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as raised:
+            error = raised
+        with contextlib.suppress(RuntimeError):  # a closed loop: the process is ending
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    await done
 
 
 def accepts(*content_types: str) -> Any:
@@ -123,7 +154,7 @@ class ModelServer:
         if self.reporter:
             await self.reporter.report(self.state, force=True)
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self._load_blocking)
+            await in_daemon_thread(self._load_blocking, name="load")
         except Exception as error:
             reason = getattr(error, "reason", None) or type(error).__name__
             self.state.fail(reason, "".join(traceback.format_exception_only(error)).strip())

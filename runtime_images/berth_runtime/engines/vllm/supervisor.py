@@ -131,14 +131,16 @@ class VllmSupervisor:
         await self.report()
 
     def stop(self) -> None:
-        """SIGTERM: vLLM keeps serving `drain_seconds` while the pod leaves its Service's
-        endpoints, then gets it, finishes its requests and exits; killed after
+        """SIGTERM: vLLM, once ready, keeps serving `drain_seconds` while the pod leaves its
+        Service's endpoints, then gets it, finishes its requests and exits; killed after
         `shutdown_seconds` more."""
         if self.stopping:
             return
         self.stopping = True
-        logger.info("stopping: vLLM gets SIGTERM in %g s", self.env.drain_seconds)
-        asyncio.get_running_loop().call_later(self.env.drain_seconds, self._terminate)
+        # vLLM still loading is in no Service's endpoints: nothing to drain
+        drain = self.env.drain_seconds if self.state.ready else 0
+        logger.info("stopping: vLLM gets SIGTERM in %g s", drain)
+        asyncio.get_running_loop().call_later(drain, self._terminate)
 
     def _terminate(self) -> None:
         if self.process and self.process.returncode is None:
