@@ -81,8 +81,7 @@ def test_a_download_killed_at_half_resumes_in_the_next_pod(stack: ContainerStack
         timeout=120,
     )
     container = running_download_container(stack, "kill-half")
-    inspected = stack.node.crictl("inspect", container["containerID"].split("://")[1])
-    os.kill(json.loads(inspected.stdout)["info"]["pid"], signal.SIGKILL)
+    os.kill(host_pid(stack, container["containerID"]), signal.SIGKILL)
     on_disk, responses_before = bytes_on_disk(repo_dir), len(stack.hub.responses)
     done_at_kill = {p for p in repo.files if (repo_dir / "blobs" / repo.etag(p)).exists()}
 
@@ -249,6 +248,42 @@ def service_account_token(stack: ContainerStack, pod: dict[str, Any]) -> str | N
     volumes = stack.node.workdir / "kubelet" / "pods" / pod["metadata"]["uid"] / "volumes"
     tokens = list(volumes.glob("kubernetes.io~projected/*/token"))
     return tokens[0].read_text() if tokens else None
+
+
+def host_pid(stack: ContainerStack, container_id: str) -> int:
+    inspected = stack.node.crictl("inspect", container_id.split("://")[1])
+    return json.loads(inspected.stdout)["info"]["pid"]
+
+
+def pid_in_its_namespace(pid: int) -> int:
+    """What the process is called inside its pod (the last NSpid of /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[-1])
+
+
+def test_a_model_deleted_as_its_server_starts_goes_at_once(stack: ContainerStack) -> None:
+    # Deleted while its server imports torch: the kernel would spare the server SIGTERM if it
+    # were its PID namespace's init, and the pod would stay Terminating for its 130 s grace.
+    repo = stack.hub.add(tiny_repo("faults/deleted-at-start"))
+    name = "deleted-at-start"
+    stack.kubectl.apply(model(name, repo.repo_id))
+
+    def started() -> str:
+        for status in server_pod(stack, name)["status"].get("containerStatuses") or []:
+            if "running" in status["state"]:
+                return status["containerID"]
+        return ""
+
+    wait_until(started, "the model server's container running", timeout=120)
+    assert pid_in_its_namespace(host_pid(stack, started())) != 1  # the pod's pause is
+    stack.kubectl("delete", "md", name, "--wait=false")
+    wait_until(
+        lambda: (
+            not stack.kubectl.get("pods", None, "-l", f"berth.dev/modeldeployment={name}")["items"]
+        ),
+        "the model's pods gone",
+        timeout=60,  # the pod's grace period is 130 s
+    )
 
 
 def test_runtime_token_cannot_patch_another_model_deployment(

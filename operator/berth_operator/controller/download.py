@@ -16,6 +16,7 @@ from berth_operator.controller.naming import download_job_name, download_key, do
 from berth_operator.controller.rbac import account_and_binding, role, role_owner_reference
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.security import (
+    SIGNALS_REACH_THE_ENTRY_POINT,
     restricted_container_security,
     restricted_pod_security,
 )
@@ -103,6 +104,7 @@ def render_download_job(
                     "serviceAccountName": name,
                     "enableServiceLinks": False,
                     "securityContext": restricted_pod_security(),
+                    **SIGNALS_REACH_THE_ENTRY_POINT,
                     "containers": [
                         {
                             "name": DOWNLOAD_CONTAINER,

@@ -8,6 +8,12 @@ from typing import Any
 RUN_AS_USER = 65532
 
 
+#: pod spec fields: the pod's pause process is the PID namespace's init, so Berth's process is
+#: not; the kernel spares an init every signal it has no handler for, and a model server
+#: importing its engine's libraries would otherwise ignore SIGTERM until its grace ran out
+SIGNALS_REACH_THE_ENTRY_POINT: dict[str, Any] = {"shareProcessNamespace": True}
+
+
 def restricted_pod_security() -> dict[str, Any]:
     """Non-root with a fixed uid, and fsGroup so the cache volume is writable where needed."""
     return {

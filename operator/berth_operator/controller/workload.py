@@ -14,6 +14,7 @@ from berth_operator.controller.naming import runtime_account_name, server_labels
 from berth_operator.controller.quantities import byte_quantity, canonical_quantity
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.security import (
+    SIGNALS_REACH_THE_ENTRY_POINT,
     restricted_container_security,
     restricted_pod_security,
 )
@@ -203,6 +204,7 @@ def render_deployment(
                     "serviceAccountName": runtime_account_name(md.name),
                     "enableServiceLinks": False,
                     "securityContext": restricted_pod_security(),
+                    **SIGNALS_REACH_THE_ENTRY_POINT,
                     "terminationGracePeriodSeconds": GRACE_SECONDS,
                     "containers": [container],
                     "volumes": volumes,
