@@ -42,6 +42,7 @@ FLOOR_ORDER = [
     "ServiceAccount",
     "RoleBinding",
     "Service",
+    "PodDisruptionBudget",
     "Job",
     "Deployment",
 ]
