@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from tests.cluster.controlplane import free_port
@@ -29,12 +28,12 @@ def pid_1(wrapper: subprocess.Popen[str]) -> int:
     return int(children.read_text().split()[0])
 
 
-def stop(process: subprocess.Popen[str]) -> tuple[int, str, float]:
-    """SIGTERM to PID 1, as the kubelet sends it; the exit code, the output, the seconds."""
-    started = time.monotonic()
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """SIGTERM to PID 1, as the kubelet sends it; the exit code and the output, which must
+    come within PROMPTLY seconds."""
     os.kill(pid_1(process), signal.SIGTERM)
     output, _ = process.communicate(timeout=PROMPTLY)
-    return process.returncode, output, time.monotonic() - started
+    return process.returncode, output
 
 
 def test_a_server_stopped_while_importing_its_engine_ends_at_once(cache: Path) -> None:
@@ -45,11 +44,10 @@ def test_a_server_stopped_while_importing_its_engine_ends_at_once(cache: Path) -
     try:
         assert server.stdout is not None
         assert "importing" in server.stdout.readline()
-        returncode, output, seconds = stop(server)
+        returncode, output = stop(server)
     finally:
         server.kill()
     assert returncode == TERMINATED, output
-    assert seconds < PROMPTLY
 
 
 def test_a_server_stopped_while_loading_ends_without_waiting_for_the_load(cache: Path) -> None:
@@ -60,12 +58,11 @@ def test_a_server_stopped_while_loading_ends_without_waiting_for_the_load(cache:
     try:
         wait_until(lambda: get(port, "/healthz") == 200, "the server listening", timeout=30)
         assert get(port, "/readyz") == 503  # loading: in no Service's endpoints
-        returncode, output, seconds = stop(server)
+        returncode, output = stop(server)
     finally:
         server.kill()
     assert returncode == 0, output  # a clean stop: no drain, no wait for the load thread
     assert "closing in 0 s" in output
-    assert seconds < PROMPTLY
 
 
 def test_a_download_stopped_midway_ends_at_once_and_the_next_one_resumes(
@@ -76,11 +73,10 @@ def test_a_download_stopped_midway_ends_at_once_and_the_next_one_resumes(
     download = start_download(hub, cache, repo.repo_id, wrapper=AS_PID_1)
     try:
         wait_until(lambda: hub.bytes_sent >= 2 * MiB, "2 MiB downloaded", timeout=60)
-        returncode, output, seconds = stop(download)
+        returncode, output = stop(download)
     finally:
         download.kill()
     assert returncode == TERMINATED, output  # a failure the Job retries, never a success
-    assert seconds < PROMPTLY
     sent_before = hub.bytes_sent
     resumed = finish(start_download(hub, cache, repo.repo_id), cache, timeout=60)
     assert resumed.returncode == 0, resumed.output
