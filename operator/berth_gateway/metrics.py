@@ -70,7 +70,7 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "berth_gateway_upstream_errors",
-            "Upstream failures, by model and kind (connect, timeout, broken).",
+            "Upstream failures, by model and kind (connect, timeout, broken, refused).",
             ["model", "kind"],
             registry=self.registry,
         )

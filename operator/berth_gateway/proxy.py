@@ -1,6 +1,7 @@
 """Forwards one request to a model's endpoints: least loaded first (or by prompt prefix), another
-endpoint when a connection fails before anything was sent, the answer streamed back as it
-arrives, and the upstream request closed when the client goes away."""
+endpoint when a connection fails before anything was sent or a model server refused the request
+unhandled (busy, not ready), the answer streamed back as it arrives, and the upstream request
+closed when the client goes away."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from berth_operator.api.metadata import UNPROCESSED_HEADER
 from multidict import CIMultiDict
 
 from berth_gateway.affinity import affinity_key
@@ -86,6 +88,24 @@ class Attempt:
     reused = False
 
 
+class Refusal:
+    """A model server's answer that it handled none of the request, read whole (a few bytes of
+    JSON) so its connection goes back to the pool; relayed when no other endpoint takes it."""
+
+    def __init__(self, upstream: aiohttp.ClientResponse, body: bytes) -> None:
+        self.status, self.reason, self.body = upstream.status, upstream.reason, body
+        self.headers = CIMultiDict(
+            (k, v) for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP
+        )
+
+    def response(self, request_id: str) -> web.Response:
+        response = web.Response(
+            status=self.status, reason=self.reason, body=self.body, headers=self.headers
+        )
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+
 def reuse_trace() -> aiohttp.TraceConfig:
     """Marks an attempt whose request was sent on a pooled connection."""
 
@@ -155,9 +175,12 @@ class Proxy:
         headers = upstream_headers(request, key, request_id)
         prefix = affinity_key(model, body)
         stale = 0
+        refusal: Refusal | None = None
         while True:
             endpoint = self.balancer.pick(self.table.endpoints(model), tried, prefix)
             if endpoint is None:
+                if refusal is not None:  # every endpoint refused it or could not be reached
+                    return refusal.response(request_id)
                 if tried:
                     raise UpstreamUnavailable(
                         f"model {name}: no connection to any of its {len(tried)} endpoints; "
@@ -208,6 +231,17 @@ class Proxy:
                     raise UpstreamUnavailable(
                         f"model {name}: the upstream {endpoint.address} failed: {error}"
                     ) from None
+                if UNPROCESSED_HEADER in upstream.headers:
+                    # refused before any of it was handled (busy, not ready): another endpoint
+                    # may take it; this answer is kept for when none does
+                    try:
+                        refusal = Refusal(upstream, await upstream.read())
+                    except (TimeoutError, aiohttp.ClientError):
+                        pass
+                    finally:
+                        upstream.release()
+                    metrics.upstream_error("refused")
+                    continue
                 metrics.first_byte.observe(time.perf_counter() - started)
                 try:
                     return await self._relay(request, upstream, request_id, metrics)

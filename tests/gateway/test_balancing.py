@@ -114,3 +114,27 @@ def test_prefix_affinity_sticks_to_one_replica_under_a_load_bound(
     # the load gone, the prefix is back on its replica
     wait_until(lambda: idle in gateway.metrics(), "no request in flight in the gateway")
     assert served_by(chat_with(system, "after")) == home_name
+
+
+def test_a_request_a_busy_replica_refused_unhandled_goes_to_the_other(
+    kubectl: Kubectl, start_gateway: Any, stand_ins: Any
+) -> None:
+    """A model server's refusal marked unprocessed (busy, not ready) is sent to another
+    endpoint; when every endpoint refuses, the client gets the server's own answer."""
+    a, b, gateway = two_replicas(kubectl, start_gateway, stand_ins)
+    url = gateway.url + "/v1/chat/completions"
+    a_busy = {"Content-Type": "application/json", "X-Test-Busy": "a"}
+    # ties go at random: among 30 requests, a is picked first for some (none: 1 in 10^9)
+    answers = [http("POST", url, BODY, a_busy) for _ in range(30)]
+    assert [status for status, _, _ in answers] == [200] * 30
+    assert all(json.loads(body)["system_fingerprint"] == "b" for _, _, body in answers)
+    refused = a.stats()["refused"]
+    assert refused > 0 and a.stats()["served"] == 0 and b.stats()["served"] == 30
+    assert f'berth_gateway_upstream_errors_total{{model="chat",kind="refused"}} {refused}.0' in (
+        gateway.metrics()
+    )
+
+    b.kill()  # a alone, busy: its refusal reaches the client as it is, with its Retry-After
+    status, headers, body = http("POST", url, BODY, a_busy)
+    assert status == 503 and headers["Retry-After"] == "10", body
+    assert json.loads(body)["error"]["type"] == "ServerBusy"

@@ -1,6 +1,8 @@
 """A vLLM-compatible stand-in for the gateway's tests: OpenAI chat completions, plain and
 streamed (SSE, one chunk per token), requests held until /release (X-Test-Hold) or delayed
-(X-Test-Delay), a kept-alive connection closed when reused (X-Test-Close-Reused), chunks paced by X-Test-Chunk-Seconds, a cookie set on request
+(X-Test-Delay), a kept-alive connection closed when reused (X-Test-Close-Reused), a refusal
+as a busy Berth model server answers (X-Test-Busy: the stand-in's name), chunks paced by
+X-Test-Chunk-Seconds, a cookie set on request
 (X-Test-Set-Cookie), with what it saw at /stats; embeddings and transcriptions read any body and
 answer its size. Run as its own process:
 `python upstream.py HOST PORT NAME [API_KEY]`.
@@ -19,6 +21,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from berth_operator.api.metadata import UNPROCESSED_HEADER
 
 CHUNK_SECONDS = 0.2
 
@@ -37,6 +40,7 @@ class StandIn:
             "streams_done": 0,
             "last_headers": {},
             "closed_reused": 0,
+            "refused": 0,
         }
         self._requests_on: dict[int, int] = {}
 
@@ -52,8 +56,21 @@ class StandIn:
             transport.close()
             raise asyncio.CancelledError
 
+    def refuse_if_busy(self, request: web.Request) -> None:
+        """X-Test-Busy naming this stand-in: 503 before the body is read, marked unprocessed, as
+        a Berth model server holding all the requests it takes answers."""
+        if request.headers.get("X-Test-Busy") == self.name:
+            self.stats["refused"] += 1
+            error = {"error": {"type": "ServerBusy", "message": f"{self.name} is busy"}}
+            raise web.HTTPServiceUnavailable(
+                text=json.dumps(error),
+                content_type="application/json",
+                headers={"Retry-After": "10", UNPROCESSED_HEADER: "ServerBusy"},
+            )
+
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.close_if_reused(request)
+        self.refuse_if_busy(request)
         self.stats["last_headers"] = {k.lower(): v for k, v in request.headers.items()}
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.json_response({"error": {"message": "bad key"}}, status=401)

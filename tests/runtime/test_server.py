@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from berth_operator.api.metadata import UNPROCESSED_HEADER
 from berth_runtime.server.app import ModelServer, ServerConfig
 from berth_runtime.server.state import RuntimeState
 
@@ -183,6 +184,7 @@ def test_a_full_replica_refuses_before_reading_the_body(cache: Path):
                 time.sleep(0.02)
             status, headers, answer = server.call("/v1/echo", body, JSON)
             assert status == 503 and headers["Retry-After"] == "10"
+            assert headers[UNPROCESSED_HEADER] == "ServerBusy"  # the gateway may try another
             error = json.loads(answer)["error"]
             assert error["type"] == "ServerBusy" and "add replicas" in error["message"]
             held.sendall(body[100:])

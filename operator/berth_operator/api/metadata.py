@@ -58,3 +58,9 @@ GATEWAY_LOAD_COMPONENT = "gateway-load"
 GATEWAY_LOAD_ANNOTATION = f"{GROUP}/gateway-load"
 #: the Lease the gateway replicas elect the one that scales with, in the gateway's namespace
 AUTOSCALER_LEASE = "berth-gateway-autoscaler"
+
+# ---- between the gateway and the model servers --------------------------------------------
+
+#: on a model server's answer: it refused the request before handling any of it (the value says
+#: why: ServerBusy, ModelNotReady), so the gateway may send it to another replica
+UNPROCESSED_HEADER = "Berth-Unprocessed"

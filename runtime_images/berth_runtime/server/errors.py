@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from berth_operator.api.metadata import UNPROCESSED_HEADER
 
 
 class ApiError(Exception):
@@ -46,20 +47,27 @@ class UnsupportedMediaType(ApiError):
     status, type = 415, "UnsupportedMediaType"
 
 
-class ModelNotReady(ApiError):
-    status, type = 503, "ModelNotReady"
+class Refused(ApiError):
+    """503 before any of the request was handled: marked so that the gateway may send it to
+    another replica, with Retry-After for clients that reach this one directly."""
 
-    def __init__(self, message: str, retry_after: int = 10) -> None:
-        super().__init__(message, {"Retry-After": str(retry_after)})
-
-
-class ServerBusy(ApiError):
-    """This replica holds as many requests as it may; another replica, or later, will do."""
-
-    status, type = 503, "ServerBusy"
+    status = 503
 
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, {"Retry-After": str(retry_after)})
+        super().__init__(message, {"Retry-After": str(retry_after), UNPROCESSED_HEADER: self.type})
+
+
+class ModelNotReady(Refused):
+    type = "ModelNotReady"
+
+    def __init__(self, message: str, retry_after: int = 10) -> None:
+        super().__init__(message, retry_after)
+
+
+class ServerBusy(Refused):
+    """This replica holds as many requests as it may; another replica, or later, will do."""
+
+    type = "ServerBusy"
 
 
 def error_response(error: ApiError) -> web.Response:
