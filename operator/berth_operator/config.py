@@ -56,6 +56,8 @@ class OperatorConfig(BaseModel):
     service_port: int = 8000
     cluster_domain: str = "cluster.local"
     resync_seconds: float = 300.0
+    #: models that move to a new default engine image at once (controller/pacing.py); 0: all
+    image_rollouts: int = 1
     #: the Secret, in model_keys_namespace, the gateway reads the models' own keys from (the
     #: operator copies each spec.auth key there); none: not copied
     model_keys_secret: str | None = None
@@ -94,6 +96,7 @@ class OperatorConfig(BaseModel):
             ("download_stall_seconds", "BERTH_DOWNLOAD_STALL_SECONDS", int),
             ("cluster_domain", "BERTH_CLUSTER_DOMAIN", str),
             ("resync_seconds", "BERTH_RESYNC_SECONDS", float),
+            ("image_rollouts", "BERTH_IMAGE_ROLLOUTS", int),
             ("workers", "BERTH_WORKERS", int),
             ("leader_lease", "BERTH_LEADER_LEASE", str),
             ("lease_namespace", "POD_NAMESPACE", str),

@@ -22,6 +22,7 @@ UPGRADED = OperatorConfig.from_env(
             '{"vllm": {"vllm": "9.9"}, "nemo-asr": {"torch": "9.9"}, "pyannote": {"torch": "9.9"}}'
         ),
         "BERTH_RESYNC_SECONDS": "60",
+        "BERTH_IMAGE_ROLLOUTS": "3",
         "BERTH_WORKERS": "16",
         "BERTH_DOWNLOAD_STALL_SECONDS": "900",
         "BERTH_LEADER_LEASE": "berth-leader",

@@ -628,4 +628,10 @@ class ModelDeploymentStatus(StatusModel):
         description="Where the versions the model server reports (runtime.dependencies) differ "
         "from those expected of its image (spec.expectedDependencies over the operator's).",
     )
+    pending_image: str | None = Field(
+        default=None,
+        description="A new default image of the engine that this model moves to once a slot is "
+        "free: the operator moves a few models at a time (the chart's engines.imageRollouts); "
+        "set spec.image to keep a model on an image of your choosing.",
+    )
     runtime: RuntimeStatus | None = None

@@ -84,7 +84,9 @@ def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[st
     children.append(render_disruption_budget(md))
     served = served_model(observed)
     if served is not None and not observed.secret_problems:
-        deployment = render_deployment(md, config, served, surge_blocked(observed))
+        deployment = render_deployment(
+            md, config, served, surge_blocked(observed), observed.kept_image
+        )
         children.append(_annotate(deployment, served))
     return children
 

@@ -41,6 +41,8 @@ class Observed:
     name_conflicts: list[NameConflict] = field(default_factory=list)
     #: how pods reach the API server: the egress rule of their NetworkPolicies
     api_server: list[dict[str, Any]] = field(default_factory=list)
+    #: the image the server keeps while other models move to a new default one (pacing.py)
+    kept_image: str | None = None
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

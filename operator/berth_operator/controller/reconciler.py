@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ from berth_operator.controller.netpol import (
 )
 from berth_operator.controller.observed import Observed, SecretCheck
 from berth_operator.controller.ownership import NameConflict, controller_of, holder
+from berth_operator.controller.pacing import ImagePacer
 from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.status import derive_status
@@ -79,7 +81,10 @@ class Reconciler:
     store: Store
     kube: Kube
     config: OperatorConfig
+    #: queues a reconcile of another resource
+    requeue: Callable[[Key], None] = lambda key: None
     events: EventRecorder = field(init=False)
+    pacer: ImagePacer = field(init=False)
     model_keys: ModelKeys = field(init=False)
     #: how pods reach the API server (for NetworkPolicies), found at start and each resync
     api_server: list[dict[str, Any]] = field(default_factory=list)
@@ -99,6 +104,7 @@ class Reconciler:
 
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.kube.create)
+        self.pacer = ImagePacer(self.store, self.config, self.requeue)
         self.model_keys = ModelKeys(
             self.kube, self.config.model_keys_namespace, self.config.model_keys_secret
         )
@@ -201,6 +207,7 @@ class Reconciler:
         download: DownloadIdentity,
         token_problem: SecretCheck | None,
         secret_problems: list[SecretCheck],
+        kept_image: str | None = None,
     ) -> Observed:
         """Everything this pass needs from the store."""
         ns = md.namespace
@@ -227,6 +234,7 @@ class Reconciler:
             token_problem=token_problem,
             name_rivals=self.names.rivals(md),
             api_server=self.api_server,
+            kept_image=kept_image,
         )
 
     async def find_api_server(self) -> None:
@@ -399,19 +407,23 @@ class Reconciler:
             return
         await self.ensure_cache_claim(md)
         secrets = await self.check_secrets(md)
-        # Resources sharing a download write its Job and identity: one at a time.
-        async with self._download_locks[(namespace, download.job_name)]:
-            observed = self.observe(md, download, *secrets)
-            conflicts = await self.apply_children(observed)
-            if observed.download_role is None and not conflicts:
-                # the Role now exists: its dependants can follow
-                observed = self.observe(md, download, *secrets)
+        kept = self.pacer.kept_image(md, self.store.get("Deployment", namespace, name))
+        try:
+            # Resources sharing a download write its Job and identity: one at a time.
+            async with self._download_locks[(namespace, download.job_name)]:
+                observed = self.observe(md, download, *secrets, kept)
                 conflicts = await self.apply_children(observed)
+                if observed.download_role is None and not conflicts:
+                    # the Role now exists: its dependants can follow
+                    observed = self.observe(md, download, *secrets, kept)
+                    conflicts = await self.apply_children(observed)
+        finally:
+            self.pacer.applied(md)
         if observed.stale_jobs and not conflicts:
             await self.release_stale_jobs(observed)
         if not self.config.network_policies:
             await self.remove_policies(md)
-        observed = self.observe(md, download, *secrets)  # what was just applied counts too
+        observed = self.observe(md, download, *secrets, kept)  # what was just applied counts too
         observed = dataclasses.replace(observed, name_conflicts=conflicts)
         observed = await self.with_claim_if_unschedulable(observed)
         now = utcnow()

@@ -364,6 +364,7 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         "gatewayModel": served_model_name(md.spec, md.name),
         "download": download_fields(observed),
         "mismatches": dependency_mismatches(md, config),
+        "pendingImage": config.images[md.spec.engine] if observed.kept_image else None,
     }
 
 

@@ -166,14 +166,19 @@ def render_disruption_budget(md: ModelDeployment) -> dict[str, Any]:
 
 
 def render_deployment(
-    md: ModelDeployment, config: OperatorConfig, served: ServedModel, in_place: bool = False
+    md: ModelDeployment,
+    config: OperatorConfig,
+    served: ServedModel,
+    in_place: bool = False,
+    kept_image: str | None = None,
 ) -> dict[str, Any]:
-    """The Deployment running the engine's server on the cached weights, offline."""
+    """The Deployment running the engine's server on the cached weights, offline; on
+    `kept_image` while an engine image upgrade has not reached this model yet."""
     labels = server_labels(md.name, md.spec.engine)
     volumes, mounts = _volumes(md, config, served)
     container = {
         "name": SERVER_CONTAINER,
-        "image": md.spec.image or config.images[md.spec.engine],
+        "image": kept_image or md.spec.image or config.images[md.spec.engine],
         "ports": [{"name": PORT_NAME, "containerPort": config.service_port, "protocol": "TCP"}],
         "env": _env(md, config, served),
         "resources": _resources(md, config, served),
