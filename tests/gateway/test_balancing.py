@@ -130,7 +130,7 @@ def test_a_request_a_busy_replica_refused_unhandled_goes_to_the_other(
     assert all(json.loads(body)["system_fingerprint"] == "b" for _, _, body in answers)
     refused = a.stats()["refused"]
     assert refused > 0 and a.stats()["served"] == 0 and b.stats()["served"] == 30
-    assert f'berth_gateway_upstream_errors_total{{model="chat",kind="refused"}} {refused}.0' in (
+    assert f'berth_gateway_upstream_errors_total{{kind="refused",model="chat"}} {refused}.0' in (
         gateway.metrics()
     )
 
