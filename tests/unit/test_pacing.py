@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth_operator.api.metadata import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, SERVER_COMPONENT
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.pacing import ImagePacer, server_image
 from berth_operator.controller.resource import ModelDeployment
@@ -62,6 +63,18 @@ class Pacing:
         self.store.upsert("Deployment", deployment(md, image, rolled_out))
         return self.store.get("Deployment", md.namespace, md.name) or {}
 
+    def pod(self, md: ModelDeployment, name: str, image: str, stopping: bool = False) -> None:
+        """A server pod of `md` running `image`, stopping or not."""
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": md.namespace,
+            "labels": {MODEL_DEPLOYMENT_LABEL: md.name, COMPONENT_LABEL: SERVER_COMPONENT},
+        }
+        if stopping:
+            meta["deletionTimestamp"] = "2026-12-05T00:00:00Z"
+        pod = {"metadata": meta, "spec": {"containers": [{"name": "server", "image": image}]}}
+        self.store.upsert("Pod", {**pod, "status": {"phase": "Running"}})
+
     def decide(self, md: ModelDeployment) -> str | None:
         """One reconcile pass: the image kept, and the decision's Deployment applied."""
         current = self.store.get("Deployment", md.namespace, md.name)
@@ -85,6 +98,24 @@ def test_one_model_moves_at_a_time_and_the_next_follows_when_it_is_rolled_out() 
     assert pacing.decide(a) is None
     assert pacing.requeued == [("models", "b"), ("models", "c")]
     assert pacing.decide(b) is None and pacing.decide(c) == OLD
+
+
+def test_the_next_model_waits_until_the_old_pods_of_the_one_moving_are_gone() -> None:
+    """The Deployment's status counts a stopping pod out at once; it still drains its
+    requests and holds its GPU, which the next model's new pod may need."""
+    pacing = Pacing()
+    a, b = model("a"), model("b")
+    pacing.on(a, OLD)
+    pacing.on(b, OLD)
+    assert pacing.decide(a) is None and pacing.decide(b) == OLD
+    pacing.on(a, NEW, rolled_out=True)
+    pacing.pod(a, "a-new", NEW)
+    pacing.pod(a, "a-old", OLD, stopping=True)
+    assert pacing.decide(a) is None and pacing.requeued == []
+    assert pacing.decide(b) == OLD
+    pacing.store.remove("Pod", "models", "a-old")  # gone: its deletion queues a's pass
+    assert pacing.decide(a) is None and pacing.requeued == [("models", "b")]
+    assert pacing.decide(b) is None
 
 
 def test_a_model_whose_new_pods_never_become_ready_holds_the_rest_back() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from berth_operator.api.metadata import COMPONENT_LABEL, MODEL_DEPLOYMENT_LABEL, SERVER_COMPONENT
 from berth_operator.controller.download import DownloadIdentity
 from berth_operator.controller.ownership import NameConflict
 from berth_operator.controller.resource import ModelDeployment
+from berth_operator.store import Store
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,12 @@ def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | No
         if condition.get("type") == type_ and condition.get("status") == "True":
             return condition
     return None
+
+
+def server_pods(store: Store, namespace: str, model: str) -> list[dict[str, Any]]:
+    """The model server pods of the ModelDeployment `model` in the store."""
+    return [
+        pod
+        for pod in store.by_label("Pod", namespace, MODEL_DEPLOYMENT_LABEL, model)
+        if (pod["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == SERVER_COMPONENT
+    ]

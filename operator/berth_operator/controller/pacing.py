@@ -12,24 +12,34 @@ from typing import Any
 from berth_operator.api.metadata import COMPONENT_LABEL, ENGINE_LABEL, SERVER_COMPONENT
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.names import Key
+from berth_operator.controller.observed import server_pods
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.store import Store
 
 
-def server_image(deployment: dict[str, Any]) -> str | None:
-    """The image of a model server Deployment's container."""
-    containers = deployment["spec"]["template"]["spec"].get("containers") or [{}]
+def server_image(workload: dict[str, Any]) -> str | None:
+    """The image of a model server's container, in a Deployment or a Pod."""
+    spec = workload["spec"]
+    containers = spec.get("template", {}).get("spec", spec).get("containers") or [{}]
     return containers[0].get("image")
 
 
-def rolling(deployment: dict[str, Any]) -> bool:
-    """The Deployment has not finished rolling out its latest template."""
+def rolling(deployment: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    """The Deployment has not finished rolling out its latest template: its status says so, or
+    one of its server `pods` still runs another image or is stopping (it holds its GPU until it
+    is gone, and the Deployment's status no longer counts it)."""
     status = deployment.get("status") or {}
     wanted = deployment["spec"].get("replicas", 1)
+    image = server_image(deployment)
     return (
         status.get("observedGeneration") != deployment["metadata"].get("generation")
         or (status.get("updatedReplicas") or 0) < wanted
         or (status.get("availableReplicas") or 0) < wanted
+        or any(
+            pod["metadata"].get("deletionTimestamp") or server_image(pod) != image
+            for pod in pods
+            if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        )
     )
 
 
@@ -53,7 +63,7 @@ class ImagePacer:
         target = self.config.images[md.spec.engine]
         if md.spec.image or current is None or current == target or not self.config.image_rollouts:
             self._held.discard(key)
-            if self._held and (deployment is None or not rolling(deployment)):
+            if self._held and (deployment is None or not self._rolling(deployment)):
                 self._release_held()
             return None
         if len(self.moving() - {key}) >= self.config.image_rollouts:
@@ -78,10 +88,14 @@ class ImagePacer:
                 labels.get(COMPONENT_LABEL) == SERVER_COMPONENT
                 and engine in self.config.images
                 and server_image(deployment) == self.config.images[engine]
-                and rolling(deployment)
+                and self._rolling(deployment)
             ):
                 found.add((meta["namespace"], meta["name"]))
         return found
+
+    def _rolling(self, deployment: dict[str, Any]) -> bool:
+        meta = deployment["metadata"]
+        return rolling(deployment, server_pods(self.store, meta["namespace"], meta["name"]))
 
     def _release_held(self) -> None:
         """Every held model looks again (the first to find a slot takes it)."""

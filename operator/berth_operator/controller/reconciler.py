@@ -15,11 +15,8 @@ import pydantic
 from lightkube.core.exceptions import ApiError
 
 from berth_operator.api.metadata import (
-    COMPONENT_LABEL,
     JOB_NAME_LABEL,
     KIND,
-    MODEL_DEPLOYMENT_LABEL,
-    SERVER_COMPONENT,
 )
 from berth_operator.api.modeldeployment import ModelDeploymentStatus
 from berth_operator.config import OperatorConfig
@@ -42,7 +39,7 @@ from berth_operator.controller.netpol import (
     download_policy_name,
     server_policy_name,
 )
-from berth_operator.controller.observed import Observed, SecretCheck
+from berth_operator.controller.observed import Observed, SecretCheck, server_pods
 from berth_operator.controller.ownership import NameConflict, controller_of, holder
 from berth_operator.controller.pacing import ImagePacer
 from berth_operator.controller.podtruth import unschedulable
@@ -215,11 +212,6 @@ class Reconciler:
         sharers = [m for m in self.sharers_of(ns, job_name) if m.uid != md.uid]
         sharers.append(md)
         jobs_of_md = self.store.owned_by("Job", ns, md.uid)
-        server_pods = [
-            p
-            for p in self.store.by_label("Pod", ns, MODEL_DEPLOYMENT_LABEL, md.name)
-            if (p["metadata"].get("labels") or {}).get(COMPONENT_LABEL) == SERVER_COMPONENT
-        ]
         return Observed(
             md=md,
             download=download,
@@ -228,7 +220,7 @@ class Reconciler:
             download_role=self.store.get("Role", ns, job_name),
             job_pods=self.store.by_label("Pod", ns, JOB_NAME_LABEL, job_name),
             deployment=self.store.get("Deployment", ns, md.name),
-            pods=server_pods,
+            pods=server_pods(self.store, ns, md.name),
             stale_jobs=[j for j in jobs_of_md if j["metadata"]["name"] != job_name],
             secret_problems=secret_problems,
             token_problem=token_problem,
