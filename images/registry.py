@@ -99,3 +99,20 @@ def manifest_digest(reference: str) -> str | None:
             return response.headers.get("Docker-Content-Digest")
     except (urllib.error.URLError, OSError):
         return None
+
+
+def tag(reference: str, new_tag: str) -> str:
+    """Gives the image at host/repository:tag in a plain-HTTP registry a second tag (the same
+    manifest, so the same digest); returns the new reference."""
+    host, rest = reference.split("/", 1)
+    repository, old_tag = rest.rsplit(":", 1)
+    manifests = f"http://{host}/v2/{repository}/manifests"
+    found = urllib.request.Request(f"{manifests}/{old_tag}", headers={"Accept": MANIFESTS})
+    with urllib.request.urlopen(found, timeout=30) as answer:
+        manifest, media_type = answer.read(), answer.headers["Content-Type"]
+    put = urllib.request.Request(
+        f"{manifests}/{new_tag}", data=manifest, method="PUT", headers={"Content-Type": media_type}
+    )
+    with urllib.request.urlopen(put, timeout=30):
+        pass
+    return f"{host}/{repository}:{new_tag}"

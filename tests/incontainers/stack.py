@@ -142,17 +142,26 @@ class ContainerStack:
 
     def _install(self) -> None:
         """helm install, waiting for the operator's and the gateway's pods to be ready."""
+        self._helm("install", "--create-namespace")
+
+    def upgrade(self, **values: Any) -> None:
+        """helm upgrade with `values` over the stack's own (kept for later upgrades), waiting
+        for the operator's and the gateway's pods to be ready."""
+        self.values = {**self.values, **values}
+        self._helm("upgrade")
+
+    def _helm(self, command: str, *args: str) -> None:
         assert self.plane is not None
         values = self.workdir / "values.yaml"
         values.write_text(json.dumps(self.helm_values()))
         helm(
             self.plane,
-            "install",
+            command,
             RELEASE,
             str(REPO / "charts" / "berth"),
             "--namespace",
             SYSTEM_NAMESPACE,
-            "--create-namespace",
+            *args,
             "--values",
             str(values),
             "--wait",
@@ -235,3 +244,9 @@ class ContainerStack:
             process.stop()
             self.system("scale", "deployment", name, "--replicas=1")
             self.system("rollout", "status", "deployment", name, "--timeout=120s", timeout=130)
+
+    def retag(self, name: str, new_tag: str) -> str:
+        """Tags image `name` anew in the local registry (the same content, as a release that
+        changed nothing in it would) and uses that reference from the next upgrade on."""
+        self.images[name] = registry.tag(self.images[name], new_tag)
+        return self.images[name]
