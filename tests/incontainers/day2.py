@@ -185,15 +185,26 @@ def delete_a_pod(stack: ContainerStack, name: str) -> None:
 
 
 def roll_gateway(stack: ContainerStack) -> None:
+    """A rolling restart of the gateway, over once the old pods have drained and are gone."""
     stack.system("rollout", "restart", "deployment", "berth-gateway")
     stack.system("rollout", "status", "deployment", "berth-gateway", "--timeout=300s", timeout=310)
+    deadline = time.monotonic() + ROLLOUT_SECONDS
+    while True:
+        pods = json.loads(
+            stack.system("get", "pods", "-l", "app.kubernetes.io/component=gateway", "-o", "json")
+            .stdout
+        )["items"]
+        if not any(pod["metadata"].get("deletionTimestamp") for pod in pods):
+            return
+        assert time.monotonic() < deadline, [p["metadata"]["name"] for p in pods]
+        time.sleep(1)
 
 
 def kill_the_operator(stack: ContainerStack, then_scale: str) -> None:
     """The elected operator's pod killed at once; a change made meanwhile is still carried out
     (by the other replica, elected once the Lease runs out)."""
     lease = json.loads(stack.system("get", "lease", LEADER_LEASE, "-o", "json").stdout)
-    leader = lease["spec"]["holderIdentity"].rsplit("-", 1)[0]  # <pod name>-<pid>
+    leader = lease["spec"]["holderIdentity"]  # the pod's name (the chart sets POD_NAME)
     stack.system("delete", "pod", leader, "--grace-period=0", "--force")
     scale(stack, then_scale, 1)
 
