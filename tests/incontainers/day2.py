@@ -9,7 +9,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from berth_operator.api.metadata import MODEL_DEPLOYMENT_LABEL, REVISION_ANNOTATION
+from berth_operator.api.metadata import (
+    COMPONENT_LABEL,
+    MODEL_DEPLOYMENT_LABEL,
+    REVISION_ANNOTATION,
+    SERVER_COMPONENT,
+)
 
 from tests.engines.forms import multipart
 from tests.engines.speech import conversation, speak, wav_bytes
@@ -159,23 +164,34 @@ def upgrade_engines(stack: ContainerStack) -> None:
     def on_new_image(pod: dict[str, Any]) -> bool:
         return pod["spec"]["containers"][0]["image"] in new
 
-    def moving(name: str) -> bool:
-        return deployment_image(stack, name) in new and not all(
-            on_new_image(pod) for pod in server_pods(stack, name)
-        )
-
     stack.upgrade()
     deadline, most_moving = time.monotonic() + 2 * ROLLOUT_SECONDS, 0
     while not all(rolled_out(stack, name, on_new_image) for name in MODELS):
         assert time.monotonic() < deadline, stack.kubectl("get", "deployments,pods").stdout
-        most_moving = max(most_moving, sum(moving(name) for name in MODELS))
+        most_moving = max(most_moving, len(moving(stack, new)))
         time.sleep(1)
     assert most_moving == 1, f"{most_moving} models moved to the new images at once"
 
 
-def deployment_image(stack: ContainerStack, name: str) -> str:
-    deployment = stack.kubectl.get("deployment", name)
-    return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+def moving(stack: ContainerStack, new: set[str]) -> set[str]:
+    """The models whose Deployment asks for a `new` image while a pod of another is left. One
+    read, Deployments before pods: a model seen moving had its old pods still when the next
+    one's Deployment changed, since the operator changes it only once they are gone."""
+    items = json.loads(stack.kubectl("get", "deployments,pods", "-o", "json").stdout)["items"]
+    templates = {
+        item["metadata"]["name"]: item["spec"]["template"]["spec"]["containers"][0]["image"]
+        for item in items
+        if item["kind"] == "Deployment" and item["metadata"]["name"] in MODELS
+    }
+    old_pods = {
+        labels.get(MODEL_DEPLOYMENT_LABEL)
+        for item in items
+        if item["kind"] == "Pod"
+        and (labels := item["metadata"].get("labels") or {}).get(COMPONENT_LABEL)
+        == SERVER_COMPONENT
+        and item["spec"]["containers"][0]["image"] not in new
+    }
+    return {name for name, image in templates.items() if image in new and name in old_pods}
 
 
 def delete_a_pod(stack: ContainerStack, name: str) -> None:
@@ -191,8 +207,9 @@ def roll_gateway(stack: ContainerStack) -> None:
     deadline = time.monotonic() + ROLLOUT_SECONDS
     while True:
         pods = json.loads(
-            stack.system("get", "pods", "-l", "app.kubernetes.io/component=gateway", "-o", "json")
-            .stdout
+            stack.system(
+                "get", "pods", "-l", "app.kubernetes.io/component=gateway", "-o", "json"
+            ).stdout
         )["items"]
         if not any(pod["metadata"].get("deletionTimestamp") for pod in pods):
             return
