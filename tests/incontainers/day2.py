@@ -60,13 +60,16 @@ def server_pods(stack: ContainerStack, name: str) -> list[dict[str, Any]]:
 
 
 def rolled_out(stack: ContainerStack, name: str, check: Callable[[dict], bool] | None) -> bool:
-    """The model's Deployment has finished rolling: as many pods as replicas, every one up to
-    date, ready and passing `check`, none terminating."""
+    """The model's Deployment has finished rolling: as many pods as the ModelDeployment wants,
+    every one up to date, ready and passing `check`, none terminating."""
     found = stack.kubectl("get", "deployment", name, "-o", "json", check=False)
     if found.returncode != 0:
         return False
-    deployment = stack.kubectl.get("deployment", name)
-    wanted, status = deployment["spec"]["replicas"], deployment.get("status") or {}
+    deployment = json.loads(found.stdout)
+    wanted = stack.kubectl.get("md", name)["spec"].get("replicas", 1)
+    status = deployment.get("status") or {}
+    if deployment["spec"]["replicas"] != wanted:
+        return False
     if status.get("observedGeneration") != deployment["metadata"]["generation"]:
         return False
     if any(status.get(key, 0) != wanted for key in ("updatedReplicas", "readyReplicas")):
