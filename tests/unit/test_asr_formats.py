@@ -212,3 +212,33 @@ def test_batcher_passes_errors_to_every_caller() -> None:
         await batcher.close()
 
     asyncio.run(main())
+
+
+def test_render_with_speakers() -> None:
+    from berth_runtime.engines.nemo_asr.speakers import Turn, attribute, timed_words
+    from openai.types.audio import TranscriptionDiarized
+
+    transcript = sample()
+    said = timed_words(transcript.words, transcript.segments)
+    # "Three" was not aligned word by word: it stays, as one word over its segment
+    assert [w.word for w in said] == ["One", "two.", "Three"]
+    speakers = attribute(said, [Turn("SPEAKER_01", 0.0, 0.55), Turn("SPEAKER_00", 0.55, 9.0)])
+    diarized, kind = render(transcript, "diarized_json", speakers=speakers)
+    assert kind == "application/json" and isinstance(diarized, dict)
+    parsed = TranscriptionDiarized.model_validate(diarized)
+    # a pause of 3 s ends B's first segment
+    assert [(s.speaker, s.text) for s in parsed.segments] == [
+        ("A", "One"),
+        ("B", "two."),
+        ("B", "Three"),
+    ]
+    assert parsed.text == "One two. Three" and parsed.duration == transcript.duration
+    srt, _ = render(transcript, "srt", speakers=speakers)
+    assert srt.startswith("1\n00:00:00,200 --> 00:00:00,500\nA: One\n\n2\n")
+    vtt, _ = render(transcript, "vtt", speakers=speakers)
+    assert "\n<v B>two.\n" in vtt
+    verbose, _ = render(transcript, "verbose_json", speakers=speakers)
+    assert isinstance(verbose, dict)
+    assert [s["speaker"] for s in verbose["segments"]] == ["A", "B", "B"]
+    text, _ = render(transcript, "text", speakers=speakers)
+    assert text == "A: One\nB: two.\nB: Three"

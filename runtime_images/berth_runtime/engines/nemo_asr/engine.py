@@ -12,9 +12,15 @@ from berth_operator.api.podenv import AsrEngineSettings
 from berth_runtime.audio import SAMPLE_RATE
 from berth_runtime.engines.nemo_asr.batching import Batcher
 from berth_runtime.engines.nemo_asr.formats import TIMED_FORMATS, render
-from berth_runtime.engines.nemo_asr.forms import AudioForm, InvalidField, read_form
+from berth_runtime.engines.nemo_asr.forms import (
+    AudioForm,
+    InvalidField,
+    SpeakersUnavailable,
+    read_form,
+)
 from berth_runtime.engines.nemo_asr.languages import check_language, check_pair
 from berth_runtime.engines.nemo_asr.model import CanaryModel, Task, find_nemo_file
+from berth_runtime.engines.nemo_asr.speakers import SpeakerSegment, attribute, timed_words
 from berth_runtime.engines.nemo_asr.transcript import OVERLAP_SECONDS, Transcript
 from berth_runtime.server.app import accepts
 from berth_runtime.server.engine import Engine
@@ -132,6 +138,7 @@ class NemoAsrEngine(Engine):
         return (
             self.timestamps
             or form.response_format in TIMED_FORMATS
+            or form.wants_speakers()
             or (form.response_format == "verbose_json" and bool(form.timestamp_granularities))
         )
 
@@ -145,13 +152,25 @@ class NemoAsrEngine(Engine):
         source, target = self.languages(form, route)
         pnc = self.pnc if form.pnc is None else form.pnc
         task = Task(source, target, pnc, self.wants_timestamps(form))
+        speakers_wanted = form.wants_speakers()
+        if speakers_wanted and form.speaker_turns is None:
+            raise SpeakersUnavailable(
+                "speakers need a diarization model: send the request through Berth's gateway, "
+                "with `model` as a form field, to a model whose spec.asr.diarizationModel names "
+                "a pyannote ModelDeployment"
+            )
         audio = await self.decode(data, self.max_audio_seconds)
         transcript = await self.batcher.submit(task, audio)
+        speakers: list[SpeakerSegment] | None = None
+        if speakers_wanted:
+            said = timed_words(transcript.words, transcript.segments)
+            speakers = attribute(said, form.turns())
         body, content_type = render(
             transcript,
             form.response_format,
             task="translate" if source != target else "transcribe",
             granularities=frozenset(form.timestamp_granularities),
+            speakers=speakers,
         )
         if isinstance(body, dict):
             return web.json_response(body)

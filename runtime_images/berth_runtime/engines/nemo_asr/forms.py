@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from berth_runtime.engines.nemo_asr.formats import Granularity, ResponseFormat
+from berth_runtime.engines.nemo_asr.speakers import Turn
 from berth_runtime.server.errors import BadRequest
 
 
@@ -19,9 +21,25 @@ class MissingFile(BadRequest):
     type = "MissingFile"
 
 
+class SpeakersUnavailable(BadRequest):
+    type = "SpeakersUnavailable"
+
+
+class SpeakerTurn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    speaker: str = Field(min_length=1)
+    start: float = Field(ge=0)
+    end: float = Field(ge=0)
+
+
 class AudioForm(BaseModel):
     """The fields of /v1/audio/transcriptions and /v1/audio/translations (OpenAI's, plus Berth's
-    source_lang, target_lang and pnc); OpenAI fields Canary has no use for are ignored."""
+    source_lang, target_lang, pnc, diarize and speaker_turns); OpenAI fields Canary has no use
+    for are ignored.
+
+    `speaker_turns` (a JSON list of {speaker, start, end}) is what the gateway adds from the
+    paired diarization model; `diarize=true` asks for speakers in any format."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -32,6 +50,18 @@ class AudioForm(BaseModel):
     response_format: ResponseFormat = "json"
     timestamp_granularities: list[Granularity] = Field(default_factory=list)
     pnc: bool | None = None
+    diarize: bool = False
+    speaker_turns: list[SpeakerTurn] | None = None
+
+    @field_validator("speaker_turns", mode="before")
+    @classmethod
+    def turns_from_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as error:
+                raise ValueError(f"not JSON: {error}") from error
+        return value
 
     @field_validator("model", "language", "source_lang", "target_lang", mode="before")
     @classmethod
@@ -53,6 +83,12 @@ class AudioForm(BaseModel):
                 f"language '{self.language}' and source_lang '{self.source_lang}' disagree; send one"
             )
         return self.source_lang or self.language
+
+    def wants_speakers(self) -> bool:
+        return self.diarize or self.response_format == "diarized_json"
+
+    def turns(self) -> list[Turn]:
+        return [Turn(t.speaker, t.start, t.end) for t in self.speaker_turns or []]
 
 
 async def read_form(request: web.Request) -> tuple[AudioForm, bytes]:
