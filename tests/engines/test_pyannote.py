@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 from pathlib import Path
@@ -148,7 +149,7 @@ def post_json(server: EngineServer, payload: dict[str, Any]) -> tuple[int, Any]:
 
 def speakers_of(answer: dict[str, Any], audio_seconds: float) -> set[str]:
     """Checks the answer's shape; returns its distinct speakers."""
-    assert set(answer) == {"segments", "runtime"}
+    assert set(answer) - {"exclusive"} == {"segments", "runtime"}
     assert answer["runtime"]["details"]["sample_rate"] == 16000
     assert answer["runtime"]["details"]["device"] == "cpu"
     segments = answer["segments"]
@@ -207,6 +208,22 @@ def test_json_base64_gives_what_multipart_gives(server: EngineServer, speech: by
     assert len(speakers_of(by_json, seconds(speech))) <= 2
     by_file = post_file(server, speech, num_speakers=2)[1]
     assert by_json["segments"] == by_file["segments"]  # same samples, same pipeline
+
+
+def test_exclusive_asks_for_one_speaker_at_a_time(server: EngineServer, speech: bytes) -> None:
+    """pyannote 4's exclusive diarization: no two turns overlap, and the answer says it is
+    that one; the JSON body's field gives the same."""
+    status, answer = post_file(server, speech, exclusive="true")
+    assert status == 200, answer
+    assert answer["exclusive"] is True
+    speakers_of(answer, seconds(speech))
+    turns = sorted((s["start"], s["end"]) for s in answer["segments"])
+    assert all(end <= later + 1e-6 for (_, end), (later, _) in itertools.pairwise(turns))
+    by_json = post_json(server, {"audio": base64.b64encode(speech).decode(), "exclusive": True})
+    assert by_json == (200, answer)
+    assert "exclusive" not in post_file(server, speech)[1]  # not asked for: the answer as before
+    status, refused = post_file(server, speech, exclusive="maybe")
+    assert status == 400 and "exclusive must be true or false" in refused["error"]["message"]
 
 
 def test_request_speaker_counts_reach_the_pipeline(server: EngineServer, speech: bytes) -> None:

@@ -124,11 +124,13 @@ class PyannoteEngine(Engine):
     @accepts("multipart/form-data", "application/json")
     async def process(self, request: web.Request) -> web.Response:
         """Diarizes one recording: multipart `file` or JSON base64 `audio`, optional speaker
-        counts, optional `model` (the served name, the repository or its last part)."""
+        counts, optional `model` (the served name, the repository or its last part), optional
+        `exclusive` (one speaker at a time, where the pipeline provides it: `exclusive` in the
+        answer says whether it did)."""
         if request.content_type == "application/json":
-            data, request_counts, model = await read_json(request)
+            data, request_counts, model, exclusive = await read_json(request)
         else:
-            data, request_counts, model = await read_multipart(request)
+            data, request_counts, model, exclusive = await read_multipart(request)
         if model is not None:
             self.check_model_name(model)
         counts = merge_counts(request_counts, self.defaults)
@@ -139,16 +141,22 @@ class PyannoteEngine(Engine):
         audio = await self.decode(data, self.max_seconds)
         loop = asyncio.get_running_loop()
         async with self._lock:
-            segments = await loop.run_in_executor(None, self._diarize, audio, counts)
-        return web.json_response(
-            {
-                "segments": segments,
-                "runtime": {"details": {**self.details(), "sample_rate": SAMPLE_RATE}},
-            }
-        )
+            segments, exclusive = await loop.run_in_executor(
+                None, self._diarize, audio, counts, exclusive
+            )
+        answer: dict[str, Any] = {
+            "segments": segments,
+            "runtime": {"details": {**self.details(), "sample_rate": SAMPLE_RATE}},
+        }
+        if exclusive is not None:
+            answer["exclusive"] = exclusive
+        return web.json_response(answer)
 
-    def _diarize(self, audio: Any, counts: SpeakerCounts) -> list[dict[str, Any]]:
-        """Runs the pipeline on mono 16 kHz samples; segments exactly as it returns them."""
+    def _diarize(
+        self, audio: Any, counts: SpeakerCounts, exclusive: bool
+    ) -> tuple[list[dict[str, Any]], bool | None]:
+        """Runs the pipeline on mono 16 kHz samples: segments exactly as it returns them, and
+        (when asked for) whether they are its exclusive diarization."""
         import torch
 
         waveform = torch.from_numpy(audio).unsqueeze(0)
@@ -157,7 +165,12 @@ class PyannoteEngine(Engine):
         )
         # pyannote 4 returns a DiarizeOutput; a `legacy: true` config returns the Annotation itself
         annotation = getattr(output, "speaker_diarization", output)
-        return [
+        found = None
+        if exclusive:
+            only_one = getattr(output, "exclusive_speaker_diarization", None)
+            annotation, found = (only_one, True) if only_one is not None else (annotation, False)
+        segments = [
             {"speaker": str(label), "start": float(turn.start), "end": float(turn.end)}
             for turn, _, label in annotation.itertracks(yield_label=True)
         ]
+        return segments, found

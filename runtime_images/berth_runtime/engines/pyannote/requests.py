@@ -63,18 +63,21 @@ class SpeakerCounts(BaseModel):
 
 
 class DiarizationRequest(SpeakerCounts):
-    """The JSON body: base64 audio, optional speaker counts and model name."""
+    """The JSON body: base64 audio, optional speaker counts, model name and `exclusive`."""
 
     audio: str
     model: str | None = None
+    exclusive: bool = False
 
 
 class Diarization(NamedTuple):
-    """What a request asks for: the audio, its speaker counts, the model it names (or None)."""
+    """What a request asks for: the audio, its speaker counts, the model it names (or None),
+    and whether it wants the exclusive diarization (one speaker at a time, for transcripts)."""
 
     audio: bytes
     counts: SpeakerCounts
     model: str | None
+    exclusive: bool = False
 
 
 def describe_validation_error(error: ValidationError, names: dict[str, str] | None = None) -> str:
@@ -182,10 +185,10 @@ def max_audio_seconds(settings: dict[str, Any]) -> float:
 async def read_multipart(request: web.Request) -> Diarization:
     """A multipart request: `file`, `num_speakers`, ..., and `model`."""
     form = await request.post()
-    unknown = sorted(set(form) - {"file", "model", *SPEAKER_FIELDS})
+    unknown = sorted(set(form) - {"file", "model", "exclusive", *SPEAKER_FIELDS})
     if unknown:
         raise InvalidRequest(
-            f"unknown form field '{unknown[0]}': the fields are file, model, "
+            f"unknown form field '{unknown[0]}': the fields are file, model, exclusive, "
             f"{', '.join(SPEAKER_FIELDS)}"
         )
     if "file" not in form:
@@ -207,7 +210,16 @@ async def read_multipart(request: web.Request) -> Diarization:
         raise InvalidRequest("model must be a form value, not a file")
     request_counts = SpeakerCounts(**counts)
     check_combination(request_counts)
-    return Diarization(data, request_counts, model)
+    return Diarization(data, request_counts, model, form_flag(form.get("exclusive"), "exclusive"))
+
+
+def form_flag(value: object, field: str) -> bool:
+    """A true/false form field; absent or empty is false."""
+    if value is None:
+        return False
+    if not isinstance(value, str) or value.strip().lower() not in ("", "true", "false", "1", "0"):
+        raise InvalidRequest(f"{field} must be true or false, got {value!r}")
+    return value.strip().lower() in ("true", "1")
 
 
 async def read_json(request: web.Request) -> Diarization:
@@ -227,4 +239,4 @@ async def read_json(request: web.Request) -> Diarization:
         raise InvalidAudioEncoding(f"'audio' is not valid base64 ({error})") from None
     counts = SpeakerCounts(**body.model_dump(include=set(SPEAKER_FIELDS)))
     check_combination(counts)
-    return Diarization(data, counts, body.model)
+    return Diarization(data, counts, body.model, body.exclusive)
