@@ -49,3 +49,19 @@ def test_an_operator_upgrade_leaves_every_pod_template_as_it_was(path: Path):
         before = render_deployment(md, OperatorConfig(), SERVED)["spec"]["template"]
         after = render_deployment(md, UPGRADED, SERVED)["spec"]["template"]
         assert after == before, md.name
+
+
+def test_pairing_a_diarization_model_leaves_the_asr_pod_template_as_it_was():
+    """The pairing is read by the gateway, never by the pod: adding it restarts nothing."""
+    body = {
+        "apiVersion": "berth.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "canary", "namespace": "models", "uid": "u1"},
+        "spec": {"engine": "nemo-asr", "model": {"repo": "nvidia/canary-1b-v2"}},
+    }
+    paired = {**body, "spec": {**body["spec"], "asr": {"diarizationModel": "diarization"}}}
+    before, after = (
+        render_deployment(ModelDeployment.from_body(b), OperatorConfig(), SERVED)["spec"]
+        for b in (body, paired)
+    )
+    assert after["template"] == before["template"]

@@ -204,6 +204,14 @@ class AsrSettings(ApiModel):
     )
     pnc: bool = Field(default=True, description="Punctuation and capitalisation.")
     timestamps: bool = Field(default=False, description="Word and segment timestamps by default.")
+    diarization_model: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
+        description="The pyannote ModelDeployment in this namespace that says who speaks: "
+        "requests through the gateway with response_format=diarized_json (or diarize=true) "
+        "get each segment's speaker. Changing it restarts no pod.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -15,7 +15,17 @@ READY = "Ready"
 STALLED = "Stalled"
 # True: an older resource holds this one's served model name in the gateway
 MODEL_NAME_CONFLICT = "ModelNameConflict"
-CONDITION_ORDER = (READY, CACHE_READY, PODS_READY, RUNTIME_READY, STALLED, MODEL_NAME_CONFLICT)
+# an ASR model paired with a diarization model: whether speakers can be added to its transcripts
+DIARIZATION_READY = "DiarizationReady"
+CONDITION_ORDER = (
+    READY,
+    CACHE_READY,
+    PODS_READY,
+    RUNTIME_READY,
+    STALLED,
+    MODEL_NAME_CONFLICT,
+    DIARIZATION_READY,
+)
 #: conditions whose True is the problem: False is their quiet, normal state
 ABNORMAL_TRUE = frozenset({STALLED, MODEL_NAME_CONFLICT})
 

@@ -131,7 +131,9 @@ def engine_settings(spec: ModelDeploymentSpec, name: str) -> dict[str, Any]:
             tensor_parallel_size=spec.resources.gpus,
         )
     elif spec.engine == "nemo-asr":
-        settings = AsrEngineSettings(**((spec.asr or AsrSettings()).model_dump() | common))
+        # the pairing is the gateway's business: a pod never needs it
+        asr = (spec.asr or AsrSettings()).model_dump(exclude={"diarization_model"})
+        settings = AsrEngineSettings(**(asr | common))
     else:
         diarization = spec.diarization or DiarizationSettings()
         settings = DiarizationEngineSettings(**(diarization.model_dump() | common))

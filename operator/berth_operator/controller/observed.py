@@ -39,6 +39,8 @@ class Observed:
     cache_claim: dict[str, Any] | None = None
     #: the other resources in the watched namespaces that claim the same served model name
     name_rivals: list[ModelDeployment] = field(default_factory=list)
+    #: the diarization model an ASR model pairs with (None: none named, or it does not exist)
+    diarization_partner: ModelDeployment | None = None
     #: children whose names are held by objects Berth does not control (nothing was written)
     name_conflicts: list[NameConflict] = field(default_factory=list)
     #: how pods reach the API server: the egress rule of their NetworkPolicies

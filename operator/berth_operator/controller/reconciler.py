@@ -42,6 +42,7 @@ from berth_operator.controller.netpol import (
 from berth_operator.controller.observed import Observed, SecretCheck, server_pods
 from berth_operator.controller.ownership import NameConflict, controller_of, holder
 from berth_operator.controller.pacing import ImagePacer
+from berth_operator.controller.pairing import Pairs, partner_name
 from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.status import derive_status
@@ -87,6 +88,7 @@ class Reconciler:
     api_server: list[dict[str, Any]] = field(default_factory=list)
     known_claims: set[tuple[str, str]] = field(default_factory=set)
     names: ServedNames = field(default_factory=ServedNames)
+    pairs: Pairs = field(default_factory=Pairs)
     _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
@@ -126,8 +128,9 @@ class Reconciler:
         return cached[1], cached[2]
 
     def track(self, namespace: str, name: str) -> set[Key]:
-        """Indexes the stored resource's served model name and download; returns the other
-        resources whose name contest changed with it (they need a reconcile too)."""
+        """Indexes the stored resource's served model name, download and diarization partner;
+        returns the other resources whose name contest or partner changed with it (they need a
+        reconcile too)."""
         key = (namespace, name)
         if old := self._download_of.pop(key, None):
             self._by_download[old].discard(name)
@@ -135,12 +138,18 @@ class Reconciler:
                 del self._by_download[old]
         body = self.store.get(KIND, namespace, name)
         if body is None:
-            return self.names.remove(key)
+            return self.names.remove(key) | self.pairs.set(key, None)
         md, download = self.parsed(body)
         if download is not None:
             self._download_of[key] = (namespace, download.job_name)
             self._by_download[(namespace, download.job_name)].add(name)
-        return self.names.set(key, md)
+        return self.names.set(key, md) | self.pairs.set(key, md)
+
+    def partner_of(self, md: ModelDeployment) -> ModelDeployment | None:
+        """The diarization model an ASR model pairs with, as stored (None: none, or absent)."""
+        name = partner_name(md)
+        body = self.store.get(KIND, md.namespace, name) if name else None
+        return self.parsed(body)[0] if body else None
 
     def forget(self, namespace: str, name: str) -> None:
         self._parsed.pop((namespace, name), None)
@@ -225,6 +234,7 @@ class Reconciler:
             secret_problems=secret_problems,
             token_problem=token_problem,
             name_rivals=self.names.rivals(md),
+            diarization_partner=self.partner_of(md),
             api_server=self.api_server,
             kept_image=kept_image,
         )

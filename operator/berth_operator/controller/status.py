@@ -11,6 +11,7 @@ from berth_operator.api.modeldeployment import Condition, DownloadReport, Downlo
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.conditions import (
     CACHE_READY,
+    DIARIZATION_READY,
     MODEL_NAME_CONFLICT,
     PODS_READY,
     READY,
@@ -24,6 +25,7 @@ from berth_operator.controller.engines import served_model_name
 from berth_operator.controller.names import name_verdict
 from berth_operator.controller.naming import selector_string, server_selector
 from berth_operator.controller.observed import Observed, job_condition
+from berth_operator.controller.pairing import diarization_verdict
 from berth_operator.controller.podtruth import is_ready, worst_problem
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.workload import endpoint
@@ -350,6 +352,8 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         STALLED: stalled,
         MODEL_NAME_CONFLICT: name_verdict(md, observed.name_rivals),
     }
+    if diarization := diarization_verdict(md, observed.diarization_partner):
+        verdicts[DIARIZATION_READY] = diarization
     live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
     ready_count = sum(1 for p in live if is_ready(p))
     return {
