@@ -25,6 +25,7 @@ from berth_gateway.limits import Admission, Reservation
 from berth_gateway.load import Load
 from berth_gateway.metrics import GatewayMetrics
 from berth_gateway.proxy import Proxy
+from berth_gateway.speakers import SpeakerTranscripts, wants_speakers
 from berth_gateway.table import Model, RoutingTable
 from berth_gateway.upstream_keys import UpstreamKeys
 
@@ -92,6 +93,9 @@ class Gateway:
         self.admission = Admission(config.caps(), metrics.refused)
         metrics.buffered_body_bytes.set_function(lambda: self.admission.buffered)
         self.body_limits = config.body_limits()
+        self.speakers = SpeakerTranscripts(
+            table, proxy, upstream_keys, metrics, config.retry_after_seconds, hold
+        )
 
     def resolve(self, name: str | None, engine: str | None, grant: Grant) -> Model:
         """The model a request names; on the earlier system's routes, the only model of the
@@ -159,13 +163,19 @@ class Gateway:
     async def _forward(
         self, request: web.Request, model: Model, body: RequestBody, key: str | None, metrics: Any
     ) -> web.StreamResponse:
-        """Waits for the model when it is coming up, then hands the request to the proxy."""
+        """Waits for the model when it is coming up, then hands the request to the proxy (by way
+        of the diarization model when a transcription asks for speakers)."""
+        with_speakers = model.engine == "nemo-asr" and wants_speakers(body.form)
+        if with_speakers:
+            self.speakers.partner(model)  # a request it cannot serve fails before any wait
         metrics.in_flight.inc()
         try:
             with self.load.track(model.key):
                 if self.hold and not self.hold.ready(model):
                     with self.admission.hold(model.served_name):
                         model = await self.hold.until_up(model)
+                if with_speakers and body.form is not None:
+                    return await self.speakers.forward(request, model, body.form, key, metrics)
                 return await self.proxy.forward(
                     request, model, body, key, request["request_id"], metrics
                 )
@@ -200,6 +210,7 @@ class Gateway:
                 "scalesFromZero": m.scales_from_zero,
                 "available": self.available(m),
             }
+            | ({"diarizationModel": m.diarization_model} if m.diarization_model else {})
             for m in self.table.models()
             if grant.permits(m.served_name)
         ]

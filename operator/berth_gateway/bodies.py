@@ -7,7 +7,6 @@ A buffered body is held once, as it arrived: a JSON body is scanned, never parse
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -17,30 +16,30 @@ from berth_gateway.config import MODEL_HEADER, MODEL_QUERY
 from berth_gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout
 from berth_gateway.jsonscan import JsonShapeError, TopLevel, scan
 from berth_gateway.limits import BodyLimits, Reservation
+from berth_gateway.multipart import Form, boundary_of
+from berth_gateway.payload import slices
 
-_MODEL_PART = re.compile(rb'content-disposition:[^\r\n]*;\s*name="?model"?\s*(;|\r|$)', re.I)
 #: the top-level fields of a JSON body the gateway reads
 JSON_FIELDS = frozenset({"model", "messages", "prompt"})
 #: bodies larger than this are scanned off the event loop
 SCAN_IN_THREAD_BYTES = 1 << 20
-#: a buffered body goes upstream in slices of this size
-SEND_SLICE_BYTES = 1 << 18
 
 
 @dataclass
 class RequestBody:
     """The model a request names (None: it named none) and its body, to send on; for a JSON
-    body, where its prompt lies."""
+    body, where its prompt lies; for a form, where its parts lie."""
 
     model: str | None
     data: bytes | bytearray | AsyncIterator[bytes]
     fields: TopLevel = field(default_factory=TopLevel)
+    form: Form | None = None
 
     def payload(self) -> AsyncIterator[bytes | memoryview]:
         """The body to send upstream, afresh for each attempt: a buffered body goes out in
         slices of itself, so the socket's buffers never hold a second copy of it."""
         if isinstance(self.data, bytes | bytearray):
-            return _slices(self.data)
+            return slices([self.data])
         return self.data
 
     def prompt_start(self, limit: int) -> bytes | None:
@@ -51,12 +50,6 @@ class RequestBody:
             if (start := self.fields.raw(self.data, name, limit)) is not None:
                 return start
         return None
-
-
-async def _slices(data: bytes | bytearray) -> AsyncIterator[memoryview]:
-    view = memoryview(data)
-    for start in range(0, len(view), SEND_SLICE_BYTES):
-        yield view[start : start + SEND_SLICE_BYTES]
 
 
 def too_large(limit: int, what: str) -> PayloadTooLarge:
@@ -128,27 +121,6 @@ async def json_fields(body: bytearray, max_depth: int) -> TopLevel:
         raise BadRequest(f"the body is not a JSON object the gateway can route: {error}") from None
 
 
-def model_from_multipart(body: bytearray, boundary: str) -> str | None:
-    """The value of the form's `model` field, wherever it is in the form; found in place."""
-    delimiter = b"--" + boundary.encode()
-    at = body.find(delimiter)
-    while at != -1:
-        head_end = body.find(b"\r\n\r\n", at)
-        if head_end == -1:
-            return None
-        after = body.find(delimiter, head_end)
-        if _MODEL_PART.search(body, at, head_end + 2):
-            end = len(body) if after == -1 else after
-            return (
-                bytes(body[head_end + 4 : end])
-                .removesuffix(b"\r\n")
-                .decode(errors="replace")
-                .strip()
-            )
-        at = after
-    return None
-
-
 async def read_body(
     request: web.Request, limits: BodyLimits, reservation: Reservation
 ) -> RequestBody:
@@ -168,17 +140,13 @@ async def read_body(
             raise BadRequest(f"the body's 'model': {error}") from None
         return RequestBody(model, body, fields)
     if request.content_type == "multipart/form-data":
-        return RequestBody(model_from_multipart(body, _boundary(request)), body)
+        form = Form(body, _boundary(request))
+        return RequestBody(form.value("model"), body, form=form)
     return RequestBody(None, body)
 
 
 def _boundary(request: web.Request) -> str:
-    params = dict(
-        p.strip().split("=", 1)
-        for p in request.headers.get("Content-Type", "").split(";")[1:]
-        if "=" in p
-    )
-    boundary = params.get("boundary")
+    boundary = boundary_of(request.headers.get("Content-Type", ""))
     if not boundary:
         raise BadRequest("a multipart body needs a boundary in its Content-Type")
-    return boundary.strip('"')
+    return boundary

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +26,7 @@ from berth_gateway.errors import (
     UpstreamUnavailable,
 )
 from berth_gateway.metrics import ModelMetrics
+from berth_gateway.multipart import Pieces
 from berth_gateway.table import Endpoint, Model, RoutingTable
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,12 @@ HOP_BY_HOP = frozenset(
         "Content-Length",
     )
 )
+
+
+class Payload(Protocol):
+    """A body that can be sent afresh for each attempt."""
+
+    def payload(self) -> AsyncIterator[bytes | memoryview]: ...
 
 
 def upstream_headers(request: web.Request, key: str | None, request_id: str) -> CIMultiDict[str]:
@@ -163,24 +172,80 @@ class Proxy:
         self,
         request: web.Request,
         model: Model,
-        body: RequestBody,
+        body: Payload,
         key: str | None,
         request_id: str,
         metrics: ModelMetrics,
     ) -> web.StreamResponse:
         """The upstream's answer, streamed; raises GatewayError when none could be had."""
-        name = model.served_name
         started = time.perf_counter()
-        tried: set[Endpoint] = set()
         headers = upstream_headers(request, key, request_id)
-        prefix = affinity_key(model, body)
+        if isinstance(body, Pieces):  # a form the gateway made: its own type and length
+            headers["Content-Type"], headers["Content-Length"] = body.content_type, str(len(body))
+        prefix = affinity_key(model, body) if isinstance(body, RequestBody) else None
+        async with self._exchange(
+            model, request.method, request.path_qs, headers, body, prefix, metrics
+        ) as answer:
+            if isinstance(answer, Refusal):
+                return answer.response(request_id)
+            metrics.first_byte.observe(time.perf_counter() - started)
+            return await self._relay(request, answer, request_id, metrics)
+
+    async def call(
+        self,
+        model: Model,
+        path: str,
+        body: Pieces,
+        key: str | None,
+        request_id: str,
+        metrics: ModelMetrics,
+    ) -> tuple[int, bytes]:
+        """A request the gateway itself makes to a model (a step of a composed answer): the
+        status and the whole answer; raises GatewayError when none could be had."""
+        headers = CIMultiDict(
+            {
+                "Content-Type": body.content_type,
+                "Content-Length": str(len(body)),
+                "X-Request-Id": request_id,
+            }
+        )
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        async with self._exchange(model, "POST", path, headers, body, None, metrics) as answer:
+            if isinstance(answer, Refusal):
+                return answer.status, answer.body
+            try:
+                return answer.status, await answer.read()
+            except (TimeoutError, aiohttp.ClientError) as error:
+                metrics.upstream_error("broken")
+                raise UpstreamUnavailable(
+                    f"model {model.served_name}: its answer broke off: {error!r}"
+                ) from None
+
+    @asynccontextmanager
+    async def _exchange(
+        self,
+        model: Model,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: Payload,
+        prefix: int | None,
+        metrics: ModelMetrics,
+    ) -> AsyncIterator[aiohttp.ClientResponse | Refusal]:
+        """The first endpoint's answer that is not a refusal, held (with its endpoint's lease)
+        while the block reads it; the last refusal when every endpoint refused."""
+        name = model.served_name
+        request_id = headers.get("X-Request-Id", "")
+        tried: set[Endpoint] = set()
         stale = 0
         refusal: Refusal | None = None
         while True:
             endpoint = self.balancer.pick(self.table.endpoints(model), tried, prefix)
             if endpoint is None:
                 if refusal is not None:  # every endpoint refused it or could not be reached
-                    return refusal.response(request_id)
+                    yield refusal
+                    return
                 if tried:
                     raise UpstreamUnavailable(
                         f"model {name}: no connection to any of its {len(tried)} endpoints; "
@@ -189,11 +254,11 @@ class Proxy:
                 raise not_ready(model, self.config.retry_after_seconds)
             tried.add(endpoint)
             attempt = Attempt()
-            url = endpoint.url + request.path_qs
+            url = endpoint.url + path
             with self.balancer.lease(endpoint):
                 try:
                     upstream = await self.session.request(
-                        request.method,
+                        method,
                         url,
                         headers=headers,
                         data=body.payload(),
@@ -242,9 +307,9 @@ class Proxy:
                         upstream.release()
                     metrics.upstream_error("refused")
                     continue
-                metrics.first_byte.observe(time.perf_counter() - started)
                 try:
-                    return await self._relay(request, upstream, request_id, metrics)
+                    yield upstream
+                    return
                 finally:
                     upstream.close()
 

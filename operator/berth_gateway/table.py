@@ -67,6 +67,8 @@ class Model:
     blocked: tuple[str, str] | None = None
     #: seconds its pods may take to start (the startup probe's budget for the model's size)
     startup_seconds: int = 0
+    #: an ASR model's diarization partner: a ModelDeployment's name in the same namespace
+    diarization_model: str | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Model | None:
@@ -103,6 +105,7 @@ class Model:
             startup_seconds=ENGINES[spec.engine].startup_budget_seconds(
                 status.download.bytes_total if status.download else None
             ),
+            diarization_model=spec.asr.diarization_model if spec.asr else None,
         )
 
     @property

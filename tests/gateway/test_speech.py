@@ -1,6 +1,6 @@
 """The tiny Canary and pyannote models answer through the gateway, each on its engine's real
-model server: OpenAI's transcription route through the `openai` client, and the earlier
-system's routes for both."""
+model server: OpenAI's transcription route through the `openai` client, the earlier system's
+routes for both, and transcripts with speakers from the two together."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ from typing import Any
 
 import pytest
 from openai import OpenAI
+from openai.types.audio import TranscriptionDiarized
 
 from tests.cluster import ControlPlane
-from tests.cluster.kubectl import Kubectl
 from tests.engines.forms import multipart
-from tests.engines.runner import EngineServer, cached_tiny_model
+from tests.engines.runner import cached_tiny_model
 from tests.engines.speech import conversation, wav_bytes
 from tests.gateway.parts import GatewayProcess, endpoint_slice, http, model_deployment
-
-CANARY_REPO = "nvidia/canary-tiny"
-DIARIZATION_REPO = "berth-test/tiny-diarization"
+from tests.gateway.speech_stack import (
+    CANARY_REPO,
+    DIARIZATION_REPO,
+    closed_port,
+    speech_gateway,
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,49 +42,28 @@ def speech() -> bytes:
 def gateway(
     cluster: ControlPlane, crd: None, address: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    """Both engine servers on the local address, their ModelDeployments and EndpointSlices in a
-    namespace of the module's own, and a gateway watching it."""
+    """Both engine servers on the local address, their ModelDeployments (Canary paired with
+    pyannote) and EndpointSlices in a namespace of the module's own, and a gateway watching
+    it; with ASR models that cannot have speakers: not paired, paired with nothing, paired with
+    a diarization model whose only pod refuses connections."""
     namespace = f"gateway-speech-{tmp_path_factory.getbasetemp().name[-6:]}".lower()
-    cluster.kubectl("create", "namespace", namespace)
-    kubectl = Kubectl(cluster, namespace)
-    servers = [
-        EngineServer(
-            "nemo-asr",
-            cached_tiny_model("nemo-asr", "tiny_canary.py", CANARY_REPO, tmp_path_factory),
-            CANARY_REPO,
-            {"servedModelName": "canary"},
-            host=address,
+    unpaired = (
+        model_deployment("solo", "nemo-asr", resources={"gpus": 0}),
+        model_deployment("orphan", "nemo-asr", asr={"diarizationModel": "nobody"}),
+        model_deployment("stranded", "nemo-asr", asr={"diarizationModel": "unreachable"}),
+        model_deployment("unreachable", "pyannote", resources={"gpus": 0}),
+        endpoint_slice("unreachable", address, closed_port()),
+    )
+    work = tmp_path_factory.mktemp("speech")
+    caches = {
+        "nemo-asr": cached_tiny_model("nemo-asr", "tiny_canary.py", CANARY_REPO, tmp_path_factory),
+        "pyannote": cached_tiny_model(
+            "pyannote", "tiny_pyannote.py", DIARIZATION_REPO, tmp_path_factory
         ),
-        EngineServer(
-            "pyannote",
-            cached_tiny_model("pyannote", "tiny_pyannote.py", DIARIZATION_REPO, tmp_path_factory),
-            DIARIZATION_REPO,
-            {"servedModelName": "diarization"},
-            host=address,
-        ),
-    ]
-    gateway = None
-    try:
-        for server in servers:
-            server.wait_ready(timeout=300)
-        kubectl.apply(
-            model_deployment("canary", "nemo-asr", resources={"gpus": 0}),
-            model_deployment("diarization", "pyannote", resources={"gpus": 0}),
-            endpoint_slice("canary", address, servers[0].port),
-            endpoint_slice("diarization", address, servers[1].port),
-        )
-        gateway = GatewayProcess(
-            cluster, tmp_path_factory.mktemp("gateway"), f"--namespace={namespace}"
-        )
-        gateway.wait_for_endpoints("canary", 1)
-        gateway.wait_for_endpoints("diarization", 1)
-        yield gateway
-    finally:
-        if gateway:
-            gateway.stop()
-        for server in servers:
-            server.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    }
+    with speech_gateway(cluster, namespace, address, caches, work, unpaired) as stack:
+        stack.gateway.wait_for_endpoints("unreachable", 1)
+        yield stack.gateway
 
 
 def test_openai_client_transcribes_through_the_gateway(
@@ -92,6 +74,81 @@ def test_openai_client_transcribes_through_the_gateway(
         model="canary", file=("speech.wav", io.BytesIO(speech), "audio/wav")
     )
     assert isinstance(result.text, str)
+
+
+def test_diarized_json_through_the_openai_client(gateway: GatewayProcess, speech: bytes) -> None:
+    """One call: the gateway asks the paired pyannote model for speaker turns, Canary's words
+    are assigned to them; the client parses OpenAI's diarized shape into its own types."""
+    client = OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    result = client.audio.transcriptions.create(
+        model="canary",
+        file=("speech.wav", io.BytesIO(speech), "audio/wav"),
+        response_format="diarized_json",
+    )
+    assert isinstance(result, TranscriptionDiarized)
+    assert result.segments, "speech gave no segment"
+    assert {s.speaker for s in result.segments} <= {"A", "B", "C"}  # the tiny model's 3 classes
+    assert result.segments[0].speaker == "A"
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and all(s.start <= s.end for s in result.segments)
+    assert result.segments[-1].end <= result.duration + 1
+    # every word of the transcript is in exactly one segment (random weights: the words are noise)
+    assert "".join(s.text for s in result.segments).replace(" ", "") == result.text.replace(" ", "")
+
+
+def test_speakers_in_other_formats_and_on_the_earlier_route(
+    gateway: GatewayProcess, speech: bytes
+) -> None:
+    srt = post_text(gateway, "/v1/audio/transcriptions", speech, "srt")
+    cues = [block.split("\n") for block in srt.strip().split("\n\n")]
+    assert cues and all(lines[2].split(": ", 1)[0] in ("A", "B", "C") for lines in cues)
+    verbose = json.loads(post_text(gateway, "/v1/audio/transcriptions", speech, "verbose_json"))
+    assert all(segment["speaker"] in ("A", "B", "C") for segment in verbose["segments"])
+    alias = post(
+        gateway,
+        "/api/audio/transcribe",
+        *multipart({"model": "canary", "response_format": "diarized_json"}, speech),
+    )
+    assert all(segment["speaker"] in ("A", "B", "C") for segment in alias["segments"])
+
+
+def post_text(gateway: GatewayProcess, path: str, speech: bytes, response_format: str) -> str:
+    fields = {"model": "canary", "response_format": response_format, "diarize": "true"}
+    status, _, payload = http("POST", gateway.url + path, *multipart(fields, speech))
+    assert status == 200, payload
+    return payload.decode()
+
+
+def test_why_a_transcript_cannot_have_speakers(gateway: GatewayProcess, speech: bytes) -> None:
+    """Never a transcript silently missing its speakers: each case is an error with its reason."""
+
+    def refused(model: str, **fields: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        form = {"model": model, "response_format": "diarized_json", **fields}
+        status, headers, payload = http(
+            "POST", gateway.url + "/v1/audio/transcriptions", *multipart(form, speech)
+        )
+        return status, headers, json.loads(payload)["error"]
+
+    status, _, error = refused("solo")
+    assert (status, error["code"]) == (400, "SpeakersUnavailable")
+    assert "spec.asr.diarizationModel" in error["message"]
+    status, headers, error = refused("orphan")
+    assert (status, error["code"]) == (503, "DiarizationModelMissing")
+    assert "nobody" in error["message"] and headers["Retry-After"]
+    status, _, error = refused("stranded")
+    assert (status, error["code"]) == (502, "UpstreamUnavailable")
+    assert error["message"].startswith("the diarization model unreachable: ")
+    # the diarization model refuses the request itself: the client learns why
+    status, _, error = refused("canary", num_speakers="0")
+    assert status == 400
+    assert "diarization answered 400" in error["message"] and "num_speakers" in error["message"]
+    # names for speakers are not built: said, not ignored
+    status, _, error = refused("canary", **{"known_speaker_names[]": "agent"})
+    assert status == 400 and "not supported yet" in error["message"]
+    # the model list says which models can say who speaks
+    status, _, listed = http("GET", gateway.url + "/v1/models")
+    pairs = {m["id"]: m.get("diarizationModel") for m in json.loads(listed)["data"]}
+    assert pairs["canary"] == "diarization" and pairs["solo"] is None
 
 
 def post(gateway: GatewayProcess, path: str, body: bytes, headers: dict[str, str]) -> Any:
