@@ -10,6 +10,7 @@ import urllib.request
 
 import openai
 from berth_operator.controller.security import RUN_AS_USER
+from openai.types.audio import TranscriptionDiarized
 
 from tests.cluster.kubectl import Kubectl, condition_is, table_rows
 from tests.engines.forms import multipart
@@ -43,10 +44,9 @@ def test_the_operator_and_gateway_run_from_their_images(stack: ContainerStack) -
 
 
 def test_tiny_models_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kubectl) -> None:
-    kubectl.apply(
-        tiny_model_manifest("diarization", "berth-test/tiny-diarization"),
-        tiny_model_manifest("canary", "berth-test/tiny-canary"),
-    )
+    canary = tiny_model_manifest("canary", "berth-test/tiny-canary")
+    canary["spec"]["asr"] = {"diarizationModel": "diarization"}  # transcripts with speakers
+    kubectl.apply(tiny_model_manifest("diarization", "berth-test/tiny-diarization"), canary)
     for name, engine, library in (
         ("diarization", "pyannote", "pyannote.audio"),
         ("canary", "nemo-asr", "nemo_toolkit"),
@@ -81,6 +81,15 @@ def test_tiny_models_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kub
         model="canary", file=("talk.wav", io.BytesIO(SPEECH), "audio/wav")
     )
     assert isinstance(transcript.text, str)
+    # who said what, in one call: pyannote's turns, then Canary's words assigned to them
+    kubectl.wait_for("md", "canary", condition_is("DiarizationReady"), timeout=60, interval=1)
+    diarized = client.audio.transcriptions.create(
+        model="canary",
+        file=("talk.wav", io.BytesIO(SPEECH), "audio/wav"),
+        response_format="diarized_json",
+    )
+    assert isinstance(diarized, TranscriptionDiarized) and diarized.segments, diarized
+    assert {s.speaker for s in diarized.segments} <= {"A", "B", "C"}, diarized
     models = json.loads(urllib.request.urlopen(gateway + "/v1/models", timeout=30).read())
     listed = {m["id"]: (m["ready"], m["endpoints"]) for m in models["data"]}
     assert listed == {"diarization": (True, 1), "canary": (True, 1)}, listed
