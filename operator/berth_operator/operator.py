@@ -249,12 +249,16 @@ class Operator:
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        if self.election is not None:
-            self.leading.clear()
-            await self.election.release()  # a standby takes over now, not after the Lease
+        """Stops reconciling, reconciles in flight included, and only then hands the Lease
+        over: a reconcile of this replica that finished after a standby took over would write
+        with this version's settings over the new leader's (an upgrade's new engine images
+        undone, and the next model moved meanwhile)."""
+        self.leading.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.election is not None:
+            await self.election.release()  # a standby takes over now, not after the Lease
 
 
 def replica_identity() -> str:

@@ -191,3 +191,43 @@ def test_a_lease_created_meanwhile_by_another_is_left_to_it(clock: Clock) -> Non
     a = replica(store, "a")
     attempt(a)
     assert not a.leading() and store.holder() == "z"
+
+
+def test_a_stopping_leader_hands_the_lease_over_only_after_its_reconciles_in_flight() -> None:
+    """A reconcile still running when the leader stops (its pod replaced by an upgrade) must
+    not write after a standby took over with other settings: it ends first, then the Lease is
+    released."""
+    from types import SimpleNamespace
+
+    from berth_operator.config import OperatorConfig
+    from berth_operator.operator import Operator
+
+    order: list[str] = []
+
+    class Election:
+        def leading(self) -> bool:
+            return True
+
+        async def release(self) -> None:
+            order.append("lease released")
+
+    async def scenario() -> None:
+        operator = Operator(OperatorConfig(), kube=SimpleNamespace(create=None))  # type: ignore[arg-type]
+        started = asyncio.Event()
+
+        async def reconcile(namespace: str, name: str) -> None:
+            started.set()
+            try:
+                await asyncio.sleep(3600)  # an API call the reconcile waits on
+            finally:
+                order.append("reconcile ended")
+
+        operator.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+        operator.start()
+        operator.election = Election()  # type: ignore[assignment]
+        operator.queue.add(("models", "canary"))
+        await asyncio.wait_for(started.wait(), 10)
+        await operator.stop()
+
+    asyncio.run(scenario())
+    assert order == ["reconcile ended", "lease released"]
