@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.cluster import ControlPlane
 from tests.cluster.controlplane import free_port
+from tests.cluster.kubectl import Kubectl, condition_is
 from tests.cluster.processes import die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +34,10 @@ GATEWAY_PEER = {
 def install_crd(cluster: ControlPlane) -> None:
     """The ModelDeployment CRD, installed from crds/ and Established."""
     cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.berth.dev", "--timeout=30s"
+    # polled, not `kubectl wait`: a CRD read before the API server wrote its first status has
+    # no conditions at all, which kubectl wait reports as an error instead of waiting
+    Kubectl(cluster, "default").wait_for(
+        "crd", "modeldeployments.berth.dev", condition_is("Established"), timeout=30
     )
 
 

@@ -31,6 +31,7 @@ def closed_port() -> int:
 class SpeechStack:
     gateway: GatewayProcess
     servers: dict[str, EngineServer]  # engine -> its server
+    namespace: str
 
 
 @contextmanager
@@ -81,7 +82,8 @@ def speech_gateway(
         gateway = GatewayProcess(cluster, work / "gateway", f"--namespace={namespace}")
         gateway.wait_for_endpoints("canary", 1)
         gateway.wait_for_endpoints("diarization", 1)
-        yield SpeechStack(gateway, {server.engine: server for server in servers})
+        engines = dict(zip(("nemo-asr", "pyannote"), servers, strict=True))
+        yield SpeechStack(gateway, engines, namespace)
     finally:
         if gateway:
             gateway.stop()

@@ -14,13 +14,15 @@ from openai import OpenAI
 from openai.types.audio import TranscriptionDiarized
 
 from tests.cluster import ControlPlane
+from tests.cluster.kubectl import Kubectl
 from tests.engines.forms import multipart
 from tests.engines.runner import cached_tiny_model
 from tests.engines.speech import conversation, wav_bytes
-from tests.gateway.parts import GatewayProcess, endpoint_slice, http, model_deployment
+from tests.gateway.parts import GatewayProcess, endpoint_slice, http, model_deployment, wait_until
 from tests.gateway.speech_stack import (
     CANARY_REPO,
     DIARIZATION_REPO,
+    SpeechStack,
     closed_port,
     speech_gateway,
 )
@@ -39,21 +41,13 @@ def speech() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def gateway(
+def stack(
     cluster: ControlPlane, crd: None, address: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
+) -> Iterator[SpeechStack]:
     """Both engine servers on the local address, their ModelDeployments (Canary paired with
     pyannote) and EndpointSlices in a namespace of the module's own, and a gateway watching
-    it; with ASR models that cannot have speakers: not paired, paired with nothing, paired with
-    a diarization model whose only pod refuses connections."""
+    it."""
     namespace = f"gateway-speech-{tmp_path_factory.getbasetemp().name[-6:]}".lower()
-    unpaired = (
-        model_deployment("solo", "nemo-asr", resources={"gpus": 0}),
-        model_deployment("orphan", "nemo-asr", asr={"diarizationModel": "nobody"}),
-        model_deployment("stranded", "nemo-asr", asr={"diarizationModel": "unreachable"}),
-        model_deployment("unreachable", "pyannote", resources={"gpus": 0}),
-        endpoint_slice("unreachable", address, closed_port()),
-    )
     work = tmp_path_factory.mktemp("speech")
     caches = {
         "nemo-asr": cached_tiny_model("nemo-asr", "tiny_canary.py", CANARY_REPO, tmp_path_factory),
@@ -61,9 +55,13 @@ def gateway(
             "pyannote", "tiny_pyannote.py", DIARIZATION_REPO, tmp_path_factory
         ),
     }
-    with speech_gateway(cluster, namespace, address, caches, work, unpaired) as stack:
-        stack.gateway.wait_for_endpoints("unreachable", 1)
-        yield stack.gateway
+    with speech_gateway(cluster, namespace, address, caches, work) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: SpeechStack) -> GatewayProcess:
+    return stack.gateway
 
 
 def test_openai_client_transcribes_through_the_gateway(
@@ -119,9 +117,36 @@ def post_text(gateway: GatewayProcess, path: str, speech: bytes, response_format
     return payload.decode()
 
 
-def test_why_a_transcript_cannot_have_speakers(gateway: GatewayProcess, speech: bytes) -> None:
-    """Never a transcript silently missing its speakers: each case is an error with its reason."""
+def test_why_a_transcript_cannot_have_speakers(
+    cluster: ControlPlane, address: str, stack: SpeechStack, speech: bytes
+) -> None:
+    """Never a transcript silently missing its speakers: each case is an error with its reason.
+    ASR models that cannot have speakers, for this test only: not paired, paired with nothing,
+    paired with a diarization model whose only pod refuses connections."""
+    gateway, kubectl = stack.gateway, Kubectl(cluster, stack.namespace)
+    unpaired = (
+        model_deployment("solo", "nemo-asr", resources={"gpus": 0}),
+        model_deployment("orphan", "nemo-asr", asr={"diarizationModel": "nobody"}),
+        model_deployment("stranded", "nemo-asr", asr={"diarizationModel": "unreachable"}),
+        model_deployment("unreachable", "pyannote", resources={"gpus": 0}),
+        endpoint_slice("unreachable", address, closed_port()),
+    )
+    kubectl.apply(*unpaired)
+    gateway.wait_for_endpoints("unreachable", 1)
+    wait_until(lambda: {"solo", "orphan", "stranded"} <= listed(gateway), "the models listed")
+    try:
+        cannot_have_speakers(gateway, speech)
+    finally:
+        for manifest in unpaired:
+            kubectl("delete", manifest["kind"], manifest["metadata"]["name"], check=False)
+        wait_until(lambda: not {"solo", "orphan", "stranded"} & listed(gateway), "models gone")
 
+
+def listed(gateway: GatewayProcess) -> set[str]:
+    return {m["id"] for m in json.loads(http("GET", gateway.url + "/v1/models")[2])["data"]}
+
+
+def cannot_have_speakers(gateway: GatewayProcess, speech: bytes) -> None:
     def refused(model: str, **fields: str) -> tuple[int, dict[str, str], dict[str, Any]]:
         form = {"model": model, "response_format": "diarized_json", **fields}
         status, headers, payload = http(
