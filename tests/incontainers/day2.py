@@ -177,9 +177,11 @@ def upgrade_engines(stack: ContainerStack) -> None:
 
 
 def moving(stack: ContainerStack, new: set[str]) -> set[str]:
-    """The models whose Deployment asks for a `new` image while a pod of another is left. One
-    read, Deployments before pods: a model seen moving had its old pods still when the next
-    one's Deployment changed, since the operator changes it only once they are gone."""
+    """The models whose Deployment asks for a `new` image while a pod of another still runs
+    (a pod whose containers have ended, Succeeded or Failed, holds no GPU any more, even while
+    its object lingers for the kubelet's cleanup). One read, Deployments before pods: a model
+    seen moving had its old pods still running when the next one's Deployment changed, since
+    the operator changes it only once they have ended."""
     items = json.loads(stack.kubectl("get", "deployments,pods", "-o", "json").stdout)["items"]
     templates = {
         item["metadata"]["name"]: item["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -193,6 +195,7 @@ def moving(stack: ContainerStack, new: set[str]) -> set[str]:
         and (labels := item["metadata"].get("labels") or {}).get(COMPONENT_LABEL)
         == SERVER_COMPONENT
         and item["spec"]["containers"][0]["image"] not in new
+        and (item.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
     }
     return {name for name, image in templates.items() if image in new and name in old_pods}
 

@@ -26,8 +26,9 @@ def server_image(workload: dict[str, Any]) -> str | None:
 
 def rolling(deployment: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
     """The Deployment has not finished rolling out its latest template: its status says so, or
-    one of its server `pods` still runs another image or is stopping (it holds its GPU until it
-    is gone, and the Deployment's status no longer counts it)."""
+    one of its server `pods` still runs another image or is stopping (it holds its GPU until its
+    containers have ended, and the Deployment's status no longer counts it). A pod that has
+    ended (Succeeded, Failed) holds nothing, even while its object waits for the kubelet."""
     status = deployment.get("status") or {}
     wanted = deployment["spec"].get("replicas", 1)
     image = server_image(deployment)
