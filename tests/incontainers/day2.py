@@ -95,13 +95,20 @@ def wait_rolled_out(
         time.sleep(1)
 
 
+#: requests a model server holds at once in the soak (16 by default): on this node's two cores a
+#: replacement pod that loads slows the serving ones for a minute, and the soak measures what a
+#: change does to requests, not how many a starved CPU can hold before it refuses more
+HELD_REQUESTS = "64"
+
+
 def prepare(stack: ContainerStack) -> None:
     """Two operator and two gateway replicas, both models at two replicas, rolled out."""
     stack.clear_models()
     stack.upgrade(replicaCount=2, gateway={"replicaCount": 2})
+    held = [{"name": "BERTH_MAX_REQUESTS", "value": HELD_REQUESTS}]
     stack.kubectl.apply(
         *(
-            {**manifest, "spec": {**manifest["spec"], "replicas": 2}}
+            {**manifest, "spec": {**manifest["spec"], "replicas": 2, "env": held}}
             for manifest in (tiny_model_manifest(name, repo) for name, repo in MODELS.items())
         )
     )
