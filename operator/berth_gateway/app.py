@@ -165,17 +165,22 @@ class Gateway:
     ) -> web.StreamResponse:
         """Waits for the model when it is coming up, then hands the request to the proxy (by way
         of the diarization model when a transcription asks for speakers)."""
-        with_speakers = model.engine == "nemo-asr" and wants_speakers(body.form)
-        if with_speakers:
-            self.speakers.partner(model)  # a request it cannot serve fails before any wait
+        # a request for speakers that cannot have them fails before any wait
+        partner = (
+            self.speakers.partner(model)
+            if model.engine == "nemo-asr" and wants_speakers(body.form)
+            else None
+        )
         metrics.in_flight.inc()
         try:
             with self.load.track(model.key):
                 if self.hold and not self.hold.ready(model):
                     with self.admission.hold(model.served_name):
                         model = await self.hold.until_up(model)
-                if with_speakers and body.form is not None:
-                    return await self.speakers.forward(request, model, body.form, key, metrics)
+                if partner is not None and body.form is not None:
+                    return await self.speakers.forward(
+                        request, model, partner, body.form, key, metrics
+                    )
                 return await self.proxy.forward(
                     request, model, body, key, request["request_id"], metrics
                 )

@@ -142,17 +142,17 @@ class SpeakerTranscripts:
         self,
         request: web.Request,
         model: Model,
+        partner: Model,
         form: Form,
         key: str | None,
         metrics: ModelMetrics,
     ) -> web.StreamResponse:
-        """The transcription, with the speaker turns added to its form."""
+        """The transcription, with the speaker turns of `partner` added to its form."""
         if form.values("known_speaker_names") or form.values("known_speaker_references"):
             raise BadRequest(
                 "known_speaker_names[] and known_speaker_references[] are not supported yet: "
                 "speakers are named A, B, ... in the order they first speak; leave them out"
             )
-        partner = self.partner(model)
         turns = await self.turns(partner, form, request["request_id"])
         body = form.with_fields({"speaker_turns": json.dumps(turns, separators=(",", ":"))})
         return await self.proxy.forward(request, model, body, key, request["request_id"], metrics)
