@@ -6,17 +6,17 @@ import uuid
 
 
 def multipart(
-    fields: dict[str, str],
+    fields: dict[str, str] | list[tuple[str, str]],
     file: bytes | None = None,
     filename: str = "talk.wav",
     file_first: bool = False,
 ) -> tuple[bytes, dict[str, str]]:
     """The body holding `fields` and, when given, the audio `file` (after the fields, or before
-    them with `file_first`); and its headers."""
+    them with `file_first`); and its headers. A list of pairs may repeat a name."""
     boundary = uuid.uuid4().hex
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
+        for name, value in (fields.items() if isinstance(fields, dict) else fields)
     ]
     if file is not None:
         parts.insert(

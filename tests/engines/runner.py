@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parent
 #: what the images hold of this repository: the runtime and the API package it reads
 RUNTIME_PYTHONPATH = os.pathsep.join(str(REPO / d) for d in ("runtime_images", "operator"))
 CACHE = Path(os.environ.get("BERTH_CACHE_DIR") or Path.home() / ".cache" / "berth")
+#: the modules of tests/engines a builder imports: what it builds depends on them too
+BUILDER_IMPORTS = {"tiny_pyannote.py": ("speech.py",)}
 
 
 @functools.cache
@@ -77,7 +79,8 @@ def tiny_model_dir(engine: str, builder: str) -> Path:
     source and the engine's lock file.
     """
     lock = REPO / "runtime_images" / engine / "requirements.lock"
-    digest = hashlib.sha256((HERE / builder).read_bytes() + lock.read_bytes()).hexdigest()[:12]
+    sources = [HERE / builder, *(HERE / name for name in BUILDER_IMPORTS.get(builder, ())), lock]
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()[:12]
     target = CACHE / "tiny-models" / f"{Path(builder).stem}-{digest}"
     if not (target / ".done").exists():
         shutil.rmtree(target, ignore_errors=True)

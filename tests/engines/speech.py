@@ -44,3 +44,43 @@ def wav_bytes(audio: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
         writer.setframerate(rate)
         writer.writeframes((np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes())
     return buffer.getvalue()
+
+
+#: the two voices the tiny pyannote pipeline's embedding tells apart (tests/engines/tiny_pyannote.py)
+VOICES = ("en+m3", "en+f3")
+MEETING = {
+    VOICES[0]: (
+        "Good morning, this is the first speaker talking about the plan for today.",
+        "We will review the budget and then the schedule.",
+        "After that we look at hiring for the next quarter.",
+    ),
+    VOICES[1]: (
+        "And this is the second voice answering the first one with some questions.",
+        "What about the timeline for the release next month?",
+        "I think we need two more weeks for testing.",
+    ),
+}
+REFERENCE_TEXT = "Hello, I am one of the people in this meeting today."
+
+
+def meeting() -> tuple[np.ndarray, float]:
+    """About 24 s: the first voice's three sentences, then the second's; and the second
+    voice's start in seconds."""
+    first = conversation([(VOICES[0], text) for text in MEETING[VOICES[0]]])
+    second = conversation([(VOICES[1], text) for text in MEETING[VOICES[1]]])
+    return np.concatenate([first, second]), len(first) / SAMPLE_RATE
+
+
+def reference_clip(voice: str) -> np.ndarray:
+    """A short clip (about 3 s) of `voice` saying words the meeting does not contain."""
+    return speak(REFERENCE_TEXT, voice)
+
+
+def spoken_by(segments: list[tuple[str, float, float]], start: float, end: float) -> str:
+    """The speaker with the most time among `segments` (speaker, start, end) within [start, end]."""
+    time_of: dict[str, float] = {}
+    for speaker, begin, finish in segments:
+        overlap = min(finish, end) - max(begin, start)
+        if overlap > 0:
+            time_of[speaker] = time_of.get(speaker, 0.0) + overlap
+    return max(time_of, key=time_of.__getitem__)

@@ -16,7 +16,15 @@ import yaml
 from tests.engines.conftest import EngineServer, cached_tiny_model, run_in_engine
 from tests.engines.forms import multipart
 from tests.engines.runner import tiny_model_dir
-from tests.engines.speech import SAMPLE_RATE, conversation, wav_bytes
+from tests.engines.speech import (
+    SAMPLE_RATE,
+    VOICES,
+    conversation,
+    meeting,
+    reference_clip,
+    spoken_by,
+    wav_bytes,
+)
 from tests.hub.download import download_into, finish, repo_from_directory, start_download
 from tests.hub.server import LocalHub
 
@@ -224,6 +232,76 @@ def test_exclusive_asks_for_one_speaker_at_a_time(server: EngineServer, speech: 
     assert "exclusive" not in post_file(server, speech)[1]  # not asked for: the answer as before
     status, refused = post_file(server, speech, exclusive="maybe")
     assert status == 400 and "exclusive must be true or false" in refused["error"]["message"]
+
+
+def data_url(audio: np.ndarray) -> str:
+    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio)).decode()
+
+
+def test_known_speakers_name_the_speakers_their_clips_match(server: EngineServer) -> None:
+    """The tiny pipeline's embedding tells the two test voices apart (tiny_pyannote.py): each
+    voice's reference clip names the speaker who holds most of that voice's time, over
+    multipart and JSON alike; a second clip of the first voice names nobody (one speaker per
+    name, and it resembles the second voice's speaker less than the threshold)."""
+    audio, second_starts = meeting()
+    references = {
+        "alice": data_url(reference_clip(VOICES[0])),
+        "bob": data_url(reference_clip(VOICES[1])),
+        "carol": data_url(reference_clip(VOICES[0])[::-1].copy()),
+    }
+    fields = [("exclusive", "true")] + [
+        (f"known_speaker_{kind}[]", value)
+        for name, url in references.items()
+        for kind, value in (("names", name), ("references", url))
+    ]
+    body, headers = multipart(fields, wav_bytes(audio))
+    status, answer = server.json(ROUTE, body, **headers)
+    assert status == 200, answer
+    matches = {m["name"]: m for m in answer["known_speakers"]}
+    assert set(matches) == {"alice", "bob", "carol"}
+    assert matches["alice"]["speaker"] and matches["bob"]["speaker"]
+    assert matches["alice"]["speaker"] != matches["bob"]["speaker"]
+    assert matches["carol"]["speaker"] is None, matches
+    assert matches["alice"]["similarity"] > 0.5 and matches["bob"]["similarity"] > 0.5
+    turns = [(s["speaker"], s["start"], s["end"]) for s in answer["segments"]]
+    assert {speaker for speaker, _, _ in turns} <= {"alice", "bob"}, turns
+    assert spoken_by(turns, 0, second_starts) == "alice"
+    assert spoken_by(turns, second_starts, len(audio) / SAMPLE_RATE) == "bob"
+
+    by_json = post_json(
+        server,
+        {
+            "audio": base64.b64encode(wav_bytes(audio)).decode(),
+            "exclusive": True,
+            "known_speaker_names": list(references),
+            "known_speaker_references": list(references.values()),
+        },
+    )
+    assert by_json == (200, answer)
+
+
+def test_bad_known_speakers_are_400_naming_the_field(server: EngineServer) -> None:
+    audio = wav_bytes(reference_clip(VOICES[0]))
+    short = data_url(reference_clip(VOICES[0])[: SAMPLE_RATE // 2])
+    for fields, words in [
+        ([("known_speaker_names[]", "alice")], "has 1 entries and known_speaker_references[] 0"),
+        (
+            [("known_speaker_names[]", "alice"), ("known_speaker_references[]", short)],
+            "known_speaker_references[0] lasts 0.5 s",
+        ),
+        (
+            [
+                ("known_speaker_names[]", "alice"),
+                ("known_speaker_references[]", "data:audio/wav;base64,AAAA"),
+            ],
+            "known_speaker_references[0]: not a readable audio file",
+        ),
+    ]:
+        body, headers = multipart(fields, audio)
+        status, answer = server.json(ROUTE, body, **headers)
+        assert status == 400, answer
+        assert answer["error"]["type"] == "InvalidKnownSpeakers"
+        assert words in answer["error"]["message"]
 
 
 def test_request_speaker_counts_reach_the_pipeline(server: EngineServer, speech: bytes) -> None:

@@ -8,7 +8,7 @@ parts as `$model/<subfolder>`, so they load offline from wherever the repo lies:
 
     config.yaml
     segmentation/pytorch_model.bin   PyanNet, powerset (3 speakers, at most 2 at once), 10 s
-    embedding/pytorch_model.bin      XVectorMFCC(dimension=64)
+    embedding/pytorch_model.bin      XVectorMFCC(dimension=64), fitted to two espeak-ng voices
     plda/xvec_transform.npz          {mean1 (64), mean2 (128), lda (64x128)}
     plda/plda.npz                    {mu (128), tr (128x128), psi (128)}
 
@@ -16,6 +16,13 @@ The embedding is XVectorMFCC, not the WeSpeaker ResNet34 that 3.1 names: the Res
 fixed (26 MB, slow on a CPU), while XVectorMFCC takes the `weights` masks the pipeline passes
 and has a small output dimension. Its weights are stored in float16 (half the bytes; loading
 casts them back to float32).
+
+The embedding is not random: it tells the two espeak-ng voices of the tests (VOICES) apart,
+so a reference clip of one voice matches that voice's speaker deterministically. Its first
+layer projects each frame's MFCCs on the direction that separates the two voices' mean MFCCs
+(Fisher's discriminant, fitted on TRAINING_TEXTS spoken by each), later layers pass that
+through, and the output is (projection, OFFSET, 0, ...): one voice points one way, the other
+the other way, and cosine similarities between clips say which voice spoke.
 """
 
 from __future__ import annotations
@@ -35,10 +42,19 @@ from pyannote.audio.core.model import Model
 from pyannote.audio.core.task import Problem, Resolution, Specifications
 from pyannote.audio.models.embedding import XVectorMFCC
 from pyannote.audio.models.segmentation import PyanNet
+from speech import VOICES, speak  # tests/engines/speech.py, next to this script
 
 SEED = 20261
 EMBEDDING_DIMENSION = 64
 LDA_DIMENSION = 128  # the PLDA's default lda_dimension
+TRAINING_TEXTS = (
+    "Numbers like seven and twelve are easy to say.",
+    "Please read the whole report before Friday.",
+    "Good morning everybody, welcome to the meeting.",
+    "The train leaves the station at half past nine.",
+)
+LEAD = 1.0  # the bias of the powerset class {speaker#1} over the others (all 0)
+OFFSET = 0.3  # the constant second coordinate: keeps every embedding away from zero
 
 
 def save_checkpoint(model: Model, path: Path, half: bool = False) -> None:
@@ -76,18 +92,61 @@ def segmentation_model() -> PyanNet:
         permutation_invariant=True,
     )
     model.build()
-    # with a random bias one powerset class wins everywhere; zero it so the input matters
+    # one speaker at a time: the powerset class {speaker#1} leads, so each chunk has one clean
+    # local speaker whose embedding says which voice spoke in it (the input shifts the rest)
     torch.nn.init.zeros_(model.classifier.bias)
+    with torch.no_grad():
+        model.classifier.bias[1] = LEAD
     model.eval()
     return model
 
 
+def voice_direction(model: XVectorMFCC) -> tuple[torch.Tensor, float]:
+    """The MFCC direction separating VOICES[0] (positive) from VOICES[1] (negative), scaled so
+    that a clip's mean projection is about +-1, and the bias that centres it between the two."""
+    means = []
+    spreads = []
+    for voice in VOICES:
+        features = []
+        for text in TRAINING_TEXTS:
+            mfcc = model.mfcc(torch.from_numpy(speak(text, voice))[None, None]).squeeze()
+            features.append(mfcc.mean(dim=1))
+        stacked = torch.stack(features).double()
+        means.append(stacked.mean(dim=0))
+        spreads.append(stacked.var(dim=0))
+    direction = (means[0] - means[1]) / (spreads[0] + spreads[1] + 1e-3)
+    centre = (means[0] + means[1]) / 2
+    half_gap = float(direction @ (means[0] - centre))
+    direction /= half_gap
+    return direction.float(), -float(direction @ centre)
+
+
 def embedding_model() -> XVectorMFCC:
-    """A random x-vector model with a 64-dimensional output."""
+    """An x-vector model whose 64-dimensional output says which of VOICES spoke (module doc)."""
     model = XVectorMFCC(dimension=EMBEDDING_DIMENSION)
     model.specifications = Specifications(
         problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0
     )
+    direction, bias = voice_direction(model)
+    with torch.no_grad():
+        for layer in model.tdnns:
+            for parameter in layer.parameters():
+                parameter.zero_()
+            if isinstance(layer, torch.nn.BatchNorm1d):
+                layer.weight.fill_(1.0)  # identity (running mean 0, variance 1)
+        first = model.tdnns[0]
+        centre_tap = first.kernel_size[0] // 2
+        first.weight[0, :, centre_tap] = direction  # channel 0: the projection's positive part
+        first.weight[1, :, centre_tap] = -direction  # channel 1: its negative part
+        first.bias[0], first.bias[1] = bias, -bias
+        for conv in model.tdnns[3::3]:  # the later convolutions pass channels 0 and 1 through
+            tap = conv.kernel_size[0] // 2
+            conv.weight[0, 0, tap] = conv.weight[1, 1, tap] = 1.0
+        model.embedding.weight.zero_()
+        model.embedding.bias.zero_()
+        # mean(channel 0) - mean(channel 1): the mean projection (the leaky ReLUs keep it linear)
+        model.embedding.weight[0, 0], model.embedding.weight[0, 1] = 1.0, -1.0
+        model.embedding.bias[1] = OFFSET
     model.eval()
     return model
 

@@ -236,6 +236,13 @@ class DiarizationSettings(ApiModel):
     min_speakers: int | None = Field(default=None, ge=1, le=100)
     max_speakers: int | None = Field(default=None, ge=1, le=100)
     num_speakers: int | None = Field(default=None, ge=1, le=100)
+    known_speaker_threshold: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="Least cosine similarity between a known speaker's reference clip and a "
+        "diarized speaker for the speaker to get the name (default 0.5; doc/models.md).",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -11,11 +11,22 @@ from typing import Any
 from aiohttp import web
 
 from berth_runtime.audio import SAMPLE_RATE
+from berth_runtime.engines.pyannote.known_speakers import (
+    MAX_REFERENCE_SECONDS,
+    REFERENCE_LEEWAY_SECONDS,
+    REFERENCES_FIELD,
+    InvalidKnownSpeakers,
+    KnownSpeakers,
+    Match,
+    check_reference_length,
+    match_speakers,
+)
 from berth_runtime.engines.pyannote.requests import (
     DEFAULT_MAX_AUDIO_SECONDS,
     InvalidSpeakerCount,
     SpeakerCounts,
     defaults_from_settings,
+    known_speaker_threshold,
     max_audio_seconds,
     merge_counts,
     read_json,
@@ -23,6 +34,7 @@ from berth_runtime.engines.pyannote.requests import (
 )
 from berth_runtime.server.app import accepts
 from berth_runtime.server.engine import Engine
+from berth_runtime.server.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +75,14 @@ class PyannoteEngine(Engine):
         self.warning: str | None = None
         self.defaults = SpeakerCounts()
         self.max_seconds = float(DEFAULT_MAX_AUDIO_SECONDS)
+        self.threshold = 0.0
         self._lock = asyncio.Lock()
 
     def load(self, model_dir: Path) -> None:
         """Loads config.yaml and its `$model/...` parts from the local snapshot, offline."""
         self.defaults = defaults_from_settings(self.settings)
         self.max_seconds = max_audio_seconds(self.settings)
+        self.threshold = known_speaker_threshold(self.settings)
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
         import torch
         from pyannote.audio import Pipeline
@@ -126,11 +140,12 @@ class PyannoteEngine(Engine):
         """Diarizes one recording: multipart `file` or JSON base64 `audio`, optional speaker
         counts, optional `model` (the served name, the repository or its last part), optional
         `exclusive` (one speaker at a time, where the pipeline provides it: `exclusive` in the
-        answer says whether it did)."""
+        answer says whether it did), optional known speakers (names and reference clips:
+        matched speakers carry the names, `known_speakers` in the answer says who matched)."""
         if request.content_type == "application/json":
-            data, request_counts, model, exclusive = await read_json(request)
+            data, request_counts, model, exclusive, known = await read_json(request)
         else:
-            data, request_counts, model, exclusive = await read_multipart(request)
+            data, request_counts, model, exclusive, known = await read_multipart(request)
         if model is not None:
             self.check_model_name(model)
         counts = merge_counts(request_counts, self.defaults)
@@ -139,10 +154,11 @@ class PyannoteEngine(Engine):
                 f"this pipeline's clustering ({self.pipeline.klustering}) needs num_speakers"
             )
         audio = await self.decode(data, self.max_seconds)
+        clips = await self.reference_clips(known)
         loop = asyncio.get_running_loop()
         async with self._lock:
-            segments, exclusive = await loop.run_in_executor(
-                None, self._diarize, audio, counts, exclusive
+            segments, exclusive, matches = await loop.run_in_executor(
+                None, self._diarize, audio, counts, exclusive, clips
             )
         answer: dict[str, Any] = {
             "segments": segments,
@@ -150,13 +166,32 @@ class PyannoteEngine(Engine):
         }
         if exclusive is not None:
             answer["exclusive"] = exclusive
+        if known is not None:
+            answer["known_speakers"] = [match.as_json() for match in matches]
         return web.json_response(answer)
 
+    async def reference_clips(self, known: KnownSpeakers | None) -> dict[str, Any]:
+        """Each known name's clip as mono 16 kHz samples of 2 to 10 s."""
+        if known is None:
+            return {}
+        longest = MAX_REFERENCE_SECONDS + 2 * REFERENCE_LEEWAY_SECONDS
+        clips = {}
+        for index, (name, clip) in enumerate(zip(known.names, known.clips, strict=True)):
+            try:
+                samples = await self.decode(clip, longest)
+            except ApiError as error:
+                field = f"{REFERENCES_FIELD}[{index}]"
+                raise InvalidKnownSpeakers(f"{field}: {error.message}") from None
+            check_reference_length(index, len(samples), SAMPLE_RATE)
+            clips[name] = samples
+        return clips
+
     def _diarize(
-        self, audio: Any, counts: SpeakerCounts, exclusive: bool
-    ) -> tuple[list[dict[str, Any]], bool | None]:
-        """Runs the pipeline on mono 16 kHz samples: segments exactly as it returns them, and
-        (when asked for) whether they are its exclusive diarization."""
+        self, audio: Any, counts: SpeakerCounts, exclusive: bool, clips: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], bool | None, list[Match]]:
+        """Runs the pipeline on mono 16 kHz samples: segments as it returns them (speakers
+        renamed where a known speaker's clip matched), whether they are its exclusive
+        diarization (when asked for), and what became of each known name."""
         import torch
 
         waveform = torch.from_numpy(audio).unsqueeze(0)
@@ -165,12 +200,37 @@ class PyannoteEngine(Engine):
         )
         # pyannote 4 returns a DiarizeOutput; a `legacy: true` config returns the Annotation itself
         annotation = getattr(output, "speaker_diarization", output)
+        matches = self._match(clips, annotation.labels(), output) if clips else []
+        names = {match.speaker: match.name for match in matches if match.speaker is not None}
         found = None
         if exclusive:
             only_one = getattr(output, "exclusive_speaker_diarization", None)
             annotation, found = (only_one, True) if only_one is not None else (annotation, False)
         segments = [
-            {"speaker": str(label), "start": float(turn.start), "end": float(turn.end)}
+            {
+                "speaker": names.get(str(label), str(label)),
+                "start": float(turn.start),
+                "end": float(turn.end),
+            }
             for turn, _, label in annotation.itertracks(yield_label=True)
         ]
-        return segments, found
+        return segments, found, matches
+
+    def _match(self, clips: dict[str, Any], labels: list[Any], output: Any) -> list[Match]:
+        """Known names matched to the diarized speakers: the clips embedded by the pipeline's
+        own embedding model, against the speakers' centroids (rows in `labels` order)."""
+        import numpy as np
+        import torch
+
+        centroids = getattr(output, "speaker_embeddings", None)
+        if centroids is None:
+            raise InvalidKnownSpeakers(
+                "this pipeline gives no speaker embeddings (its config.yaml says legacy: true, "
+                "or its clustering has no centroids): known speakers need them"
+            )
+        embed = self.pipeline._embedding  # the model the pipeline clusters with
+        references = np.vstack(
+            [embed(torch.from_numpy(samples)[None, None]) for samples in clips.values()]
+        )
+        speakers = [str(label) for label in labels]
+        return match_speakers(tuple(clips), references, speakers, centroids, self.threshold)

@@ -10,6 +10,13 @@ from typing import Any, NamedTuple
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from berth_runtime.engines.pyannote.known_speakers import (
+    DEFAULT_THRESHOLD,
+    NAMES_FIELD,
+    REFERENCES_FIELD,
+    KnownSpeakers,
+    read_known_speakers,
+)
 from berth_runtime.server.errors import BadRequest
 
 DEFAULT_MAX_AUDIO_SECONDS = 4 * 3600
@@ -63,21 +70,26 @@ class SpeakerCounts(BaseModel):
 
 
 class DiarizationRequest(SpeakerCounts):
-    """The JSON body: base64 audio, optional speaker counts, model name and `exclusive`."""
+    """The JSON body: base64 audio, optional speaker counts, model name, `exclusive`, and
+    known speakers (names and data-URL clips)."""
 
     audio: str
     model: str | None = None
     exclusive: bool = False
+    known_speaker_names: list[str] = []
+    known_speaker_references: list[str] = []
 
 
 class Diarization(NamedTuple):
     """What a request asks for: the audio, its speaker counts, the model it names (or None),
-    and whether it wants the exclusive diarization (one speaker at a time, for transcripts)."""
+    whether it wants the exclusive diarization (one speaker at a time, for transcripts), and
+    the speakers it knows by name (or None)."""
 
     audio: bytes
     counts: SpeakerCounts
     model: str | None
     exclusive: bool = False
+    known: KnownSpeakers | None = None
 
 
 def describe_validation_error(error: ValidationError, names: dict[str, str] | None = None) -> str:
@@ -182,14 +194,26 @@ def max_audio_seconds(settings: dict[str, Any]) -> float:
     return float(value)
 
 
+def known_speaker_threshold(settings: dict[str, Any]) -> float:
+    """The least similarity that names a speaker (settings knownSpeakerThreshold)."""
+    value = settings.get("knownSpeakerThreshold", DEFAULT_THRESHOLD)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -1 <= value <= 1:
+        raise InvalidSettings(
+            f"knownSpeakerThreshold must be a cosine similarity from -1 to 1, got {value!r}"
+        )
+    return float(value)
+
+
 async def read_multipart(request: web.Request) -> Diarization:
     """A multipart request: `file`, `num_speakers`, ..., and `model`."""
     form = await request.post()
-    unknown = sorted(set(form) - {"file", "model", "exclusive", *SPEAKER_FIELDS})
+    lists = (NAMES_FIELD, REFERENCES_FIELD)
+    known_fields = {"file", "model", "exclusive", *SPEAKER_FIELDS, *lists}
+    unknown = sorted(set(form) - known_fields - {f"{name}[]" for name in lists})
     if unknown:
         raise InvalidRequest(
             f"unknown form field '{unknown[0]}': the fields are file, model, exclusive, "
-            f"{', '.join(SPEAKER_FIELDS)}"
+            f"{', '.join(SPEAKER_FIELDS)}, {NAMES_FIELD}[], {REFERENCES_FIELD}[]"
         )
     if "file" not in form:
         raise MissingAudio("no 'file' field: send the audio as the multipart field 'file'")
@@ -210,7 +234,17 @@ async def read_multipart(request: web.Request) -> Diarization:
         raise InvalidRequest("model must be a form value, not a file")
     request_counts = SpeakerCounts(**counts)
     check_combination(request_counts)
-    return Diarization(data, request_counts, model, form_flag(form.get("exclusive"), "exclusive"))
+    known = read_known_speakers(*(form_list(form, name) for name in lists))
+    exclusive = form_flag(form.get("exclusive"), "exclusive")
+    return Diarization(data, request_counts, model, exclusive, known)
+
+
+def form_list(form: Any, name: str) -> list[str]:
+    """Every value of a repeated text field, sent as `name` or `name[]`."""
+    values = [*form.getall(name, []), *form.getall(f"{name}[]", [])]
+    if not all(isinstance(value, str) for value in values):
+        raise InvalidRequest(f"{name}[] must be form values, not files")
+    return values
 
 
 def form_flag(value: object, field: str) -> bool:
@@ -239,4 +273,5 @@ async def read_json(request: web.Request) -> Diarization:
         raise InvalidAudioEncoding(f"'audio' is not valid base64 ({error})") from None
     counts = SpeakerCounts(**body.model_dump(include=set(SPEAKER_FIELDS)))
     check_combination(counts)
-    return Diarization(data, counts, body.model, body.exclusive)
+    known = read_known_speakers(body.known_speaker_names, body.known_speaker_references)
+    return Diarization(data, counts, body.model, body.exclusive, known)
