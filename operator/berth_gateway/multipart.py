@@ -89,14 +89,13 @@ class Form:
             return None
         return bytes(self.body[start:end]).decode(errors="replace").strip()
 
+    def repeated(self, name: str) -> list[Part]:
+        """Every part of a repeated text field (`name` or `name[]`), in order."""
+        return [p for p in self.parts if p.name in (name, f"{name}[]") and p.filename is None]
+
     def values(self, name: str) -> list[str]:
         """Every value of a repeated text field (`name` or `name[]`)."""
-        found = []
-        for part in self.parts:
-            if part.name in (name, f"{name}[]") and part.filename is None:
-                start, end = part.content
-                found.append(bytes(self.body[start:end]).decode(errors="replace"))
-        return found
+        return [bytes(self.content(part)).decode(errors="replace") for part in self.repeated(name)]
 
     def content(self, part: Part) -> memoryview:
         start, end = part.content
@@ -112,7 +111,8 @@ class Form:
         )
 
     def subset(self, files: list[Part], fields: dict[str, str]) -> Pieces:
-        """A new form (its own boundary): the `files` parts as they are, and text `fields`."""
+        """A new form (its own boundary): the `files` parts (any parts) as they are, and text
+        `fields`."""
         boundary = secrets.token_hex(16).encode()
         pieces: list[bytes | memoryview] = []
         view = memoryview(self.body)

@@ -24,6 +24,8 @@ from berth_gateway.upstream_keys import UpstreamKeys
 DIARIZATION_ROUTE = "/api/diarization/process"
 #: what the form may say to the diarization model as well
 SPEAKER_FIELDS = ("num_speakers", "min_speakers", "max_speakers")
+#: OpenAI's known speakers: names and reference clips, which the diarization model matches
+KNOWN_SPEAKER_FIELDS = ("known_speaker_names", "known_speaker_references")
 TRUE = ("true", "1")
 
 
@@ -85,12 +87,13 @@ class SpeakerTranscripts:
         return partner
 
     async def turns(self, partner: Model, form: Form, request_id: str) -> list[dict[str, Any]]:
-        """The partner's exclusive speaker turns for the form's audio."""
+        """The partner's exclusive speaker turns for the form's audio, known speakers named."""
         file = form.part("file")
         if file is None:
             raise BadRequest("the form has no 'file' field: send the audio as field 'file'")
         fields = {"model": partner.served_name, "exclusive": "true"}
         fields |= {name: value for name in SPEAKER_FIELDS if (value := form.value(name))}
+        known = [part for name in KNOWN_SPEAKER_FIELDS for part in form.repeated(name)]
         metrics = self.metrics.model(partner.served_name)
         code = 500
         metrics.in_flight.inc()
@@ -100,7 +103,7 @@ class SpeakerTranscripts:
             status, answer = await self.proxy.call(
                 partner,
                 DIARIZATION_ROUTE,
-                form.subset([file], fields),
+                form.subset([file, *known], fields),
                 self.upstream_keys.key_for(partner),
                 request_id,
                 metrics,
@@ -148,11 +151,6 @@ class SpeakerTranscripts:
         metrics: ModelMetrics,
     ) -> web.StreamResponse:
         """The transcription, with the speaker turns of `partner` added to its form."""
-        if form.values("known_speaker_names") or form.values("known_speaker_references"):
-            raise BadRequest(
-                "known_speaker_names[] and known_speaker_references[] are not supported yet: "
-                "speakers are named A, B, ... in the order they first speak; leave them out"
-            )
         turns = await self.turns(partner, form, request["request_id"])
         body = form.with_fields({"speaker_turns": json.dumps(turns, separators=(",", ":"))})
         return await self.proxy.forward(request, model, body, key, request["request_id"], metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import wave
@@ -84,3 +85,18 @@ def spoken_by(segments: list[tuple[str, float, float]], start: float, end: float
         if overlap > 0:
             time_of[speaker] = time_of.get(speaker, 0.0) + overlap
     return max(time_of, key=time_of.__getitem__)
+
+
+def data_url(audio: np.ndarray) -> str:
+    """A WAV data URL, as OpenAI's known_speaker_references[] take clips."""
+    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio)).decode()
+
+
+def check_named_by_voice(
+    turns: list[tuple[str, float, float]], second_starts: float, duration: float
+) -> None:
+    """A meeting() transcribed with known speakers "alice" (the first voice's reference clip)
+    and "bob" (the second's): only those names, each holding most of its voice's time."""
+    assert {speaker for speaker, _, _ in turns} == {"alice", "bob"}, turns
+    assert spoken_by(turns, 0, second_starts) == "alice", turns
+    assert spoken_by(turns, second_starts, duration) == "bob", turns

@@ -20,6 +20,7 @@ from tests.engines.speech import (
     SAMPLE_RATE,
     VOICES,
     conversation,
+    data_url,
     meeting,
     reference_clip,
     spoken_by,
@@ -232,10 +233,6 @@ def test_exclusive_asks_for_one_speaker_at_a_time(server: EngineServer, speech: 
     assert "exclusive" not in post_file(server, speech)[1]  # not asked for: the answer as before
     status, refused = post_file(server, speech, exclusive="maybe")
     assert status == 400 and "exclusive must be true or false" in refused["error"]["message"]
-
-
-def data_url(audio: np.ndarray) -> str:
-    return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio)).decode()
 
 
 def test_known_speakers_name_the_speakers_their_clips_match(server: EngineServer) -> None:

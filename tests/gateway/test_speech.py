@@ -17,7 +17,15 @@ from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
 from tests.engines.forms import multipart
 from tests.engines.runner import cached_tiny_model
-from tests.engines.speech import conversation, wav_bytes
+from tests.engines.speech import (
+    VOICES,
+    check_named_by_voice,
+    conversation,
+    data_url,
+    meeting,
+    reference_clip,
+    wav_bytes,
+)
 from tests.gateway.parts import GatewayProcess, endpoint_slice, http, model_deployment, wait_until
 from tests.gateway.speech_stack import (
     CANARY_REPO,
@@ -94,6 +102,24 @@ def test_diarized_json_through_the_openai_client(gateway: GatewayProcess, speech
     assert "".join(s.text for s in result.segments).replace(" ", "") == result.text.replace(" ", "")
 
 
+def test_known_speakers_through_the_openai_client(gateway: GatewayProcess) -> None:
+    """OpenAI's known_speaker_names[] and known_speaker_references[] (data URLs) reach the
+    paired pyannote model, whose embedding tells the two test voices apart: each name labels
+    the speaker who holds most of its voice's time, and no letter is left."""
+    audio, second_starts = meeting()
+    client = OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    result = client.audio.transcriptions.create(
+        model="canary",
+        file=("meeting.wav", io.BytesIO(wav_bytes(audio)), "audio/wav"),
+        response_format="diarized_json",
+        known_speaker_names=["alice", "bob"],
+        known_speaker_references=[data_url(reference_clip(voice)) for voice in VOICES],
+    )
+    assert isinstance(result, TranscriptionDiarized) and result.segments, result
+    turns = [(s.speaker, s.start, s.end) for s in result.segments]
+    check_named_by_voice(turns, second_starts, result.duration)
+
+
 def test_speakers_in_other_formats_and_on_the_earlier_route(
     gateway: GatewayProcess, speech: bytes
 ) -> None:
@@ -167,9 +193,9 @@ def cannot_have_speakers(gateway: GatewayProcess, speech: bytes) -> None:
     status, _, error = refused("canary", num_speakers="0")
     assert status == 400
     assert "diarization answered 400" in error["message"] and "num_speakers" in error["message"]
-    # names for speakers are not built: said, not ignored
+    # a known speaker without a reference clip: the diarization model names the field
     status, _, error = refused("canary", **{"known_speaker_names[]": "agent"})
-    assert status == 400 and "not supported yet" in error["message"]
+    assert status == 400 and "known_speaker_references[] 0" in error["message"]
     # the model list says which models can say who speaks
     status, _, listed = http("GET", gateway.url + "/v1/models")
     pairs = {m["id"]: m.get("diarizationModel") for m in json.loads(listed)["data"]}
