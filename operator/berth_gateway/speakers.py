@@ -9,6 +9,7 @@ The client uploads once; the gateway sends the same buffered audio to both, neve
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -21,12 +22,16 @@ from berth_gateway.proxy import Proxy
 from berth_gateway.table import Model, RoutingTable
 from berth_gateway.upstream_keys import UpstreamKeys
 
+logger = logging.getLogger(__name__)
+
 DIARIZATION_ROUTE = "/api/diarization/process"
 #: what the form may say to the diarization model as well
 SPEAKER_FIELDS = ("num_speakers", "min_speakers", "max_speakers")
 #: OpenAI's known speakers: names and reference clips, which the diarization model matches
 KNOWN_SPEAKER_FIELDS = ("known_speaker_names", "known_speaker_references")
 TRUE = ("true", "1")
+#: the client's consent to a transcript without speakers when the diarization model fails
+OPTIONAL_FIELD = "speakers_optional"
 
 
 class SpeakersUnavailable(BadRequest):
@@ -150,7 +155,17 @@ class SpeakerTranscripts:
         key: str | None,
         metrics: ModelMetrics,
     ) -> web.StreamResponse:
-        """The transcription, with the speaker turns of `partner` added to its form."""
-        turns = await self.turns(partner, form, request["request_id"])
-        body = form.with_fields({"speaker_turns": json.dumps(turns, separators=(",", ":"))})
+        """The transcription, with the speaker turns of `partner` added to its form; or, when
+        the diarization model failed (not the request) and the client sent
+        `speakers_optional=true`, with why there are none (the ASR server flags the answer)."""
+        try:
+            turns = await self.turns(partner, form, request["request_id"])
+            fields = {"speaker_turns": json.dumps(turns, separators=(",", ":"))}
+        except GatewayError as error:
+            if error.status < 500 or (form.value(OPTIONAL_FIELD) or "").lower() not in TRUE:
+                raise
+            logger.warning("transcript without speakers, as the client allows: %s", error.message)
+            why = {"reason": error.code, "message": error.message}
+            fields = {"speakers_unavailable": json.dumps(why)}
+        body = form.with_fields(fields)
         return await self.proxy.forward(request, model, body, key, request["request_id"], metrics)

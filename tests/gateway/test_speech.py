@@ -162,6 +162,11 @@ def test_why_a_transcript_cannot_have_speakers(
     wait_until(lambda: {"solo", "orphan", "stranded"} <= listed(gateway), "the models listed")
     try:
         cannot_have_speakers(gateway, speech)
+        canary_paired_with("unreachable", kubectl, gateway)
+        try:
+            speakers_optional(gateway, speech)
+        finally:
+            canary_paired_with("diarization", kubectl, gateway)
     finally:
         for manifest in unpaired:
             kubectl("delete", manifest["kind"], manifest["metadata"]["name"], check=False)
@@ -200,6 +205,42 @@ def cannot_have_speakers(gateway: GatewayProcess, speech: bytes) -> None:
     status, _, listed = http("GET", gateway.url + "/v1/models")
     pairs = {m["id"]: m.get("diarizationModel") for m in json.loads(listed)["data"]}
     assert pairs["canary"] == "diarization" and pairs["solo"] is None
+
+
+def canary_paired_with(partner: str, kubectl: Kubectl, gateway: GatewayProcess) -> None:
+    patch = {"spec": {"asr": {"diarizationModel": partner}}}
+    kubectl("patch", "md", "canary", "--type=merge", "-p", json.dumps(patch))
+
+    def paired() -> bool:
+        models = json.loads(http("GET", gateway.url + "/v1/models")[2])["data"]
+        return {m["id"]: m.get("diarizationModel") for m in models}["canary"] == partner
+
+    wait_until(paired, f"canary paired with {partner}")
+
+
+def speakers_optional(gateway: GatewayProcess, speech: bytes) -> None:
+    """Canary is paired with a diarization model that cannot be reached: a client that sent
+    speakers_optional=true gets the transcript without speakers, flagged in every format (the
+    header, `speakers_unavailable` in JSON, the speaker `unknown`); without it, the error."""
+
+    def transcribe(response_format: str, **fields: str) -> tuple[int, dict[str, str], bytes]:
+        form = {"model": "canary", "response_format": response_format, "diarize": "true"}
+        body, headers = multipart(form | fields, speech)
+        return http("POST", gateway.url + "/v1/audio/transcriptions", body, headers)
+
+    status, _, payload = transcribe("diarized_json")
+    assert status == 502, payload
+    status, headers, payload = transcribe("diarized_json", speakers_optional="true")
+    assert status == 200, payload
+    assert headers["Berth-Speakers-Unavailable"] == "UpstreamUnavailable"
+    answer = json.loads(payload)
+    assert answer["speakers_unavailable"]["reason"] == "UpstreamUnavailable"
+    assert answer["speakers_unavailable"]["message"].startswith("the diarization model unreachable")
+    assert answer["segments"] and {s["speaker"] for s in answer["segments"]} == {"unknown"}
+    status, headers, payload = transcribe("srt", speakers_optional="true")
+    assert status == 200 and headers["Berth-Speakers-Unavailable"] == "UpstreamUnavailable"
+    cues = [block.split("\n") for block in payload.decode().strip().split("\n\n")]
+    assert cues and all(lines[2].startswith("unknown: ") for lines in cues), cues
 
 
 def post(gateway: GatewayProcess, path: str, body: bytes, headers: dict[str, str]) -> Any:

@@ -8,11 +8,13 @@ import tracemalloc
 from berth_runtime.engines.nemo_asr.speakers import (
     MAX_SEGMENT_SECONDS,
     PAUSE_SECONDS,
+    UNKNOWN_SPEAKER,
     SpeakerSegment,
     Turn,
     assign,
     attribute,
     letters,
+    unattributed,
 )
 from berth_runtime.engines.nemo_asr.transcript import Word
 
@@ -103,6 +105,15 @@ def test_words_out_of_order_are_segmented_in_time_order() -> None:
 
 def test_no_turn_at_all_gives_one_speaker() -> None:
     assert [s.speaker for s in attribute(words(("alone", 0.0, 0.5)), [])] == ["A"]
+
+
+def test_without_speakers_segments_are_cut_as_usual_and_said_by_unknown() -> None:
+    said = words(("one", 0.0, 0.5), ("two", 0.5 + PAUSE_SECONDS, 2.0 + PAUSE_SECONDS))
+    assert [(s.speaker, s.text) for s in unattributed(said)] == [
+        (UNKNOWN_SPEAKER, "one"),
+        (UNKNOWN_SPEAKER, "two"),
+    ]
+    assert unattributed([]) == []
 
 
 def test_punctuation_words_join_without_a_space() -> None:

@@ -20,7 +20,13 @@ from berth_runtime.engines.nemo_asr.forms import (
 )
 from berth_runtime.engines.nemo_asr.languages import check_language, check_pair
 from berth_runtime.engines.nemo_asr.model import CanaryModel, Task, find_nemo_file
-from berth_runtime.engines.nemo_asr.speakers import SpeakerSegment, attribute, timed_words
+from berth_runtime.engines.nemo_asr.speakers import (
+    SPEAKERS_UNAVAILABLE_HEADER,
+    SpeakerSegment,
+    attribute,
+    timed_words,
+    unattributed,
+)
 from berth_runtime.engines.nemo_asr.transcript import OVERLAP_SECONDS, Transcript
 from berth_runtime.server.app import accepts
 from berth_runtime.server.engine import Engine
@@ -153,7 +159,8 @@ class NemoAsrEngine(Engine):
         pnc = self.pnc if form.pnc is None else form.pnc
         task = Task(source, target, pnc, self.wants_timestamps(form))
         speakers_wanted = form.wants_speakers()
-        if speakers_wanted and form.speaker_turns is None:
+        missing = form.speakers_unavailable
+        if speakers_wanted and form.speaker_turns is None and missing is None:
             raise SpeakersUnavailable(
                 "speakers need a diarization model: send the request through Berth's gateway, "
                 "with `model` as a form field, to a model whose spec.asr.diarizationModel names "
@@ -164,7 +171,7 @@ class NemoAsrEngine(Engine):
         speakers: list[SpeakerSegment] | None = None
         if speakers_wanted:
             said = timed_words(transcript.words, transcript.segments)
-            speakers = attribute(said, form.turns())
+            speakers = unattributed(said) if missing else attribute(said, form.turns())
         body, content_type = render(
             transcript,
             form.response_format,
@@ -172,9 +179,14 @@ class NemoAsrEngine(Engine):
             granularities=frozenset(form.timestamp_granularities),
             speakers=speakers,
         )
+        headers = {}
+        if speakers_wanted and missing is not None:  # flagged in every format
+            headers[SPEAKERS_UNAVAILABLE_HEADER] = missing.reason
+            if isinstance(body, dict):
+                body["speakers_unavailable"] = missing.model_dump()
         if isinstance(body, dict):
-            return web.json_response(body)
-        return web.Response(text=body, content_type=content_type, charset="utf-8")
+            return web.json_response(body, headers=headers)
+        return web.Response(text=body, content_type=content_type, charset="utf-8", headers=headers)
 
     @accepts(*FORM_TYPES)
     async def transcriptions(self, request: web.Request) -> web.Response:

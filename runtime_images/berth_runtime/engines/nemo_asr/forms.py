@@ -33,13 +33,22 @@ class SpeakerTurn(BaseModel):
     end: float = Field(ge=0)
 
 
+class SpeakersUnavailableReason(BaseModel):
+    """Why a transcript that asked for speakers has none: the gateway's error code and message."""
+
+    reason: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z]+$")
+    message: str
+
+
 class AudioForm(BaseModel):
     """The fields of /v1/audio/transcriptions and /v1/audio/translations (OpenAI's, plus Berth's
     source_lang, target_lang, pnc, diarize and speaker_turns); OpenAI fields Canary has no use
     for are ignored.
 
     `speaker_turns` (a JSON list of {speaker, start, end}) is what the gateway adds from the
-    paired diarization model; `diarize=true` asks for speakers in any format."""
+    paired diarization model; `diarize=true` asks for speakers in any format;
+    `speakers_unavailable` (JSON {reason, message}) is what the gateway adds instead when the
+    diarization model failed and the client sent `speakers_optional=true`."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -52,8 +61,9 @@ class AudioForm(BaseModel):
     pnc: bool | None = None
     diarize: bool = False
     speaker_turns: list[SpeakerTurn] | None = None
+    speakers_unavailable: SpeakersUnavailableReason | None = None
 
-    @field_validator("speaker_turns", mode="before")
+    @field_validator("speaker_turns", "speakers_unavailable", mode="before")
     @classmethod
     def turns_from_json(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -33,6 +33,10 @@ from berth_runtime.engines.nemo_asr.transcript import Segment, Word
 PAUSE_SECONDS = 1.0
 #: no segment grows longer than this (subtitles and readers want short ones)
 MAX_SEGMENT_SECONDS = 30.0
+#: the speaker of every segment when the speakers could not be had (the client allowed that)
+UNKNOWN_SPEAKER = "unknown"
+#: the response header that flags such a transcript, in every format (its value: the reason)
+SPEAKERS_UNAVAILABLE_HEADER = "Berth-Speakers-Unavailable"
 #: pyannote's own labels (SPEAKER_00, ...): renamed A, B, ... as OpenAI names speakers
 _PIPELINE_LABEL = re.compile(r"^SPEAKER_\d+$")
 
@@ -189,3 +193,8 @@ def attribute(words: list[Word], turns: list[Turn]) -> list[SpeakerSegment]:
     found = segments(words, speakers)
     names = letters(segment.speaker for segment in found)
     return [SpeakerSegment(names[s.speaker], s.start, s.end, s.text) for s in found]
+
+
+def unattributed(words: list[Word]) -> list[SpeakerSegment]:
+    """The transcript's segments, cut as with speakers, each said by UNKNOWN_SPEAKER."""
+    return segments(words, [UNKNOWN_SPEAKER] * len(words))
