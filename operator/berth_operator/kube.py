@@ -95,6 +95,14 @@ class Kube:
                 await asyncio.sleep(min(5.0, 0.2 * attempt))
         return []
 
+    async def events_of(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+        """The core Events about one object (the kubelet's, for a pod)."""
+        fields = {"involvedObject.kind": kind, "involvedObject.name": name}
+        return [
+            obj.to_dict()
+            async for obj in self.client.list(Event, namespace=namespace, fields=fields)
+        ]
+
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of a whole object, as the operator's field manager."""
         meta = manifest["metadata"]

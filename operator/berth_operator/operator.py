@@ -93,7 +93,9 @@ class Operator:
         self.queue = WorkQueue()
         self.metrics = OperatorMetrics()
         self.kube = kube or Kube(on_write=self.metrics.api_writes.inc)
-        self.reconciler = Reconciler(self.store, self.kube, config, self.queue.add)
+        self.reconciler = Reconciler(
+            self.store, self.kube, config, self.queue.add, self.queue.add_after
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self.dashboard = dashboard
         #: set while this replica may reconcile (always, without leader election)

@@ -619,6 +619,27 @@ class RuntimeStatus(StatusModel):
 MODEL_SERVER_STATUS_KEYS = frozenset({"runtime"})
 
 
+class StartupStep(StatusModel):
+    """One step of a model server pod's start."""
+
+    step: Literal["PodCreated", "Scheduled", "ImagePulled", "ContainerStarted", "ModelLoaded"]
+    at: str
+    seconds: float = Field(description="Seconds since the step before (or since `since`).")
+
+
+class StartupStatus(StatusModel):
+    """The last start of a model server pod, step by step: PodCreated (only for the resource's
+    first start: the download and the workload's creation), Scheduled, ImagePulled (from the
+    kubelet's events: 0 s when the image was on the node), ContainerStarted, ModelLoaded (the
+    pod ready: the engine answered its readiness probe)."""
+
+    pod: str
+    node: str | None = None
+    since: str = Field(description="Where the first step counts from.")
+    steps: list[StartupStep]
+    total_seconds: float
+
+
 class ModelDeploymentStatus(StatusModel):
     """What Berth observed; conditions Ready, CacheReady and RuntimeReady, and a summary phase."""
 
@@ -650,3 +671,8 @@ class ModelDeploymentStatus(StatusModel):
         "set spec.image to keep a model on an image of your choosing.",
     )
     runtime: RuntimeStatus | None = None
+    startup: StartupStatus | None = Field(
+        default=None,
+        description="The timeline of the last model server pod that became ready (kubectl "
+        "describe shows it).",
+    )

@@ -47,6 +47,8 @@ class Observed:
     api_server: list[dict[str, Any]] = field(default_factory=list)
     #: the image the server keeps while other models move to a new default one (pacing.py)
     kept_image: str | None = None
+    #: server pod name -> its events, read only for pods whose start is explained (startup.py)
+    pod_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

@@ -43,8 +43,9 @@ from berth_operator.controller.observed import Observed, SecretCheck, server_pod
 from berth_operator.controller.ownership import NameConflict, controller_of, holder
 from berth_operator.controller.pacing import ImagePacer
 from berth_operator.controller.pairing import Pairs, partner_name
-from berth_operator.controller.podtruth import unschedulable
+from berth_operator.controller.podtruth import is_ready, unschedulable
 from berth_operator.controller.resource import ModelDeployment
+from berth_operator.controller.startup import pods_to_explain, pull_in_progress
 from berth_operator.controller.status import derive_status
 from berth_operator.kube import Kube, namespace_terminating
 from berth_operator.store import Store
@@ -62,6 +63,8 @@ IDENTITY_KINDS = {
     "PodDisruptionBudget",
 }
 WORKLOAD_KINDS = {"Job", "Deployment"}
+#: how soon a pass looks again at a pod creating its containers with no pull in its events
+STARTUP_RECHECK_SECONDS = 5.0
 
 
 def utcnow() -> str:
@@ -81,6 +84,8 @@ class Reconciler:
     config: OperatorConfig
     #: queues a reconcile of another resource
     requeue: Callable[[Key], None] = lambda key: None
+    #: queues a reconcile after a delay in seconds
+    requeue_after: Callable[[Key, float], None] = lambda key, delay: None
     events: EventRecorder = field(init=False)
     pacer: ImagePacer = field(init=False)
     model_keys: ModelKeys = field(init=False)
@@ -367,6 +372,24 @@ class Reconciler:
         claim = await self.kube.get(CLAIM, observed.md.namespace, name)
         return dataclasses.replace(observed, cache_claim=claim)
 
+    async def with_pod_events(self, observed: Observed) -> Observed:
+        """Reads the events of the pods whose start status explains (an image pull under way,
+        the newest ready pod's timeline); looks again soon at a pod still creating its
+        containers without a pull in its events (the kubelet may not have said so yet)."""
+        md = observed.md
+        live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
+        recorded = md.status.startup.model_dump(by_alias=True) if md.status.startup else None
+        names = pods_to_explain(live, recorded)
+        if not names:
+            return observed
+        events = {name: await self.kube.events_of(md.namespace, "Pod", name) for name in names}
+        for pod in live:
+            name = pod["metadata"]["name"]
+            if name in events and not is_ready(pod) and not pull_in_progress(pod, events[name]):
+                self.requeue_after((md.namespace, md.name), STARTUP_RECHECK_SECONDS)
+                break
+        return dataclasses.replace(observed, pod_events=events)
+
     async def write_status(
         self, md: ModelDeployment, body: dict[str, Any], status: dict[str, Any], now: str
     ) -> bool:
@@ -428,6 +451,7 @@ class Reconciler:
         observed = self.observe(md, download, *secrets, kept)  # what was just applied counts too
         observed = dataclasses.replace(observed, name_conflicts=conflicts)
         observed = await self.with_claim_if_unschedulable(observed)
+        observed = await self.with_pod_events(observed)
         now = utcnow()
         await self.write_status(md, body, derive_status(observed, self.config, now), now)
 

@@ -28,12 +28,22 @@ from berth_operator.controller.observed import Observed, job_condition
 from berth_operator.controller.pairing import diarization_verdict
 from berth_operator.controller.podtruth import is_ready, worst_problem
 from berth_operator.controller.resource import ModelDeployment
+from berth_operator.controller.startup import (
+    loading,
+    newest_ready,
+    parse_time,
+    pull_in_progress,
+    recorded_start,
+    timeline,
+)
 from berth_operator.controller.workload import endpoint
 
 #: the reason of Ready, PodsReady and RuntimeReady at 0 replicas
 SCALED_TO_ZERO = "ScaledToZero"
 #: the reason of Ready when a child's name is held by an object Berth does not control
 NAME_CONFLICT = "NameConflict"
+#: the reasons of PodsReady while a pod starts: its image is being pulled; the engine loads
+PULLING_IMAGE, LOADING = "PullingImage", "Loading"
 WAITING_REASONS = {
     "DownloadPending",
     "Downloading",
@@ -215,9 +225,31 @@ def pods_verdict(observed: Observed) -> Verdict:
         return Verdict("True", "AllReplicasReady", f"{ready}/{wanted} replicas ready")
     if pending := claim_pending(observed):
         return pending
-    if problem := worst_problem([p for p in live if not is_ready(p)]):
+    unready = [p for p in live if not is_ready(p)]
+    if problem := worst_problem(unready):
         return Verdict("False", problem.reason, problem.message)
+    for pod in unready:
+        if pull := pull_in_progress(pod, observed.pod_events.get(pod["metadata"]["name"], [])):
+            return Verdict(
+                "False", PULLING_IMAGE, f"{ready}/{wanted} replicas ready; {pull.message()}"
+            )
+    if message := next((m for p in unready if (m := loading(p))), None):
+        return Verdict("False", LOADING, f"{ready}/{wanted} replicas ready; {message}")
     return Verdict("False", "Starting", f"{ready}/{wanted} replicas ready; starting")
+
+
+def startup_status(observed: Observed) -> dict[str, Any] | None:
+    """status.startup: the newest ready pod's start, read from its events once; the one
+    recorded stays while no other pod has become ready."""
+    recorded = observed.md.status.startup
+    kept = recorded.model_dump(by_alias=True, exclude_none=True) if recorded else None
+    live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
+    newest = newest_ready(live)
+    if newest is None or recorded_start(kept, newest):
+        return kept
+    origin = None if recorded else parse_time(observed.md.created)
+    events = observed.pod_events.get(newest["metadata"]["name"], [])
+    return timeline(newest, events, origin) or kept
 
 
 def runtime_verdict(observed: Observed) -> Verdict:
@@ -369,6 +401,7 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         "download": download_fields(observed),
         "mismatches": dependency_mismatches(md, config),
         "pendingImage": config.images[md.spec.engine] if observed.kept_image else None,
+        "startup": startup_status(observed),
     }
 
 
