@@ -21,7 +21,6 @@ from tests.engines.speech import conversation, wav_bytes
 from tests.hub.download import MiB, repo_from_directory
 from tests.hub.server import Faults
 from tests.incontainers.stack import SYSTEM_NAMESPACE, ContainerStack, ImagesMissing
-from tests.incontainers.timeline import apply_to_ready
 from tests.incontainers.tiny_models import publish_tiny_models, tiny_model_manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,9 +117,10 @@ def run(stack: ContainerStack) -> None:
     stack.kubectl.apply(*manifests)
     seconds = watch_until_ready(stack, MODELS, timeout=900)
     print(f"apply to Ready: {seconds:.1f} s")
-    for name in MODELS:
-        split = apply_to_ready(stack.kubectl, name)
-        print(f"  {name}: " + ", ".join(f"{k} {v:.0f} s" for k, v in split.items()))
+    for name in MODELS:  # as the resource itself tells it (kubectl describe md shows it too)
+        startup = stack.kubectl.get("md", name)["status"]["startup"]
+        steps = ", ".join(f"{s['step']} +{s['seconds']:.0f} s" for s in startup["steps"])
+        print(f"  {name} (pod {startup['pod']} on node {startup['node']}): {steps}")
     show(stack, "get", "md", "-o", "wide")
     show(stack, "get", "pods", "-o", "wide")
     show(

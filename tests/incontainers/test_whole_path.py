@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import urllib.request
+from typing import Any
 
 import openai
 from berth_operator.controller.security import RUN_AS_USER
@@ -24,7 +25,7 @@ from tests.engines.speech import (
     wav_bytes,
 )
 from tests.incontainers.stack import SYSTEM_NAMESPACE, ContainerStack
-from tests.incontainers.timeline import apply_to_ready
+from tests.incontainers.timeline import apply_to_ready, seconds_between
 from tests.incontainers.tiny_models import tiny_model_manifest
 from tests.realnode.pods import box_container, real_node_pod
 from tests.realnode.traces import PodTraces
@@ -59,8 +60,14 @@ def test_tiny_models_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kub
         ("diarization", "pyannote", "pyannote.audio"),
         ("canary", "nemo-asr", "nemo_toolkit"),
     ):
-        # the first pull of an engine's image (8 GB) takes minutes
-        md = kubectl.wait_for("md", name, condition_is("Ready"), timeout=600, interval=2)
+        # the first pull of an engine's image (8 GB) takes minutes; the resource says so
+        seen = PodsReadyReasons()
+        md = kubectl.wait_for("md", name, seen.until_ready, timeout=600, interval=1)
+        assert any(
+            stack.images[engine] in message and f"on node {stack.node.name}" in message
+            for message in seen.messages("PullingImage")
+        ), seen.reasons
+        assert seen.messages("Loading"), seen.reasons
         row = table_rows(kubectl, "md")[name]
         assert (row["PHASE"], row["READY"], row["CACHE"]) == ("Ready", "1/1", "100%"), row
         runtime = md["status"]["runtime"]
@@ -71,6 +78,7 @@ def test_tiny_models_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kub
         assert pod["spec"]["nodeName"] == stack.node.name
         split = apply_to_ready(kubectl, name)
         print(f"{name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in split.items()))
+        check_startup_timeline(md, split, stack.node.name)
 
     # through its own Service, then through the gateway's, which routes by the model field
     gateway = stack.gateway_address()
@@ -113,6 +121,47 @@ def test_tiny_models_from_apply_to_an_answer(stack: ContainerStack, kubectl: Kub
     models = json.loads(urllib.request.urlopen(gateway + "/v1/models", timeout=30).read())
     listed = {m["id"]: (m["ready"], m["endpoints"]) for m in models["data"]}
     assert listed == {"diarization": (True, 1), "canary": (True, 1)}, listed
+
+
+class PodsReadyReasons:
+    """A wait's predicate that notes every PodsReady reason and message on its way to Ready."""
+
+    def __init__(self) -> None:
+        self.reasons: list[tuple[str, str]] = []
+
+    def until_ready(self, md: dict[str, Any]) -> bool:
+        conditions = {c["type"]: c for c in md.get("status", {}).get("conditions") or []}
+        if pods := conditions.get("PodsReady"):
+            seen = (pods["reason"], pods["message"])
+            if not self.reasons or self.reasons[-1] != seen:
+                self.reasons.append(seen)
+        return conditions.get("Ready", {}).get("status") == "True"
+
+    def messages(self, reason: str) -> list[str]:
+        return [message for found, message in self.reasons if found == reason]
+
+
+def check_startup_timeline(md: dict[str, Any], split: dict[str, float], node: str) -> None:
+    """status.startup of a first start: from the apply (download included) to the pod ready,
+    its steps adding up; against the API's own timestamps: the pull no shorter than the
+    kubelet's Pulling to Pulled, the whole within a second of the resource's apply to Ready."""
+    startup = md["status"]["startup"]
+    assert startup["node"] == node and startup["since"] == md["metadata"]["creationTimestamp"]
+    steps = {step["step"]: step["seconds"] for step in startup["steps"]}
+    assert list(steps) == [
+        "PodCreated",
+        "Scheduled",
+        "ImagePulled",
+        "ContainerStarted",
+        "ModelLoaded",
+    ]
+    assert abs(sum(steps.values()) - startup["totalSeconds"]) < 0.2, startup
+    assert steps["ImagePulled"] >= split["pull"] - 1, (startup, split)
+    ready = next(c for c in md["status"]["conditions"] if c["type"] == "Ready")
+    applied_to_ready = seconds_between(
+        md["metadata"]["creationTimestamp"], ready["lastTransitionTime"]
+    )
+    assert abs(startup["totalSeconds"] - applied_to_ready) <= 1, (startup, applied_to_ready)
 
 
 def _exec(kubectl: Kubectl, pod: str, *command: str) -> tuple[int, str]:

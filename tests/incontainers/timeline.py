@@ -12,6 +12,10 @@ def _time(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+def seconds_between(earlier: str, later: str) -> float:
+    return (_time(later) - _time(earlier)).total_seconds()
+
+
 def apply_to_ready(kubectl: Kubectl, name: str) -> dict[str, float]:
     """Seconds from apply to Ready of one model, split: the download Job (pull included), the
     server image's pull, the container's start, the model's load (to the runtime's report)."""

@@ -7,13 +7,15 @@ from typing import Any
 
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.startup import (
-    parse_time as at,
-)
-from berth_operator.controller.startup import (
+    just_scheduled,
     pods_to_explain,
     pull_in_progress,
     recorded_start,
+    start_of,
     timeline,
+)
+from berth_operator.controller.startup import (
+    parse_time as at,
 )
 from berth_operator.controller.status import derive_status
 
@@ -193,3 +195,11 @@ def test_pods_whose_start_is_explained() -> None:
     unscheduled = server_pod("server-3", scheduled=None)
     unscheduled["spec"].pop("nodeName")
     assert pods_to_explain([creating, unscheduled], None) == ["server-2"]
+
+
+def test_a_start_is_its_pod_and_its_ready_moment_and_rechecks_stop_after_a_minute() -> None:
+    assert start_of(started_and_ready()) == "server-1@2026-12-06T10:02:33Z"
+    pod = server_pod(scheduled="2026-12-06T10:00:11Z")
+    assert just_scheduled(pod, at("2026-12-06T10:00:40Z"))
+    assert not just_scheduled(pod, at("2026-12-06T10:01:12Z"))
+    assert not just_scheduled(server_pod(scheduled=None), at("2026-12-06T10:00:40Z"))

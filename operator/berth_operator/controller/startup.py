@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 PULLING, PULLED = "Pulling", "Pulled"
+#: how long after its scheduling a pod with no pull in its events is looked at again
+RECHECK_WINDOW = datetime.timedelta(seconds=60)
 #: what ends a pull (a failed one surfaces as ErrImagePull/ImagePullBackOff in the pod's status)
 PULL_ENDS = {PULLED, "Failed", "BackOff", "ErrImageNeverPull", "InspectFailed"}
 QUOTED_IMAGE = re.compile(r'image "(?P<image>[^"]+)"')
@@ -190,3 +192,15 @@ def recorded_start(recorded: dict[str, Any] | None, pod: dict[str, Any]) -> bool
     steps = recorded.get("steps") or []
     moment = ready_since(pod)
     return bool(steps and moment and steps[-1].get("at") == format_time(moment))
+
+
+def start_of(pod: dict[str, Any]) -> str:
+    """One start of one pod: its name and when it became ready."""
+    moment = ready_since(pod)
+    return f"{pod['metadata']['name']}@{format_time(moment) if moment else '?'}"
+
+
+def just_scheduled(pod: dict[str, Any], now: datetime.datetime) -> bool:
+    """The pod was scheduled less than RECHECK_WINDOW ago."""
+    scheduled = _condition_time(pod, "PodScheduled")
+    return scheduled is not None and now - scheduled < RECHECK_WINDOW
