@@ -314,18 +314,23 @@ class RealNode:
         )
         return path
 
+    def trust_plain_http_registry(self, host: str) -> None:
+        """Lets containerd pull from `host` (host:port) over plain HTTP; it reads the file at
+        each pull, so a running node takes a new registry at once."""
+        registry = self.workdir / "containerd" / "certs.d" / host
+        registry.mkdir(parents=True, exist_ok=True)
+        (registry / "hosts.toml").write_text(
+            f'server = "http://{host}"\n\n[host."http://{host}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+        )
+
     def _write_configs(self, plane: ControlPlane) -> None:
         self._kubeconfig(plane, "kubelet", f"system:node:{self.name}", "system:nodes")
         proxy_kubeconfig = self._kubeconfig(
             plane, "kube-proxy", "system:kube-proxy", "system:node-proxier"
         )
         (self.workdir / "containerd" / "config.toml").write_text(self._containerd_config())
-        registry = self.workdir / "containerd" / "certs.d" / LOCAL_REGISTRY
-        registry.mkdir(parents=True, exist_ok=True)
-        (registry / "hosts.toml").write_text(
-            f'server = "http://{LOCAL_REGISTRY}"\n\n[host."http://{LOCAL_REGISTRY}"]\n'
-            '  capabilities = ["pull", "resolve"]\n'
-        )
+        self.trust_plain_http_registry(LOCAL_REGISTRY)
         (self.workdir / "cni" / "net.d" / "10-berth-realnode.conflist").write_text(
             json.dumps(self._cni_config(), indent=2)
         )
