@@ -6,6 +6,7 @@ import base64
 import io
 import subprocess
 import wave
+from typing import Any
 
 import numpy as np
 
@@ -92,11 +93,23 @@ def data_url(audio: np.ndarray) -> str:
     return "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio)).decode()
 
 
-def check_named_by_voice(
-    turns: list[tuple[str, float, float]], second_starts: float, duration: float
-) -> None:
-    """A meeting() transcribed with known speakers "alice" (the first voice's reference clip)
-    and "bob" (the second's): only those names, each holding most of its voice's time."""
+def check_known_speakers(client: Any, model: str) -> None:
+    """Transcribes a meeting() through `client` (the `openai` client) with known speakers
+    "alice" (a reference clip of the first voice) and "bob" (of the second): the client parses
+    OpenAI's diarized answer, which has only those names, each holding most of its voice's
+    time."""
+    from openai.types.audio import TranscriptionDiarized
+
+    audio, second_starts = meeting()
+    result = client.audio.transcriptions.create(
+        model=model,
+        file=("meeting.wav", io.BytesIO(wav_bytes(audio)), "audio/wav"),
+        response_format="diarized_json",
+        known_speaker_names=["alice", "bob"],
+        known_speaker_references=[data_url(reference_clip(voice)) for voice in VOICES],
+    )
+    assert isinstance(result, TranscriptionDiarized) and result.segments, result
+    turns = [(s.speaker, s.start, s.end) for s in result.segments]
     assert {speaker for speaker, _, _ in turns} == {"alice", "bob"}, turns
     assert spoken_by(turns, 0, second_starts) == "alice", turns
-    assert spoken_by(turns, second_starts, duration) == "bob", turns
+    assert spoken_by(turns, second_starts, result.duration) == "bob", turns

@@ -18,12 +18,8 @@ from tests.cluster.kubectl import Kubectl
 from tests.engines.forms import multipart
 from tests.engines.runner import cached_tiny_model
 from tests.engines.speech import (
-    VOICES,
-    check_named_by_voice,
+    check_known_speakers,
     conversation,
-    data_url,
-    meeting,
-    reference_clip,
     wav_bytes,
 )
 from tests.gateway.parts import GatewayProcess, endpoint_slice, http, model_deployment, wait_until
@@ -106,18 +102,8 @@ def test_known_speakers_through_the_openai_client(gateway: GatewayProcess) -> No
     """OpenAI's known_speaker_names[] and known_speaker_references[] (data URLs) reach the
     paired pyannote model, whose embedding tells the two test voices apart: each name labels
     the speaker who holds most of its voice's time, and no letter is left."""
-    audio, second_starts = meeting()
     client = OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-    result = client.audio.transcriptions.create(
-        model="canary",
-        file=("meeting.wav", io.BytesIO(wav_bytes(audio)), "audio/wav"),
-        response_format="diarized_json",
-        known_speaker_names=["alice", "bob"],
-        known_speaker_references=[data_url(reference_clip(voice)) for voice in VOICES],
-    )
-    assert isinstance(result, TranscriptionDiarized) and result.segments, result
-    turns = [(s.speaker, s.start, s.end) for s in result.segments]
-    check_named_by_voice(turns, second_starts, result.duration)
+    check_known_speakers(client, "canary")
 
 
 def test_speakers_in_other_formats_and_on_the_earlier_route(
