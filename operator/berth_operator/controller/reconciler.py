@@ -45,13 +45,7 @@ from berth_operator.controller.pacing import ImagePacer
 from berth_operator.controller.pairing import Pairs, partner_name
 from berth_operator.controller.podtruth import is_ready, unschedulable
 from berth_operator.controller.resource import ModelDeployment
-from berth_operator.controller.startup import (
-    just_scheduled,
-    newest_ready,
-    pods_to_explain,
-    pull_in_progress,
-    start_of,
-)
+from berth_operator.controller.startup import just_scheduled, pods_to_explain, pull_in_progress
 from berth_operator.controller.status import derive_status
 from berth_operator.kube import Kube, namespace_terminating
 from berth_operator.store import Store
@@ -111,8 +105,6 @@ class Reconciler:
         default_factory=lambda: defaultdict(set)
     )
     _download_of: dict[Key, tuple[str, str]] = field(default_factory=dict)
-    #: the start (startup.start_of) whose events each resource's timeline was read from
-    _starts_read: dict[Key, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.kube.create)
@@ -166,7 +158,6 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self._parsed.pop((namespace, name), None)
-        self._starts_read.pop((namespace, name), None)
         self.events.forget(namespace, name)
 
     def sharers_of(self, namespace: str, job_name: str) -> list[ModelDeployment]:
@@ -382,37 +373,23 @@ class Reconciler:
         return dataclasses.replace(observed, cache_claim=claim)
 
     async def with_pod_events(self, observed: Observed) -> Observed:
-        """Reads the events of the pods whose start status explains (an image pull under way;
-        the newest ready pod's timeline, once per start even when its pod lacks the times a
-        timeline needs); looks again soon at a pod just scheduled that creates its containers
-        with no pull in its events yet (the kubelet may not have said so yet)."""
+        """Reads the events of the pods whose start status explains (an image pull under way,
+        the newest ready pod's timeline); looks again soon at a pod just scheduled that creates
+        its containers with no pull in its events yet (the kubelet may not have said so yet)."""
         md = observed.md
-        key = (md.namespace, md.name)
         live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
         recorded = md.status.startup.model_dump(by_alias=True) if md.status.startup else None
-        newest = newest_ready(live)
-        start = start_of(newest) if newest else None
-        names = [
-            name
-            for name in pods_to_explain(live, recorded)
-            if not (
-                newest
-                and name == newest["metadata"]["name"]
-                and self._starts_read.get(key) == start
-            )
-        ]
+        names = pods_to_explain(live, recorded)
         if not names:
             return observed
         events = {name: await self.kube.events_of(md.namespace, "Pod", name) for name in names}
-        if start is not None:
-            self._starts_read[key] = start
         now = datetime.datetime.now(datetime.UTC)
         if any(
             name in events and just_scheduled(pod, now) and not pull_in_progress(pod, events[name])
             for pod in live
             if not is_ready(pod) and (name := pod["metadata"]["name"])
         ):
-            self.requeue_after(key, STARTUP_RECHECK_SECONDS)
+            self.requeue_after((md.namespace, md.name), STARTUP_RECHECK_SECONDS)
         return dataclasses.replace(observed, pod_events=events)
 
     async def write_status(

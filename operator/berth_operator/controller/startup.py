@@ -166,15 +166,20 @@ def ready_since(pod: dict[str, Any]) -> datetime.datetime | None:
 
 def pods_to_explain(pods: list[dict[str, Any]], recorded: dict[str, Any] | None) -> list[str]:
     """The pods whose events a pass reads: those scheduled and still creating containers (a
-    pull may be under way), and the newest ready pod when status.startup is not its start."""
+    pull may be under way), and the newest ready pod when status.startup is not its start yet
+    and the pod has the moments a timeline needs (else its events would not make one)."""
     names = []
-    newest = newest_ready(pods)
     for pod in pods:
         statuses = pod.get("status", {}).get("containerStatuses") or []
         creating = not statuses or not all("running" in (s.get("state") or {}) for s in statuses)
-        if pod.get("spec", {}).get("nodeName") and creating and pod is not newest:
+        if pod.get("spec", {}).get("nodeName") and creating:
             names.append(pod["metadata"]["name"])
-    if newest is not None and not recorded_start(recorded, newest):
+    newest = newest_ready(pods)
+    if (
+        newest is not None
+        and not recorded_start(recorded, newest)
+        and timeline(newest, [], None) is not None
+    ):
         names.append(newest["metadata"]["name"])
     return names
 
@@ -192,12 +197,6 @@ def recorded_start(recorded: dict[str, Any] | None, pod: dict[str, Any]) -> bool
     steps = recorded.get("steps") or []
     moment = ready_since(pod)
     return bool(steps and moment and steps[-1].get("at") == format_time(moment))
-
-
-def start_of(pod: dict[str, Any]) -> str:
-    """One start of one pod: its name and when it became ready."""
-    moment = ready_since(pod)
-    return f"{pod['metadata']['name']}@{format_time(moment) if moment else '?'}"
 
 
 def just_scheduled(pod: dict[str, Any], now: datetime.datetime) -> bool:
