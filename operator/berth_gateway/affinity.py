@@ -69,8 +69,14 @@ def bounded_pick(
 def affinity_key(model: Model, body: RequestBody) -> int | None:
     """Where a request of `model` lands on the ring; None (least requests) unless the model
     balances by prefix and the request has a prompt. The key is the start of the prompt as the
-    client sent it (the JSON of `messages`, or of `prompt`): read in place, never parsed."""
+    client sent it (the JSON of `messages`, or of `prompt`): read in place, never parsed; with
+    the adapter's name before it when the request names one of the model's adapters."""
     if model.balancing != "PrefixAffinity":
         return None
     prefix = body.prompt_start(model.prefix_chars)
-    return None if not prefix else point(prefix)
+    if not prefix:
+        return None
+    if body.model and body.model != model.served_name:
+        # an adapter: the same prompt under another adapter is another cache
+        return point(body.model.encode() + b"\0" + prefix)
+    return point(prefix)

@@ -105,7 +105,7 @@ class Gateway:
             model = self.table.model(name)
             if model is None:
                 raise ModelNotFound(f"no model named '{name}'; the models are: {self.names(grant)}")
-            if not grant.permits(model.served_name):
+            if not grant.permits(name):  # an adapter is granted by its own name
                 raise ModelNotAllowed(
                     f"this key may not call model '{name}'; the models it may call are: "
                     f"{self.names(grant)}"
@@ -219,6 +219,22 @@ class Gateway:
             for m in self.table.models()
             if grant.permits(m.served_name)
         ]
+        # adapters as vLLM lists them: their base model as `parent`
+        data += [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.namespace,
+                "parent": m.served_name,
+                "root": name,
+                "engine": m.engine,
+                "phase": m.phase,
+                "available": self.available(m),
+            }
+            for name, m in self.table.adapters()
+            if grant.permits(name)
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -229,7 +245,7 @@ class Gateway:
             return web.json_response({"status": "draining"}, status=503)
         if not self.synced():
             return web.json_response({"status": "listing"}, status=503)
-        return web.json_response({"status": "ready", "models": len(self.table.names())})
+        return web.json_response({"status": "ready", "models": len(self.table.models())})
 
     def app(self) -> web.Application:
         # the body is read by the gateway itself, under its own limits

@@ -69,6 +69,8 @@ class Model:
     startup_seconds: int = 0
     #: an ASR model's diarization partner: a ModelDeployment's name in the same namespace
     diarization_model: str | None = None
+    #: names of its LoRA adapters (spec.vllm.adapters): requests that name one go to its pods
+    adapters: tuple[str, ...] = ()
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Model | None:
@@ -106,6 +108,7 @@ class Model:
                 status.download.bytes_total if status.download else None
             ),
             diarization_model=spec.asr.diarization_model if spec.asr else None,
+            adapters=tuple(a.name for a in (spec.vllm.adapters if spec.vllm else None) or ()),
         )
 
     @property
@@ -199,7 +202,8 @@ class RoutingTable:
             self._models.values(), key=lambda m: claim_order(m.created, m.namespace, m.name)
         )
         for model in claimants:
-            by_name.setdefault(model.served_name, model)
+            for name in (model.served_name, *model.adapters):
+                by_name.setdefault(name, model)
         endpoints: dict[Key, list[Endpoint]] = {}
         for (namespace, _), (service, found) in self._slices.items():
             endpoints.setdefault((namespace, service), []).extend(found)
@@ -210,14 +214,21 @@ class RoutingTable:
 
     # ---- reads for requests ----------------------------------------------------------------
 
-    def model(self, served_name: str) -> Model | None:
-        return self._by_name.get(served_name)
+    def model(self, name: str) -> Model | None:
+        """The model that serves `name`: its served name, or one of its adapters'."""
+        return self._by_name.get(name)
 
     def names(self) -> list[str]:
+        """Every name a request may send as `model` (adapters included)."""
         return sorted(self._by_name)
 
     def models(self) -> list[Model]:
-        return [self._by_name[n] for n in self.names()]
+        """The models that hold their served names (one each, adapters apart)."""
+        return [m for n, m in sorted(self._by_name.items()) if m.served_name == n]
+
+    def adapters(self) -> list[tuple[str, Model]]:
+        """(adapter name, the model that serves it), for each adapter name held."""
+        return [(n, m) for n, m in sorted(self._by_name.items()) if m.served_name != n]
 
     def of_engine(self, engine: str) -> list[Model]:
         return [m for m in self.models() if m.engine == engine]

@@ -3,7 +3,8 @@
 Run with the vllm/cpu environment's python: `python tests/engines/tiny_qwen3.py OUTDIR`. It
 writes OUTDIR/dense (Qwen3ForCausalLM) and OUTDIR/vl-moe (Qwen3VLMoeForConditionalGeneration,
 the architecture of Qwen3-VL-30B-A3B-Instruct), both with a byte-level BPE tokenizer trained
-here and a Qwen-style chat template. vLLM's CPU backend wants attention heads of 32 or more,
+here and a Qwen-style chat template, and OUTDIR/adapters/NAME: random LoRA adapters of the
+dense model written by peft (ADAPTERS). vLLM's CPU backend wants attention heads of 32 or more,
 and MoE hidden and expert sizes that are multiples of 32.
 """
 
@@ -136,6 +137,48 @@ def build_dense(tokens: Any, outdir: Path) -> None:
     generation_config(tokens, outdir)
 
 
+#: name -> (rank, target modules) of the dense model's adapters; "wide" is over vLLM's default
+#: max rank (16)
+ADAPTERS = {
+    "sql": (8, ["q_proj", "v_proj"]),
+    "fr": (8, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]),
+    "poem": (16, ["q_proj", "k_proj", "v_proj", "o_proj"]),
+    "wide": (64, ["q_proj", "v_proj"]),
+}
+#: what each adapter's config names as its base (adapter_config.json's base_model_name_or_path)
+ADAPTER_BASE = "tiny/qwen3-dense"
+
+
+def build_adapters(base_dir: Path, outdir: Path) -> None:
+    """Random LoRA adapters of the dense model, in the PEFT layout. B is random too (peft's
+    default starts it at zero, which would change nothing), and the scale is high, so that each
+    adapter moves the tiny model's greedy answers away from the base's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3ForCausalLM
+
+    for index, (name, (rank, modules)) in enumerate(ADAPTERS.items()):
+        torch.manual_seed(SEED + 1 + index)
+        base = Qwen3ForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16)
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=4 * rank,
+            target_modules=modules,
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(base, config)
+        with torch.no_grad():
+            for parameter_name, parameter in model.named_parameters():
+                if "lora_" in parameter_name:
+                    parameter.normal_(0.0, 0.5)
+        model.save_pretrained(outdir / name)
+        saved = outdir / name / "adapter_config.json"
+        config_json = json.loads(saved.read_text())
+        config_json["base_model_name_or_path"] = ADAPTER_BASE
+        saved.write_text(json.dumps(config_json, indent=2))
+
+
 def released_expert_layout(state: dict[str, Any]) -> dict[str, Any]:
     """transformers keeps experts as gate_up_proj [E, 2I, hidden] and down_proj [E, hidden, I];
     the released checkpoints, which vLLM loads, hold [E, hidden, 2I] and [E, I, hidden]."""
@@ -230,6 +273,7 @@ def main() -> None:
     tokens = tokenizer()
     build_dense(tokens, outdir / "dense")
     build_vl_moe(tokens, outdir / "vl-moe")
+    build_adapters(outdir / "dense", outdir / "adapters")
     print(f"built {outdir} in {time.monotonic() - started:.1f} s")
 
 

@@ -29,6 +29,7 @@ def variant(
 
 
 VLLM = {"engine": "vllm", "model": {"repo": "Qwen/Qwen3-VL-30B-A3B-Instruct"}}
+SQL = {"name": "sql", "repo": "acme/qwen3-sql-lora"}
 
 # (id, manifest, text the error must contain)
 INVALID = [
@@ -193,6 +194,44 @@ INVALID = [
         "negative-mm-limit",
         {**variant(VLLM), "spec": {**VLLM, "vllm": {"limitMmPerPrompt": {"image": -1}}}},
         "spec.vllm.limitMmPerPrompt.image",
+    ),
+    (
+        "adapter-named-twice",
+        {**variant(VLLM), "spec": {**VLLM, "vllm": {"adapters": [SQL, SQL]}}},
+        "spec.vllm.adapters[1]: Duplicate value",
+    ),
+    (
+        "adapter-named-as-the-served-model",
+        {
+            **variant(VLLM),
+            "spec": {**VLLM, "vllm": {"servedModelName": "sql", "adapters": [SQL]}},
+        },
+        "an adapter's name must differ from vllm.servedModelName",
+    ),
+    (
+        "adapter-named-as-the-resource",
+        {**variant(VLLM, name="sql"), "spec": {**VLLM, "vllm": {"adapters": [SQL]}}},
+        "spec.vllm.adapters: Invalid value",
+    ),
+    (
+        "adapter-on-pyannote",
+        variant({"vllm": {"adapters": [SQL]}}),
+        "vllm settings need engine vllm",
+    ),
+    (
+        "adapter-repo-without-org",
+        {**variant(VLLM), "spec": {**VLLM, "vllm": {"adapters": [{**SQL, "repo": "sql"}]}}},
+        "spec.vllm.adapters[0].repo",
+    ),
+    (
+        "lora-rank-vllm-refuses",
+        {**variant(VLLM), "spec": {**VLLM, "vllm": {"lora": {"maxLoraRank": 24}}}},
+        "spec.vllm.lora.maxLoraRank: Unsupported value: 24",
+    ),
+    (
+        "fewer-cpu-than-gpu-adapter-slots",
+        {**variant(VLLM), "spec": {**VLLM, "vllm": {"lora": {"maxCpuLoras": 2}}}},
+        "spec.vllm.lora.maxCpuLoras: Invalid value",
     ),
 ]
 

@@ -72,8 +72,9 @@ def test_crd_has_subresources_columns_and_short_name():
         "Age",
         "Reason",
         "Endpoint",
+        "Adapters",
     ]
-    assert columns["Reason"]["priority"] == 1 and columns["Endpoint"]["priority"] == 1
+    assert {columns[c]["priority"] for c in ("Reason", "Endpoint", "Adapters")} == {1}
 
 
 def test_every_cel_rule_has_a_message_and_field_path():

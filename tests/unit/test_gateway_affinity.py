@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from berth_gateway.affinity import bounded_pick, point, ring
+from berth_gateway.affinity import affinity_key, bounded_pick, point, ring
 from berth_gateway.balancer import Balancer
 from berth_gateway.bodies import JSON_FIELDS, RequestBody
 from berth_gateway.jsonscan import scan
-from berth_gateway.table import Endpoint
+from berth_gateway.table import Endpoint, Model
 
 ENDPOINTS = frozenset(Endpoint(f"10.0.0.{i}", 8000) for i in range(10))
 KEYS = [point(f"conversation {i}") for i in range(10_000)]
@@ -103,3 +103,29 @@ def test_tried_and_ejected_endpoints_are_passed_over() -> None:
     balancer.eject(home)
     assert balancer.pick(endpoints, set(), key) == second
     assert balancer.pick([home], {home}, key) is None
+
+
+def test_the_same_prompt_under_two_adapters_is_two_keys_and_the_base_keeps_its_own() -> None:
+    model = Model.from_body(
+        {
+            "metadata": {"name": "qwen", "namespace": "ns", "generation": 1},
+            "spec": {
+                "engine": "vllm",
+                "model": {"repo": "Qwen/Qwen3-8B"},
+                "gateway": {"balancing": "PrefixAffinity"},
+                "vllm": {
+                    "adapters": [{"name": "sql", "repo": "a/sql"}, {"name": "fr", "repo": "a/fr"}]
+                },
+            },
+        }
+    )
+    assert model is not None and model.adapters == ("sql", "fr")
+    text = '{"model": "%s", "messages": [{"role": "user", "content": "Same start"}]}'
+
+    def key(name: str) -> int | None:
+        data = bytearray((text % name).encode())
+        return affinity_key(model, RequestBody(name, data, scan(data, JSON_FIELDS, 64)))
+
+    prompt = point(b'[{"role": "user", "content": "Same start"}]')
+    assert key("qwen") == prompt  # the base model's keys are the prompt's alone, as before
+    assert len({key("qwen"), key("sql"), key("fr")}) == 3

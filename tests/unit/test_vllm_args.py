@@ -58,11 +58,13 @@ EVERY_SETTING = {
     "limitMmPerPrompt": {"video": 0, "image": 4},
     "trustRemoteCode": True,
     "extraArgs": ["--enable-prefix-caching", "--max-num-seqs", "64"],
+    "lora": {"maxLoras": 2, "maxLoraRank": 32, "maxCpuLoras": 8},
 }
+ADAPTERS = {"sql": Path("/models/sql"), "chat-fr": Path("/models/fr")}
 
 
 def test_every_setting_becomes_a_full_flag_name():
-    args = serve_args(rendered(gpus=4, **EVERY_SETTING), MODEL, "127.0.0.1", 9000)
+    args = serve_args(rendered(gpus=4, **EVERY_SETTING), MODEL, "127.0.0.1", 9000, ADAPTERS)
     found = flags(args)
     assert found["--served-model-name"] == "qwen-vl"
     assert found["--tensor-parallel-size"] == "4"
@@ -70,15 +72,26 @@ def test_every_setting_becomes_a_full_flag_name():
     assert found["--gpu-memory-utilization"] == "0.85"
     assert json.loads(found["--limit-mm-per-prompt"] or "") == {"image": 4, "video": 0}
     assert "--trust-remote-code" in found and found["--trust-remote-code"] is None
+    assert "--enable-lora" in found and found["--enable-lora"] is None
+    assert (found["--max-loras"], found["--max-lora-rank"], found["--max-cpu-loras"]) == (
+        "2",
+        "32",
+        "8",
+    )
+    modules = args[args.index("--lora-modules") + 1 : args.index("--lora-modules") + 3]
+    assert [json.loads(m) for m in modules] == [
+        {"name": "chat-fr", "path": "/models/fr"},
+        {"name": "sql", "path": "/models/sql"},
+    ]
     assert args[-3:] == ["--enable-prefix-caching", "--max-num-seqs", "64"]
     managed = [a for a in args[:-3] if a.startswith("--")]
-    assert len(managed) == len(set(managed)) == 8
+    assert len(managed) == len(set(managed)) == 13
 
 
 def test_berth_emits_only_flags_that_extra_args_may_not_set():
     emitted = {
         a
-        for a in serve_args(rendered(gpus=2, **EVERY_SETTING), MODEL, "h", 1)[:-3]
+        for a in serve_args(rendered(gpus=2, **EVERY_SETTING), MODEL, "h", 1, ADAPTERS)[:-3]
         if a.startswith("--")
     }
     assert emitted <= set(MANAGED_VLLM_FLAGS)
@@ -92,13 +105,30 @@ def test_flags_stay_off_when_unset():
     )
     assert found["--tensor-parallel-size"] == "2"
     assert "--trust-remote-code" not in found and "--limit-mm-per-prompt" not in found
+    assert not any("lora" in flag for flag in found)
+
+
+def test_an_adapter_enables_lora_with_default_limits_but_stays_out_of_the_pod():
+    adapter = {"name": "sql", "repo": "org/sql-lora"}
+    settings = rendered(adapters=[adapter])
+    assert settings.adapters is None  # the pods follow the adapters from the resource
+    found = flags(serve_args(settings, MODEL, "h", 1))
+    assert (found["--max-loras"], found["--max-lora-rank"]) == ("4", "16")
+    assert "--lora-modules" not in found and "--max-cpu-loras" not in found
+    two = rendered(adapters=[adapter, {"name": "fr", "repo": "org/fr-lora"}])
+    assert two == settings  # another adapter: the same pod template
+
+
+def test_lora_opens_the_runtime_adapter_routes_to_the_supervisor_only():
+    assert child_env({}, rendered(lora={}))["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in child_env({}, rendered())
 
 
 def test_the_api_key_stays_in_the_environment():
     environ = {"VLLM_API_KEY": "sk-secret", "PATH": "/bin", "HF_HUB_OFFLINE": "0"}
     args = serve_args(rendered(), MODEL, "h", 1)
     assert not any("sk-secret" in a or "api-key" in a for a in args)
-    env = child_env(environ)
+    env = child_env(environ, rendered())
     assert env["VLLM_API_KEY"] == "sk-secret"  # vLLM reads it itself
     assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_NO_USAGE_STATS"] == "1"
     assert env["DO_NOT_TRACK"] == "1" and env["PATH"] == "/bin"

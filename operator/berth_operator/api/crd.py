@@ -30,6 +30,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
     },
     {"name": "Endpoint", "type": "string", "priority": 1, "jsonPath": ".status.endpoint"},
+    {"name": "Adapters", "type": "string", "priority": 1, "jsonPath": ".status.adaptersLoaded"},
 ]
 
 NAME_RULE = {
@@ -37,6 +38,17 @@ NAME_RULE = {
     "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
     "message": "metadata.name must start with a letter, hold only lowercase letters, digits and "
     "'-', and be at most 52 characters: it names the Service and the Deployment",
+}
+
+#: without vllm.servedModelName the base model is served under the resource's name, which only
+#: the root of the object can see
+ADAPTER_NAME_RULE = {
+    "rule": "!has(self.spec.vllm) || !has(self.spec.vllm.adapters) || "
+    "has(self.spec.vllm.servedModelName) || "
+    "self.spec.vllm.adapters.all(a, a.name != self.metadata.name)",
+    "message": "an adapter's name must differ from the resource's name, which is the base "
+    "model's name in the API while spec.vllm.servedModelName is unset",
+    "fieldPath": ".spec.vllm.adapters",
 }
 
 _DROPPED_KEYS = {"title", "additionalProperties", "$defs", "discriminator"}
@@ -89,7 +101,7 @@ def build_crd() -> dict[str, Any]:
     schema = {
         "type": "object",
         "description": "A model server deployed from a Hugging Face repository.",
-        "x-kubernetes-validations": [NAME_RULE],
+        "x-kubernetes-validations": [NAME_RULE, ADAPTER_NAME_RULE],
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},

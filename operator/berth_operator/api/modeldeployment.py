@@ -149,6 +149,79 @@ class Cache(ApiModel):
     )
 
 
+#: the ranks vLLM accepts as max_lora_rank
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+#: names clients send as `model`: no spaces or control characters, no leading punctuation
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
+
+
+class LoraAdapter(ApiModel):
+    """A LoRA adapter (a Hugging Face repository in the PEFT layout) served by the base model's
+    pods under a name of its own."""
+
+    name: str = Field(
+        pattern=MODEL_NAME,
+        max_length=200,
+        description="The name clients send as `model` to reach the base model with this adapter.",
+    )
+    repo: str = Field(
+        pattern=HF_REPO,
+        max_length=200,
+        description="Hugging Face repository of the adapter (adapter_config.json and "
+        "adapter_model.safetensors), as org/name.",
+    )
+    revision: str = Field(
+        default="main",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        max_length=200,
+        description="Branch, tag or commit of the adapter to download.",
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret holding a Hugging Face token for a gated or private adapter. "
+        "Default: spec.model.tokenSecretRef. It reaches the adapter's download Job only.",
+    )
+
+
+class LoraLimits(ApiModel):
+    """What vLLM reserves for adapters when it starts. Changing a limit restarts the pods;
+    adding or removing an adapter within them does not."""
+
+    max_loras: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Adapters that can run in one batch (GPU slots; vLLM's --max-loras).",
+    )
+    max_lora_rank: int = Field(
+        default=16,
+        json_schema_extra={"enum": list(LORA_RANKS)},
+        description="The highest adapter rank accepted (vLLM's --max-lora-rank: "
+        + ", ".join(map(str, LORA_RANKS))
+        + "); an adapter of a higher rank is not loaded, and its status says so.",
+    )
+    max_cpu_loras: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Adapters kept in CPU memory, ready to swap in (vLLM's --max-cpu-loras). "
+        "Default: maxLoras.",
+    )
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> LoraLimits:
+        if self.max_lora_rank not in LORA_RANKS:
+            raise ValueError(
+                f"maxLoraRank {self.max_lora_rank} is not one vLLM accepts: "
+                f"{', '.join(map(str, LORA_RANKS))}"
+            )
+        if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
+            raise ValueError(
+                f"maxCpuLoras ({self.max_cpu_loras}) must be at least maxLoras ({self.max_loras})"
+            )
+        return self
+
+
 class VllmSettings(ApiModel):
     """Settings of the vllm engine (vllm serve)."""
 
@@ -173,6 +246,60 @@ class VllmSettings(ApiModel):
         max_length=64,
         description="More vllm serve flags. Flags Berth sets itself are refused.",
     )
+    adapters: list[LoraAdapter] | None = Field(
+        default=None,
+        max_length=64,
+        description="LoRA adapters served next to the base model, each under its own name. "
+        "Adding or removing one changes what running pods serve without restarting them "
+        "(the first adapter on a deployment without spec.vllm.lora restarts it once, to "
+        "start vLLM with LoRA enabled).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    lora: LoraLimits | None = Field(
+        default=None,
+        description="LoRA limits. Setting it (even to {}) starts vLLM with LoRA enabled, "
+        "so that the first adapter needs no restart either.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                rule(
+                    "!has(self.adapters) || !has(self.servedModelName) || "
+                    "self.adapters.all(a, a.name != self.servedModelName)",
+                    "an adapter's name must differ from vllm.servedModelName: clients tell "
+                    "the base model and its adapters apart by name",
+                    ".adapters",
+                ),
+                rule(
+                    "!has(self.lora) || !has(self.lora.maxCpuLoras) || "
+                    "self.lora.maxCpuLoras >= (has(self.lora.maxLoras) ? self.lora.maxLoras : 4)",
+                    "lora.maxCpuLoras must be at least lora.maxLoras",
+                    ".lora.maxCpuLoras",
+                ),
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _adapter_names(self) -> VllmSettings:
+        names = [a.name for a in self.adapters or []]
+        if duplicated := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"adapters: name {duplicated[0]} is given more than once")
+        if self.served_model_name and self.served_model_name in names:
+            raise ValueError(
+                f"adapters: name {self.served_model_name} is vllm.servedModelName: clients "
+                "tell the base model and its adapters apart by name"
+            )
+        return self
+
+    @property
+    def lora_enabled(self) -> bool:
+        """Whether vLLM starts with LoRA: limits set, or an adapter to serve."""
+        return self.lora is not None or bool(self.adapters)
 
 
 #: Canary-1B-v2 translates to and from this language only (X->en, en->X); X->X transcribes
@@ -410,6 +537,11 @@ MANAGED_VLLM_FLAGS: dict[str, str] = {
     "--gpu-memory-utilization": "spec.vllm.gpuMemoryUtilization",
     "--limit-mm-per-prompt": "spec.vllm.limitMmPerPrompt",
     "--trust-remote-code": "spec.vllm.trustRemoteCode",
+    "--enable-lora": "spec.vllm.lora or spec.vllm.adapters",
+    "--max-loras": "spec.vllm.lora.maxLoras",
+    "--max-lora-rank": "spec.vllm.lora.maxLoraRank",
+    "--max-cpu-loras": "spec.vllm.lora.maxCpuLoras",
+    "--lora-modules": "spec.vllm.adapters",
 }
 
 
@@ -614,9 +746,41 @@ class RuntimeStatus(StatusModel):
     last_error: RuntimeErrorReport | None = None
 
 
+class AdapterFailure(StatusModel):
+    """An adapter a model server pod could not load, and why."""
+
+    name: str
+    reason: str
+    message: str | None = None
+
+
+class AdapterLoads(StatusModel):
+    """What one model server pod serves of spec.vllm.adapters (written by that pod)."""
+
+    loaded: list[str] | None = None
+    #: wanted, but its files are not in the cache (yet)
+    not_in_cache: list[str] | None = None
+    failed: list[AdapterFailure] | None = None
+    updated_at: str | None = None
+
+
+class AdapterStatus(StatusModel):
+    """One adapter of spec.vllm.adapters: its download and where it is loaded."""
+
+    name: str
+    repo: str | None = None
+    revision: str | None = None
+    state: Literal["NotInCache", "Loading", "Loaded", "Failed"] | None = None
+    reason: str | None = None
+    message: str | None = None
+    loaded: str | None = Field(
+        default=None, description="Ready pods that serve it over ready pods, as in 2/2."
+    )
+
+
 #: the keys of status the model server writes (through its pod's service account); the operator
 #: writes every other key, the download Job none (it annotates its own Job)
-MODEL_SERVER_STATUS_KEYS = frozenset({"runtime"})
+MODEL_SERVER_STATUS_KEYS = frozenset({"runtime", "adapterLoads"})
 
 
 class StartupStep(StatusModel):
@@ -671,6 +835,21 @@ class ModelDeploymentStatus(StatusModel):
         "set spec.image to keep a model on an image of your choosing.",
     )
     runtime: RuntimeStatus | None = None
+    adapters: list[AdapterStatus] | None = Field(
+        default=None,
+        description="Each LoRA adapter of spec.vllm.adapters: downloaded, loaded on how many "
+        "pods, or why not.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    adapters_loaded: str | None = Field(
+        default=None,
+        description="Adapters loaded on every ready pod over adapters in the spec, as in 2/3.",
+    )
+    adapter_loads: dict[str, AdapterLoads] | None = Field(
+        default=None,
+        description="What each model server pod reports it serves of spec.vllm.adapters, by "
+        "pod (written by the pods).",
+    )
     startup: StartupStatus | None = Field(
         default=None,
         description="The timeline of the last model server pod that became ready (kubectl "

@@ -9,6 +9,7 @@ from typing import Any
 from berth_operator.api.modeldeployment import (
     AsrSettings,
     DiarizationSettings,
+    LoraLimits,
     ModelDeploymentSpec,
     VllmSettings,
 )
@@ -126,8 +127,10 @@ def engine_settings(spec: ModelDeploymentSpec, name: str) -> dict[str, Any]:
     }
     if spec.engine == "vllm":
         vllm = spec.vllm or VllmSettings()
+        # the adapters are not in the pod: the pods follow them from the resource, unrestarted
         settings: EngineSettings = VllmEngineSettings(
-            **(vllm.model_dump() | common),
+            **(vllm.model_dump(exclude={"adapters", "lora"}) | common),
+            lora=vllm.lora or (LoraLimits() if vllm.adapters else None),
             tensor_parallel_size=spec.resources.gpus,
         )
     elif spec.engine == "nemo-asr":

@@ -30,14 +30,21 @@ def status_role(
     owner_references: list[dict[str, Any]],
     status_of: str,
 ) -> dict[str, Any]:
-    """A Role that may get and patch the status of the ModelDeployment `status_of`, nothing else."""
-    rule = {
+    """A Role that may get and patch the status of the ModelDeployment `status_of`, and read
+    that one resource (a vLLM server follows its LoRA adapters); nothing else."""
+    status = {
         "apiGroups": [GROUP],
         "resources": [f"{PLURAL}/status"],
         "resourceNames": [status_of],
         "verbs": ["get", "patch"],
     }
-    return role(name, namespace, labels, owner_references, [rule])
+    read = {
+        "apiGroups": [GROUP],
+        "resources": [PLURAL],
+        "resourceNames": [status_of],
+        "verbs": ["get", "list", "watch"],
+    }
+    return role(name, namespace, labels, owner_references, [status, read])
 
 
 def account_and_binding(

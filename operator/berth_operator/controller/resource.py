@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
+
 from berth_operator.api.metadata import API_VERSION, KIND, REDOWNLOAD_ANNOTATION
 from berth_operator.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 
@@ -29,12 +31,14 @@ class ModelDeployment:
     def from_body(cls, body: Mapping[str, Any]) -> ModelDeployment:
         """Parses an API object; raises pydantic.ValidationError when the spec is not valid."""
         meta = body["metadata"]
+        spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
+        _check_adapter_names(spec, meta["name"])
         return cls(
             name=meta["name"],
             namespace=meta["namespace"],
             uid=meta["uid"],
             generation=int(meta.get("generation", 1)),
-            spec=ModelDeploymentSpec.model_validate(body.get("spec") or {}),
+            spec=spec,
             status=ModelDeploymentStatus.model_validate(body.get("status") or {}),
             annotations=dict(meta.get("annotations") or {}),
             deleting=bool(meta.get("deletionTimestamp")),
@@ -56,3 +60,27 @@ class ModelDeployment:
             "controller": controller,
             "blockOwnerDeletion": False,
         }
+
+
+def _check_adapter_names(spec: ModelDeploymentSpec, name: str) -> None:
+    """An adapter may not take the base model's default name, the resource's (the CRD's rule
+    on the whole object says so at admission; this holds for objects stored before it)."""
+    if spec.vllm is None or spec.vllm.served_model_name:
+        return
+    for index, adapter in enumerate(spec.vllm.adapters or []):
+        if adapter.name == name:
+            message = (
+                f"an adapter's name must differ from the resource's name ({name}), which is "
+                "the base model's name in the API while vllm.servedModelName is unset"
+            )
+            raise pydantic.ValidationError.from_exception_data(
+                "ModelDeploymentSpec",
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("vllm", "adapters", index, "name"),
+                        "input": adapter.name,
+                        "ctx": {"error": ValueError(message)},
+                    }
+                ],
+            )

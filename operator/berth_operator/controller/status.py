@@ -9,6 +9,7 @@ from typing import Any
 from berth_operator.api.dependencies import compare
 from berth_operator.api.modeldeployment import Condition, DownloadReport, DownloadStatus
 from berth_operator.config import OperatorConfig
+from berth_operator.controller.adapters import adapter_fields
 from berth_operator.controller.conditions import (
     CACHE_READY,
     DIARIZATION_READY,
@@ -402,6 +403,7 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         "mismatches": dependency_mismatches(md, config),
         "pendingImage": config.images[md.spec.engine] if observed.kept_image else None,
         "startup": startup_status(observed),
+        **adapter_fields(md, observed.pods),
     }
 
 

@@ -20,10 +20,18 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from berth_operator.api.podenv import ServerEnv, VllmEngineSettings
 
+from berth_runtime.engines.vllm.adapters import (
+    AdapterSync,
+    VllmAdapterRoutes,
+    adapter_dir,
+    follow_resource,
+    wanted_adapters,
+)
 from berth_runtime.engines.vllm.args import child_env, serve_args
 from berth_runtime.engines.vllm.failures import classify, clean, failure_message
 from berth_runtime.inspector import inspect_dependencies
@@ -33,6 +41,8 @@ from berth_runtime.server.state import RuntimeState
 logger = logging.getLogger(__name__)
 
 LIBRARIES = ("vllm", "transformers")
+#: how often adapters not in the cache yet are looked for, besides at each change of the resource
+ADAPTER_RECHECK_SECONDS = 15.0
 
 
 class VllmSupervisor:
@@ -55,6 +65,10 @@ class VllmSupervisor:
         self.process: asyncio.subprocess.Process | None = None
         self.argv_run: list[str] = []
         self.stopping = False
+        self.adapters: AdapterSync | None = None
+        if self.settings.lora:
+            routes = VllmAdapterRoutes(self.local_url, self.child_environ.get("VLLM_API_KEY"))
+            self.adapters = AdapterSync(routes, self._find_adapter)
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -75,8 +89,83 @@ class VllmSupervisor:
 
     # ---- the child --------------------------------------------------------------------------
 
-    def argv(self, model_dir: Path) -> list[str]:
-        return [*self.command, *serve_args(self.settings, model_dir, self.env.host, self.env.port)]
+    @property
+    def local_url(self) -> str:
+        host = "127.0.0.1" if self.env.host in ("", "0.0.0.0", "::") else self.env.host
+        return f"http://{host}:{self.env.port}"
+
+    def argv(self, model_dir: Path, adapters: dict[str, Path] | None = None) -> list[str]:
+        args = serve_args(self.settings, model_dir, self.env.host, self.env.port, adapters)
+        return [*self.command, *args]
+
+    # ---- LoRA adapters ----------------------------------------------------------------------
+
+    async def _find_adapter(self, adapter: Any) -> Path | None:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, adapter_dir, self.env.cache_dir, adapter
+        )
+
+    def _read_resource(self) -> dict[str, Any] | None:
+        """The ModelDeployment as it is now (None when it cannot be read)."""
+        from lightkube import Client
+
+        from berth_runtime.resources import ModelDeployment
+
+        try:
+            client = Client(field_manager="berth-runtime")
+            found = client.get(
+                ModelDeployment, self.env.model_deployment, namespace=self.env.namespace
+            )
+        except Exception as error:  # the adapters follow once it answers
+            logger.warning("reading the adapters of %s: %s", self.env.model_deployment, error)
+            return None
+        return found.to_dict()
+
+    async def _starting_adapters(self) -> dict[str, Path]:
+        """The wanted adapters already in the cache: vLLM serves them from its start."""
+        if self.adapters is None or not self.env.namespace:
+            return {}
+        body = await asyncio.get_running_loop().run_in_executor(None, self._read_resource)
+        found = {a: await self._find_adapter(a) for a in wanted_adapters(body)}
+        present = {a: path for a, path in found.items() if path is not None}
+        self.adapters.started_with(present)
+        return {a.name: path for a, path in present.items()}
+
+    async def _follow_adapters(self) -> None:
+        """Loads and unloads adapters as the resource changes; reports what this pod serves."""
+        assert self.adapters is not None and self.env.namespace
+        sync, latest = self.adapters, {"body": None}
+        lock = asyncio.Lock()
+
+        async def settle(body: Any) -> None:
+            latest["body"] = body
+            async with lock:
+                if await sync.apply(wanted_adapters(body)) or not reported:
+                    await self._report_adapters()
+                    reported.append(True)
+
+        reported: list[bool] = []
+
+        async def recheck() -> None:
+            while True:
+                await asyncio.sleep(ADAPTER_RECHECK_SECONDS)
+                if latest["body"] is not None:
+                    await settle(latest["body"])
+
+        await asyncio.gather(
+            follow_resource(self.env.namespace, self.env.model_deployment, settle), recheck()
+        )
+
+    async def _report_adapters(self) -> None:
+        if self.reporter is None or self.adapters is None:
+            return
+        value = {self.env.pod_name: self.adapters.report()}
+        await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: self.reporter.patcher.patch(
+                self.reporter.name, "adapterLoads", value, force=True
+            ),
+        )
 
     def _resolve(self) -> Path:
         from huggingface_hub import snapshot_download
@@ -107,8 +196,7 @@ class VllmSupervisor:
 
     async def _wait_healthy(self, started: float) -> None:
         """Polls vLLM's /health until it answers 200, then reports Ready."""
-        host = "127.0.0.1" if self.env.host in ("", "0.0.0.0", "::") else self.env.host
-        url = f"http://{host}:{self.env.port}/health"
+        url = f"{self.local_url}/health"
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
@@ -129,6 +217,8 @@ class VllmSupervisor:
         }
         self.state.state = "Ready"
         await self.report()
+        if self.adapters is not None and self.env.namespace:
+            await self._follow_adapters()
 
     def stop(self) -> None:
         """SIGTERM: vLLM, once ready, keeps serving `drain_seconds` while the pod leaves its
@@ -181,13 +271,13 @@ class VllmSupervisor:
             return 1
         if self.stopping:
             return 0
-        argv = self.argv_run = self.argv(model_dir)
+        argv = self.argv_run = self.argv(model_dir, await self._starting_adapters())
         logger.info("starting %s", shlex.join(argv))  # no secret: the API key stays in the env
         started = time.monotonic()
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *argv,
-                env=child_env(self.child_environ),
+                env=child_env(self.child_environ, self.settings),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,

@@ -1,0 +1,197 @@
+"""LoRA adapters of a running vLLM: what the resource asks for, loaded and unloaded in place.
+
+The pod template holds no adapter: the supervisor follows spec.vllm.adapters of its own
+ModelDeployment (a watch on that one object), loads each adapter once its files are in the cache
+through vLLM's runtime routes (/v1/load_lora_adapter, /v1/unload_lora_adapter, opened for the
+supervisor only: the gateway forwards inference routes alone), and reports what it serves in
+status.adapterLoads.<pod>.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from berth_operator.api.modeldeployment import AdapterFailure, AdapterLoads, LoraAdapter
+
+from berth_runtime.clock import utcnow
+
+logger = logging.getLogger(__name__)
+
+#: what a PEFT adapter directory holds: its config, and its weights in one of these files
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def wanted_adapters(body: Mapping[str, Any] | None) -> list[LoraAdapter]:
+    """spec.vllm.adapters of a ModelDeployment object (none when it has no vllm settings)."""
+    spec = (body or {}).get("spec") or {}
+    return [LoraAdapter.model_validate(a) for a in (spec.get("vllm") or {}).get("adapters") or []]
+
+
+def adapter_dir(cache_dir: Path, adapter: LoraAdapter) -> Path | None:
+    """The adapter's snapshot in the cache once its config and weights are there, else None
+    (not downloaded yet: the download Job writes each file whole, then links it)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(
+            snapshot_download(
+                adapter.repo,
+                revision=adapter.revision,
+                cache_dir=cache_dir,
+                local_files_only=True,
+            )
+        )
+    except Exception:  # any lookup failure means: not in the cache yet
+        return None
+    if (path / ADAPTER_CONFIG).is_file() and any((path / w).is_file() for w in ADAPTER_WEIGHTS):
+        return path
+    return None
+
+
+class AdapterRefused(Exception):
+    """vLLM did not load an adapter; `reason` is a CamelCase cause for status."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def refusal(status: int, text: str) -> AdapterRefused:
+    """vLLM's answer to a load, as a reason and its own words."""
+    lowered = text.lower()
+    if "rank" in lowered and "max" in lowered:
+        reason = "AdapterRankTooHigh"
+        hint = "; raise spec.vllm.lora.maxLoraRank (this restarts the pods)"
+    elif "target module" in lowered or "not supported" in lowered:
+        reason, hint = "AdapterIncompatible", ""
+    else:
+        reason, hint = "AdapterLoadFailed", ""
+    return AdapterRefused(reason, f"vLLM answered {status}: {text.strip()[:600]}{hint}")
+
+
+@dataclass
+class VllmAdapterRoutes:
+    """vLLM's runtime adapter routes, on the pod's own port, with the pod's API key."""
+
+    base_url: str
+    api_key: str | None = None
+    timeout_seconds: float = 300.0
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    async def _post(self, path: str, body: dict[str, str]) -> tuple[int, str]:
+        timeout = aiohttp.ClientTimeout(total=self.timeout_seconds)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(f"{self.base_url}{path}", json=body, headers=self._headers()) as answer,
+        ):
+            return answer.status, await answer.text()
+
+    async def load(self, name: str, path: Path) -> None:
+        status, text = await self._post(
+            "/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)}
+        )
+        if status != 200:
+            raise refusal(status, text)
+
+    async def unload(self, name: str) -> None:
+        status, text = await self._post("/v1/unload_lora_adapter", {"lora_name": name})
+        if status != 200 and status != 404:  # 404: not loaded, which is what was asked
+            logger.warning("unloading adapter %s: vLLM answered %s: %s", name, status, text)
+
+
+@dataclass
+class AdapterSync:
+    """Brings what vLLM serves in line with the wanted adapters, one pass at a time."""
+
+    routes: VllmAdapterRoutes
+    find: Callable[[LoraAdapter], Awaitable[Path | None]]
+    #: name -> the adapter as loaded (a changed repo or revision is unloaded, then loaded)
+    loaded: dict[str, LoraAdapter] = field(default_factory=dict)
+    failed: dict[str, tuple[LoraAdapter, AdapterFailure]] = field(default_factory=dict)
+    #: wanted adapters whose files are not in the cache yet
+    not_in_cache: set[str] = field(default_factory=set)
+
+    def started_with(self, adapters: Iterable[LoraAdapter]) -> None:
+        """Adapters vLLM was started with (its --lora-modules)."""
+        self.loaded.update({a.name: a for a in adapters})
+
+    async def apply(self, wanted: list[LoraAdapter]) -> bool:
+        """One pass; True when what is served or failed changed."""
+        before = self.loads()
+        by_name = {a.name: a for a in wanted}
+        for name, adapter in list(self.loaded.items()):
+            if by_name.get(name) != adapter:
+                await self.routes.unload(name)
+                del self.loaded[name]
+                logger.info("adapter %s unloaded", name)
+        self.failed = {n: f for n, f in self.failed.items() if by_name.get(n) == f[0]}
+        self.not_in_cache = set()
+        for name, adapter in by_name.items():
+            if name in self.loaded or name in self.failed:
+                continue  # a refused adapter is tried again when its entry changes
+            path = await self.find(adapter)
+            if path is None:
+                self.not_in_cache.add(name)  # a later pass loads it
+                continue
+            try:
+                await self.routes.load(name, path)
+            except AdapterRefused as error:
+                self.failed[name] = (
+                    adapter,
+                    AdapterFailure(name=name, reason=error.reason, message=str(error)),
+                )
+                logger.warning("adapter %s not loaded: %s", name, error)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                logger.warning("adapter %s not loaded yet: %s", name, error)  # next pass
+            else:
+                self.loaded[name] = adapter
+                logger.info("adapter %s loaded from %s", name, path)
+        return self.loads() != before
+
+    def loads(self) -> AdapterLoads:
+        """What this pod reports (status.adapterLoads.<pod>)."""
+        return AdapterLoads(
+            loaded=sorted(self.loaded),
+            not_in_cache=sorted(self.not_in_cache),
+            failed=[f for _, f in sorted(self.failed.values(), key=lambda f: f[1].name)],
+        )
+
+    def report(self) -> dict[str, Any]:
+        return {**self.loads().model_dump(by_alias=True), "updatedAt": utcnow()}
+
+
+async def follow_resource(
+    namespace: str,
+    name: str,
+    on_change: Callable[[Mapping[str, Any]], Awaitable[None]],
+    retry_seconds: float = 5.0,
+) -> None:
+    """Calls `on_change` with the ModelDeployment as it is, then at each change, for ever (a
+    watch on that one object; re-established after any error)."""
+    from lightkube import AsyncClient
+
+    from berth_runtime.resources import ModelDeployment
+
+    client = AsyncClient(field_manager="berth-runtime")
+    while True:
+        try:
+            async for _, obj in client.watch(
+                ModelDeployment, namespace=namespace, fields={"metadata.name": name}
+            ):
+                await on_change(obj.to_dict())
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the API may be away: serving goes on
+            logger.warning(
+                "following %s/%s: %s; again in %g s", namespace, name, error, retry_seconds
+            )
+        await asyncio.sleep(retry_seconds)
