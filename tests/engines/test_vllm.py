@@ -68,6 +68,11 @@ SPECS: dict[str, dict[str, Any]] = {
         "gpuMemoryUtilization": 0.8,
         "extraArgs": ["--enable-prefix-caching", "--max-num-seqs", "64"],
     },
+    "lora": {
+        "gpus": 1,
+        "servedModelName": "qwen",
+        "lora": {"maxLoras": 2, "maxLoraRank": 32, "maxCpuLoras": 4},
+    },
     "bad-extra-arg": {"gpus": 1, "servedModelName": "qwen", "extraArgs": ["--no-such-flag", "1"]},
     "abbreviated": {"gpus": 1, "servedModelName": "qwen", "extraArgs": ["--max-num-se", "8"]},
     "bad-extra-type": {
@@ -84,7 +89,8 @@ SPECS: dict[str, dict[str, Any]] = {
 def rendered_args(settings: dict[str, Any], model: Path) -> list[str]:
     """The `vllm serve` arguments the supervisor builds from those rendered settings."""
     rendered = VllmEngineSettings.model_validate(rendered_vllm_settings(settings, REPO_ID))
-    return serve_args(rendered, model, "127.0.0.1", 8000)
+    adapters = {"sql": model / "sql", "fr": model / "fr"} if "lora" in settings else None
+    return serve_args(rendered, model, "127.0.0.1", 8000, adapters)
 
 
 def parse_with_vllm(argvs: list[list[str]], engine_config: bool = False) -> list[dict[str, Any]]:
@@ -132,6 +138,15 @@ def test_vllm_takes_every_setting(parsed: dict[str, dict[str, Any]]):
     assert extra["tensor_parallel_size"] == 2 and extra["max_model_len"] == 32768
     assert extra["gpu_memory_utilization"] == 0.8
     assert extra["enable_prefix_caching"] is True and extra["max_num_seqs"] == 64
+
+
+def test_vllm_takes_the_lora_settings_and_starting_adapters(parsed: dict[str, dict[str, Any]]):
+    assert parsed["lora"]["ok"], parsed["lora"]
+    args = parsed["lora"]["args"]
+    assert args["enable_lora"] is True and args["max_loras"] == 2
+    assert args["max_lora_rank"] == 32 and args["max_cpu_loras"] == 4
+    modules = str(args["lora_modules"])
+    assert "'sql'" in modules and "'fr'" in modules, modules
 
 
 def test_vllm_refuses_bad_extra_args(parsed: dict[str, dict[str, Any]]):

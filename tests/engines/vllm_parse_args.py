@@ -30,6 +30,11 @@ FIELDS = (
     "enable_prefix_caching",
     "max_num_seqs",
     "api_key",
+    "enable_lora",
+    "max_loras",
+    "max_lora_rank",
+    "max_cpu_loras",
+    "lora_modules",
 )
 
 

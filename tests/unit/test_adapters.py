@@ -9,7 +9,12 @@ import pydantic
 import pytest
 from berth_operator.api.modeldeployment import LoraAdapter, VllmSettings
 from berth_operator.controller.adapters import adapter_fields
-from berth_runtime.engines.vllm.adapters import AdapterRefused, AdapterSync, refusal
+from berth_runtime.engines.vllm.adapters import (
+    AdapterRefused,
+    AdapterSync,
+    rank_refusal,
+    refusal,
+)
 
 from tests.unit.factories import md, pod
 
@@ -120,7 +125,9 @@ def test_the_sync_loads_what_is_new_unloads_what_went_and_reloads_what_changed()
     wide = refusal(400, "LoRA rank 64 is greater than max_lora_rank 16.")
     routes = Routes({"wide": wide})
     sync = AdapterSync(routes, find)  # type: ignore[arg-type]
-    sync.started_with([LoraAdapter.model_validate(SQL)])
+    assert sync.startable({LoraAdapter.model_validate(SQL): Path("/cache/sql")}) == {
+        "sql": Path("/cache/sql")
+    }
     wanted = [LoraAdapter.model_validate(a) for a in (SQL, FR)]
     missing = LoraAdapter(name="new", repo="acme/new")
     too_wide = LoraAdapter(name="wide", repo="acme/wide")
@@ -140,3 +147,19 @@ def test_the_sync_loads_what_is_new_unloads_what_went_and_reloads_what_changed()
     assert asyncio.run(sync.apply([moved]))
     assert routes.calls == [("unload", "sql"), ("unload", "chat-fr"), ("load", "sql")]
     assert sync.loads().loaded == ["sql"] and not sync.loads().failed
+
+
+def test_an_adapter_over_the_rank_limit_is_refused_before_vllm_sees_it(tmp_path: Path):
+    (tmp_path / "adapter_config.json").write_text('{"r": 8, "rank_pattern": {"q_proj": 64}}')
+    assert rank_refusal("wide", tmp_path, 64) is None
+    refused = rank_refusal("wide", tmp_path, 16)
+    assert refused is not None and refused.reason == "AdapterRankTooHigh"
+    assert "rank 64, over spec.vllm.lora.maxLoraRank (16)" in str(refused)
+
+    async def find(adapter: LoraAdapter) -> Path | None:
+        return tmp_path
+
+    sync = AdapterSync(Routes(), find, max_rank=16)  # type: ignore[arg-type]
+    wide = LoraAdapter(name="wide", repo="acme/wide")
+    assert sync.startable({wide: tmp_path}) == {}  # vLLM would not start with it
+    assert [f.reason for f in sync.loads().failed] == ["AdapterRankTooHigh"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,32 @@ def adapter_dir(cache_dir: Path, adapter: LoraAdapter) -> Path | None:
     if (path / ADAPTER_CONFIG).is_file() and any((path / w).is_file() for w in ADAPTER_WEIGHTS):
         return path
     return None
+
+
+def adapter_rank(path: Path) -> int | None:
+    """The highest LoRA rank in an adapter's config (`r`, or a larger one in `rank_pattern`)."""
+    import json
+
+    try:
+        config = json.loads((path / ADAPTER_CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    ranks = [config.get("r"), *(config.get("rank_pattern") or {}).values()]
+    found = [r for r in ranks if isinstance(r, int)]
+    return max(found) if found else None
+
+
+def rank_refusal(name: str, path: Path, max_rank: int) -> AdapterRefused | None:
+    """An adapter whose rank is over vLLM's max_lora_rank, refused before vLLM sees it (vLLM
+    refuses it too, and at start-up it would refuse to start at all)."""
+    rank = adapter_rank(path)
+    if rank is None or rank <= max_rank:
+        return None
+    return AdapterRefused(
+        "AdapterRankTooHigh",
+        f"adapter {name} has rank {rank}, over spec.vllm.lora.maxLoraRank ({max_rank}): raise "
+        "maxLoraRank (this restarts the pods), or use an adapter of a lower rank",
+    )
 
 
 class AdapterRefused(Exception):
@@ -114,15 +140,30 @@ class AdapterSync:
 
     routes: VllmAdapterRoutes
     find: Callable[[LoraAdapter], Awaitable[Path | None]]
+    max_rank: int = 16
     #: name -> the adapter as loaded (a changed repo or revision is unloaded, then loaded)
     loaded: dict[str, LoraAdapter] = field(default_factory=dict)
     failed: dict[str, tuple[LoraAdapter, AdapterFailure]] = field(default_factory=dict)
     #: wanted adapters whose files are not in the cache yet
     not_in_cache: set[str] = field(default_factory=set)
 
-    def started_with(self, adapters: Iterable[LoraAdapter]) -> None:
-        """Adapters vLLM was started with (its --lora-modules)."""
-        self.loaded.update({a.name: a for a in adapters})
+    def startable(self, found: Mapping[LoraAdapter, Path | None]) -> dict[str, Path]:
+        """Of the wanted adapters (and where they are in the cache), those vLLM starts with
+        (its --lora-modules): in the cache, and of a rank it takes; the others are recorded as
+        not in the cache or failed, as a pass would."""
+        start: dict[str, Path] = {}
+        for adapter, path in found.items():
+            if path is None:
+                self.not_in_cache.add(adapter.name)
+            elif refused := rank_refusal(adapter.name, path, self.max_rank):
+                failure = AdapterFailure(
+                    name=adapter.name, reason=refused.reason, message=str(refused)
+                )
+                self.failed[adapter.name] = (adapter, failure)
+            else:
+                self.loaded[adapter.name] = adapter
+                start[adapter.name] = path
+        return start
 
     async def apply(self, wanted: list[LoraAdapter]) -> bool:
         """One pass; True when what is served or failed changed."""
@@ -143,6 +184,8 @@ class AdapterSync:
                 self.not_in_cache.add(name)  # a later pass loads it
                 continue
             try:
+                if refused := rank_refusal(name, path, self.max_rank):
+                    raise refused
                 await self.routes.load(name, path)
             except AdapterRefused as error:
                 self.failed[name] = (

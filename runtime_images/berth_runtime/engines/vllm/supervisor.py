@@ -68,7 +68,9 @@ class VllmSupervisor:
         self.adapters: AdapterSync | None = None
         if self.settings.lora:
             routes = VllmAdapterRoutes(self.local_url, self.child_environ.get("VLLM_API_KEY"))
-            self.adapters = AdapterSync(routes, self._find_adapter)
+            self.adapters = AdapterSync(
+                routes, self._find_adapter, self.settings.lora.max_lora_rank
+            )
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -127,9 +129,7 @@ class VllmSupervisor:
             return {}
         body = await asyncio.get_running_loop().run_in_executor(None, self._read_resource)
         found = {a: await self._find_adapter(a) for a in wanted_adapters(body)}
-        present = {a: path for a, path in found.items() if path is not None}
-        self.adapters.started_with(present)
-        return {a.name: path for a, path in present.items()}
+        return self.adapters.startable(found)
 
     async def _follow_adapters(self) -> None:
         """Loads and unloads adapters as the resource changes; reports what this pod serves."""
