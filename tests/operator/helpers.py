@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from berth_operator.api.metadata import DOWNLOAD_PROGRESS_ANNOTATION
+from berth_operator.api.modeldeployment import MODEL_SERVER_STATUS_KEYS
 
 from tests.cluster.kubectl import Kubectl
 
@@ -63,11 +64,11 @@ def report_runtime(
 ) -> Any:
     """Patches status.runtime as a model server does: with the token of its service account
     (the one of `as_server_of`, by default of `md_name` itself)."""
-    account = f"berth-{as_server_of or md_name}"
-    token = cluster.service_account_token(kubectl.namespace, account, seconds=600)
-    config = cluster.write_kubeconfig(tmp_path / f"{md_name}.kubeconfig", token, kubectl.namespace)
-    return cluster.kubectl(
-        f"--kubeconfig={config}",
+    return as_model_server(
+        kubectl,
+        cluster,
+        md_name,
+        tmp_path,
         "patch",
         "md",
         md_name,
@@ -75,8 +76,24 @@ def report_runtime(
         "--type=merge",
         "-p",
         json.dumps({"status": {"runtime": runtime}}),
-        check=False,
+        as_server_of=as_server_of,
     )
+
+
+def as_model_server(
+    kubectl: Kubectl,
+    cluster: Any,
+    md_name: str,
+    tmp_path: Any,
+    *args: str,
+    as_server_of: str | None = None,
+) -> Any:
+    """kubectl ARGS with the token of a model server's service account (the one of
+    `as_server_of`, by default of `md_name` itself); not checked."""
+    account = f"berth-{as_server_of or md_name}"
+    token = cluster.service_account_token(kubectl.namespace, account, seconds=600)
+    config = cluster.write_kubeconfig(tmp_path / f"{account}.kubeconfig", token, kubectl.namespace)
+    return cluster.kubectl(f"--kubeconfig={config}", *args, check=False)
 
 
 def with_managed_fields(kubectl: Kubectl, name: str) -> dict[str, Any]:
@@ -96,12 +113,13 @@ def status_writers(md: dict[str, Any]) -> dict[str, set[str]]:
 
 
 def assert_status_owners(md: dict[str, Any]) -> None:
-    """The rule of doc/architecture.md: the model server writes status.runtime, and only that;
-    the operator writes every other key, and never status.runtime."""
+    """The rule of doc/architecture.md: the model server writes status.runtime (and, with LoRA
+    adapters, status.adapterLoads), and only those; the operator writes every other key, and
+    never those (it removes the entries of pods that are gone)."""
     writers = status_writers(md)
     assert set(writers) <= {"berth-operator", "berth-runtime"}, writers
-    assert writers.get("berth-runtime", {"runtime"}) == {"runtime"}, writers
-    assert "runtime" not in writers.get("berth-operator", set()), writers
+    assert writers.get("berth-runtime", set()) <= MODEL_SERVER_STATUS_KEYS, writers
+    assert not MODEL_SERVER_STATUS_KEYS & writers.get("berth-operator", set()), writers
 
 
 #: kwok leaves this repository's download pod Running (tests/cluster/stages.yaml), so its Job
