@@ -82,6 +82,20 @@ def test_the_policy_refuses_what_a_tenant_may_not_choose(
                 }
             ],
         ),
+        "spec.vllm.adapters[].tokenSecretRef.name": model_deployment(
+            "adapter-token",
+            engine="vllm",
+            model={"repo": "Qwen/Qwen3-8B"},
+            vllm={
+                "adapters": [
+                    {
+                        "name": "sql",
+                        "repo": "acme/sql-lora",
+                        "tokenSecretRef": {"name": "other-team", "key": "token"},
+                    }
+                ]
+            },
+        ),
         "spec.cache.claimName: claim someone-elses-data": model_deployment(
             "claim", cache={"claimName": "someone-elses-data"}
         ),

@@ -16,54 +16,10 @@ import pytest
 from openai import OpenAI
 
 from tests.cluster.kubectl import Kubectl
-from tests.engines.runner import tiny_model_dir
-from tests.engines.vllm_server import (
-    API_KEY,
-    BUILDER,
-    ENVIRONMENT,
-    TEST_EXTRA_ARGS,
-    VllmServer,
-)
-from tests.hub.download import download_into, repo_from_directory
-from tests.hub.server import LocalHub
-from tests.operator.helpers import model_deployment
+from tests.engines.lora import BASE_REPO, NAME, POD, Hub, adapter, answer, resource, start_server
+from tests.engines.vllm_server import API_KEY, VllmServer
 
 pytestmark = pytest.mark.timeout(900)
-
-NAME = "lora-qwen3"
-BASE_REPO = "tiny/qwen3-dense"
-POD = f"{NAME}-0"
-LORA = {"maxLoras": 2, "maxLoraRank": 16}
-SETTINGS = {
-    "servedModelName": "tiny",
-    "maxModelLen": 512,
-    "lora": LORA,
-    "extraArgs": TEST_EXTRA_ARGS,
-}
-MESSAGES = [{"role": "user", "content": "What is the weather like in Paris today?"}]
-
-
-def adapter(name: str) -> dict[str, str]:
-    return {"name": name, "repo": f"tiny/{name}-lora"}
-
-
-class Hub:
-    """The tiny base model and its adapters on a local hub; each fetched by the real download
-    Job into one cache when the test says so."""
-
-    def __init__(self, work: Path) -> None:
-        self.built = tiny_model_dir(ENVIRONMENT, BUILDER)
-        self.cache = work / "cache"
-        self.hub = LocalHub().start()
-        self.hub.add(repo_from_directory(BASE_REPO, self.built / "dense"))
-        for path in sorted((self.built / "adapters").iterdir()):
-            self.hub.add(repo_from_directory(adapter(path.name)["repo"], path))
-
-    def download(self, repo: str) -> None:
-        download_into(self.hub, self.cache, repo)
-
-    def stop(self) -> None:
-        self.hub.stop()
 
 
 @pytest.fixture(scope="module")
@@ -75,30 +31,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     found.stop()
 
 
-def resource(*names: str) -> dict[str, Any]:
-    body = model_deployment(NAME, engine="vllm", repo=BASE_REPO)
-    body["spec"]["vllm"] = {
-        "servedModelName": "tiny",
-        "lora": LORA,
-        "adapters": [adapter(n) for n in names],
-    }
-    return body
-
-
 @pytest.fixture(scope="module")
 def served(module_kubectl: Kubectl, hub: Hub) -> Iterator[VllmServer]:
     """vLLM started for a resource that asks for sql, wide (over the rank limit) and poem (not in
     the cache yet)."""
     module_kubectl.apply(resource("sql", "wide", "poem"))
-    server = VllmServer(
-        hub.cache,
-        BASE_REPO,
-        SETTINGS,
-        KUBECONFIG=str(module_kubectl.plane.kubeconfig),
-        POD_NAMESPACE=module_kubectl.namespace,
-        POD_NAME=POD,
-        BERTH_MODELDEPLOYMENT=NAME,
-    )
+    server = start_server(module_kubectl, hub.cache)
     server.wait_healthy()
     yield server
     server.stop()
@@ -128,13 +66,6 @@ def loads(kubectl: Kubectl, check: Any, what: str, timeout: float = 120) -> dict
     reported.__name__ = what
     md = kubectl.wait_for("md", NAME, reported, timeout=timeout)
     return md["status"]["adapterLoads"][POD]
-
-
-def answer(client: OpenAI, model: str) -> str:
-    completion = client.chat.completions.create(
-        model=model, messages=MESSAGES, max_tokens=12, temperature=0, seed=7
-    )
-    return completion.choices[0].message.content or ""
 
 
 def test_adapters_are_served_and_changed_without_restarting_vllm(

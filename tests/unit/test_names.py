@@ -133,3 +133,21 @@ def test_the_operator_reconciles_the_rivals_of_a_resource_that_comes_or_goes():
     operator.queue.added.clear()
     operator.on_model_deployment("DELETED", older)
     assert operator.queue.added == [("a", "canary"), ("b", "canary")]
+
+
+def test_an_adapter_name_is_claimed_like_a_served_name():
+    tuned = claimant(
+        "tuned", engine="vllm", vllm={"adapters": [{"name": "qwen", "repo": "acme/lora"}]}
+    )
+    newer = qwen("b", created=LATE)
+    verdict = name_verdict(newer, [tuned])
+    assert verdict.status == "True" and "model name 'qwen'" in verdict.message
+    later_adapter = dataclasses.replace(tuned, created=LATE)
+    verdict = name_verdict(later_adapter, [qwen("a")])
+    assert verdict.status == "True" and "adapter name 'qwen'" in verdict.message
+    assert "rename the adapter in spec.vllm.adapters" in verdict.message
+    names = ServedNames()
+    names.set(("ns", "tuned"), tuned)
+    assert names.set(("ns", "b"), newer) == {("ns", "tuned")}
+    assert [r.name for r in names.rivals(tuned)] == ["b"]
+    assert names.remove(("ns", "b")) == {("ns", "tuned")} and names.rivals(tuned) == []

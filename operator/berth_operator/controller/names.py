@@ -1,5 +1,5 @@
-"""Served model names across the watched namespaces: which resource holds a name that several
-claim, and the ModelNameConflict verdict of the others.
+"""Served model names (and LoRA adapters' names) across the watched namespaces: which resource
+holds a name that several claim, and the ModelNameConflict verdict of the others.
 
 The gateway routes a name to its oldest claimant: creation time, then namespace, then name.
 Names are unique across every watched namespace, not per namespace, since clients send one
@@ -27,39 +27,51 @@ def _order(md: ModelDeployment) -> tuple[str, str, str]:
     return claim_order(md.created, md.namespace, md.name)
 
 
+def claimed_names(md: ModelDeployment) -> tuple[str, ...]:
+    """The names a resource claims: its served name, then its LoRA adapters' names."""
+    adapters = (md.spec.vllm.adapters if md.spec.vllm else None) or []
+    return (served_model_name(md.spec, md.name), *(a.name for a in adapters))
+
+
 def name_verdict(md: ModelDeployment, others: Iterable[ModelDeployment]) -> Verdict:
-    """ModelNameConflict: True when an older resource among `others` claims md's served name."""
+    """ModelNameConflict: True when an older resource among `others` claims one of md's names
+    (its served name, or one of its adapters')."""
     served = served_model_name(md.spec, md.name)
-    holder = min(
-        (
-            other
-            for other in others
-            if (other.namespace, other.name) != (md.namespace, md.name)
-            and served_model_name(other.spec, other.name) == served
-        ),
-        key=_order,
-        default=None,
-    )
-    if holder is None or _order(md) < _order(holder):
-        return Verdict(
-            "False", "ModelNameHeld", f"the gateway routes model '{served}' to this resource"
+    for name in claimed_names(md):
+        holder = min(
+            (
+                other
+                for other in others
+                if (other.namespace, other.name) != (md.namespace, md.name)
+                and name in claimed_names(other)
+            ),
+            key=_order,
+            default=None,
         )
-    fix = (
-        "set another spec.vllm.servedModelName"
-        if md.spec.engine == "vllm"
-        else "create the resource under another name"
-    )
+        if holder is None or _order(md) < _order(holder):
+            continue
+        if name != served:
+            fix = "rename the adapter in spec.vllm.adapters"
+        elif md.spec.engine == "vllm":
+            fix = "set another spec.vllm.servedModelName"
+        else:
+            fix = "create the resource under another name"
+        what = "model name" if name == served else "adapter name"
+        return Verdict(
+            "True",
+            "ModelNameTaken",
+            f"{what} '{name}' is held by the older ModelDeployment {holder.namespace}/"
+            f"{holder.name} (created {holder.created or 'earlier'}): the gateway routes '{name}' "
+            f"there, not here; {fix}, or delete the other resource",
+        )
     return Verdict(
-        "True",
-        "ModelNameTaken",
-        f"model name '{served}' is held by the older ModelDeployment {holder.namespace}/"
-        f"{holder.name} (created {holder.created or 'earlier'}): the gateway routes '{served}' "
-        f"there, not here; {fix}, or delete the other resource",
+        "False", "ModelNameHeld", f"the gateway routes model '{served}' to this resource"
     )
 
 
 class ServedNames:
-    """The resources that claim each served name, as the store last saw them."""
+    """The resources that claim each name (served names and adapters'), as the store last saw
+    them."""
 
     def __init__(self) -> None:
         self._claims: dict[str, dict[Key, ModelDeployment]] = {}
@@ -67,44 +79,48 @@ class ServedNames:
 
     def set(self, key: Key, md: ModelDeployment | None) -> set[Key]:
         """Records `md` (None: its spec does not parse) under `key`; returns the other resources
-        whose contest changed (their name's claimants came, went or moved), to reconcile."""
+        whose contest changed (their names' claimants came, went or moved), to reconcile."""
         before = self._held.get(key)
         if md is not None and before is not None and _same_claim(md, before):
             self._held[key] = md
-            self._claims[served_model_name(md.spec, md.name)][key] = md
+            for name in claimed_names(md):
+                self._claims[name][key] = md
             return set()
         touched = self._drop(key)
         if md is not None:
-            name = served_model_name(md.spec, md.name)
             self._held[key] = md
-            self._claims.setdefault(name, {})[key] = md
-            touched |= set(self._claims[name])
+            for name in claimed_names(md):
+                self._claims.setdefault(name, {})[key] = md
+                touched |= set(self._claims[name])
         touched.discard(key)
         return touched
 
     def remove(self, key: Key) -> set[Key]:
-        """Forgets `key`; returns the other resources that claimed its name."""
+        """Forgets `key`; returns the other resources that claimed one of its names."""
         return self._drop(key) - {key}
 
     def rivals(self, md: ModelDeployment) -> list[ModelDeployment]:
-        """The other resources that claim md's served name."""
-        claims = self._claims.get(served_model_name(md.spec, md.name), {})
-        return [other for key, other in claims.items() if key != (md.namespace, md.name)]
+        """The other resources that claim one of md's names."""
+        found: dict[Key, ModelDeployment] = {}
+        for name in claimed_names(md):
+            for key, other in self._claims.get(name, {}).items():
+                if key != (md.namespace, md.name):
+                    found[key] = other
+        return list(found.values())
 
     def _drop(self, key: Key) -> set[Key]:
         before = self._held.pop(key, None)
         if before is None:
             return set()
-        name = served_model_name(before.spec, before.name)
-        claims = self._claims[name]
-        claims.pop(key, None)
-        if not claims:
-            del self._claims[name]
-        return set(claims)
+        touched: set[Key] = set()
+        for name in claimed_names(before):
+            claims = self._claims.get(name, {})
+            claims.pop(key, None)
+            touched |= set(claims)
+            if not claims:
+                self._claims.pop(name, None)
+        return touched
 
 
 def _same_claim(md: ModelDeployment, before: ModelDeployment) -> bool:
-    return (served_model_name(md.spec, md.name), md.created) == (
-        served_model_name(before.spec, before.name),
-        before.created,
-    )
+    return (claimed_names(md), md.created) == (claimed_names(before), before.created)
