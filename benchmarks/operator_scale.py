@@ -28,7 +28,7 @@ from berth_operator.controller.cache import render_cache_claim
 from berth_operator.controller.desired import desired_children
 from berth_operator.controller.download import download_identity
 from berth_operator.controller.netpol import configured_api_server
-from berth_operator.controller.observed import Observed
+from berth_operator.controller.observed import DownloadState, Observed
 from berth_operator.controller.resource import ModelDeployment
 
 from tests.cluster import ControlPlane, FakeNode
@@ -99,10 +99,12 @@ def floor_objects(items: list[dict], namespace: str, config: OperatorConfig) -> 
         download = downloads[md.name]
         observed = Observed(
             md=md,
-            download=download,
-            sharers=sharers[download.job_name],
-            job=COMPLETE_JOB,
-            download_role={"metadata": {"name": download.job_name, "uid": "floor"}},
+            download=DownloadState(
+                download,
+                sharers[download.job_name],
+                job=COMPLETE_JOB,
+                role={"metadata": {"name": download.job_name, "uid": "floor"}},
+            ),
             api_server=configured_api_server(config),
         )
         for child in desired_children(observed, config):

@@ -108,7 +108,7 @@ class Model:
                 status.download.bytes_total if status.download else None
             ),
             diarization_model=spec.asr.diarization_model if spec.asr else None,
-            adapters=tuple(a.name for a in (spec.vllm.adapters if spec.vllm else None) or ()),
+            adapters=tuple(a.name for a in spec.adapters),
         )
 
     @property

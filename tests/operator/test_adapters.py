@@ -1,6 +1,8 @@
 """LoRA adapters with the real operator and API server: adding one leaves the pod template as it
-is, a model server's service account may read and watch its own resource and no other, and
-status.adapters follows what the pods report (the entries of pods that are gone removed)."""
+is, a model server's service account may read and watch its own resource and no other, each
+adapter downloads with a Job of its own (shared by the resources that use it), and
+status.adapters follows the downloads, then what the pods report (the entries of pods that are
+gone removed)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import pytest
 from tests.cluster import ControlPlane
 from tests.cluster.kubectl import Kubectl
 from tests.operator.helpers import (
+    RUN_BY_THE_TEST,
     as_model_server,
     model_deployment,
     phase_is,
+    report_progress,
     settings,
 )
 
@@ -23,12 +27,80 @@ pytestmark = pytest.mark.usefixtures("operator", "cache_volume")
 QWEN = "Qwen/Qwen3-VL-30B-A3B-Instruct"
 
 
-def tuned(*names: str) -> dict[str, Any]:
-    """With `lora` set, so that vLLM keeps LoRA enabled with no adapter at all."""
-    adapters = [{"name": n, "repo": f"acme/{n}-lora"} for n in names]
-    return model_deployment(
-        "tuned", engine="vllm", repo=QWEN, vllm={"adapters": adapters, "lora": {}}
+def tuned(*names: str, name: str = "tuned", repos: dict[str, str] | None = None) -> dict[str, Any]:
+    """With `lora` set, so that vLLM keeps LoRA enabled with no adapter at all; an adapter's
+    repository is acme/<name>-lora unless `repos` names another."""
+    repos = repos or {}
+    adapters = [{"name": n, "repo": repos.get(n, f"acme/{n}-lora")} for n in names]
+    return model_deployment(name, engine="vllm", repo=QWEN, vllm={"adapters": adapters, "lora": {}})
+
+
+def adapter_states(md: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {a["name"]: (a["state"], a["reason"]) for a in md["status"].get("adapters") or []}
+
+
+def jobs_by_repo(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
+    """The download Jobs, by the repository each one downloads."""
+    found = {}
+    for job in kubectl.get("jobs")["items"]:
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        found[env["BERTH_MODEL_REPO"]] = job
+    return found
+
+
+def owners(job: dict[str, Any]) -> list[str]:
+    return sorted(r["name"] for r in job["metadata"]["ownerReferences"])
+
+
+def test_each_adapter_downloads_once_for_every_resource_that_uses_it(kubectl: Kubectl):
+    repos = {"gated": "berth-test/gated", "slow": RUN_BY_THE_TEST}
+    kubectl.apply(tuned("sql", "gated", "slow", repos=repos))
+    kubectl.apply(tuned("sql", name="tuned-too"))
+    md = kubectl.wait_for(
+        "md",
+        "tuned",
+        lambda m: (
+            adapter_states(m).get("gated", ("",))[0] == "Failed"
+            and adapter_states(m).get("sql", ("",))[0] == "Loading"
+        ),
+        what="sql in the cache, gated refused",
     )
+    by_name = {a["name"]: a for a in md["status"]["adapters"]}
+    assert by_name["gated"]["reason"] == "AuthRequired"
+    assert by_name["gated"]["message"].startswith("adapter gated: ")
+    assert by_name["slow"]["state"] == "Downloading"
+    assert md["status"]["phase"] == "Starting", "an adapter's download holds no model back"
+
+    jobs = jobs_by_repo(kubectl)
+    assert set(jobs) == {QWEN, "acme/sql-lora", "berth-test/gated", RUN_BY_THE_TEST}
+    assert owners(jobs["acme/sql-lora"]) == ["tuned", "tuned-too"]  # one download, two users
+    assert owners(jobs[QWEN]) == ["tuned", "tuned-too"]
+    # the adapter's download reports its progress like the model's
+    report_progress(
+        kubectl,
+        jobs[RUN_BY_THE_TEST]["metadata"]["name"],
+        {"bytesDone": 1024, "bytesTotal": 4096, "percent": 25},
+    )
+    md = kubectl.wait_for(
+        "md",
+        "tuned",
+        lambda m: (
+            "(25%)" in ({a["name"]: a for a in m["status"]["adapters"]}["slow"]["message"] or "")
+        ),
+        what="the adapter's progress",
+    )
+
+    # an adapter removed: its Job goes when no resource needs it, and stays for the others
+    kubectl.apply(tuned(repos=repos))
+    kubectl.wait_for(
+        "job",
+        jobs["acme/sql-lora"]["metadata"]["name"],
+        lambda j: owners(j) == ["tuned-too"],
+        what="only tuned-too as the owner",
+    )
+    for repo in ("berth-test/gated", RUN_BY_THE_TEST):  # needed by no resource: deleted
+        kubectl("wait", "--for=delete", f"job/{jobs[repo]['metadata']['name']}", "--timeout=30s")
 
 
 def template(kubectl: Kubectl) -> dict[str, Any]:
@@ -105,7 +177,7 @@ def test_adapters_change_no_pod_and_their_status_follows_the_pods(
     )
     by_name = {a["name"]: a for a in md["status"]["adapters"]}
     assert (by_name["sql"]["state"], by_name["sql"]["loaded"]) == ("Loaded", "1/1")
-    assert (by_name["fr"]["state"], by_name["fr"]["reason"]) == ("NotInCache", "AdapterNotInCache")
+    assert (by_name["fr"]["state"], by_name["fr"]["reason"]) == ("Loading", "Loading")
     assert md["status"]["adaptersLoaded"] == "1/2"
     assert md["status"]["adapterLoads"][name]["loaded"] == ["sql"]
     wide = kubectl("get", "md", "tuned", "-o", "wide").stdout

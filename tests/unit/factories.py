@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from berth_operator.api.metadata import DOWNLOAD_PROGRESS_ANNOTATION
-from berth_operator.controller.download import download_identity
-from berth_operator.controller.observed import Observed
+from berth_operator.controller.download import adapter_downloads, download_identity
+from berth_operator.controller.observed import DownloadState, Observed
 from berth_operator.controller.resource import ModelDeployment
 
 
@@ -60,6 +60,16 @@ def job(
     return {"metadata": {"name": name, "annotations": annotations}, "status": status}
 
 
+def failed_download_pod(name: str, reason: str, created: str) -> dict:
+    """A download pod that failed with the downloader's typed `reason`."""
+    report = f'{{"reason": "{reason}", "message": "the hub answered 500"}}'
+    terminated = {"exitCode": 1, "message": report}
+    return {
+        "metadata": {"name": name, "creationTimestamp": created},
+        "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": terminated}}]},
+    }
+
+
 def pod(name: str, ready: bool = True, **status: Any) -> dict[str, Any]:
     conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
     if scheduled := status.pop("scheduled", None):
@@ -67,5 +77,33 @@ def pod(name: str, ready: bool = True, **status: Any) -> dict[str, Any]:
     return {"metadata": {"name": name}, "status": {"conditions": conditions, **status}}
 
 
-def observed(resource: ModelDeployment, **parts: Any) -> Observed:
-    return Observed(md=resource, download=download_identity(resource), sharers=[resource], **parts)
+#: the parts of Observed that describe the model's download, by their names in DownloadState
+DOWNLOAD_PARTS = {
+    "job": "job",
+    "role": "role",
+    "download_pods": "pods",
+    "token_problem": "token_problem",
+}
+
+
+def observed(
+    resource: ModelDeployment,
+    adapters: dict[str, dict[str, Any]] | None = None,
+    **parts: Any,
+) -> Observed:
+    """What a reconcile observes; `job`, `role`, `download_pods` and `token_problem` describe
+    the model's download, `adapters` the same parts of each adapter's download (`pods` for its
+    pods), by adapter name."""
+    download = {DOWNLOAD_PARTS[k]: parts.pop(k) for k in DOWNLOAD_PARTS.keys() & parts.keys()}
+    adapter_parts = adapters or {}
+    adapter_states = {
+        d.adapter: DownloadState(d, [resource], **adapter_parts.get(d.adapter, {}))
+        for d in adapter_downloads(resource)
+        if d.adapter
+    }
+    return Observed(
+        md=resource,
+        download=DownloadState(download_identity(resource), [resource], **download),
+        adapter_downloads=adapter_states,
+        **parts,
+    )

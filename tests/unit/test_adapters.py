@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pydantic
 import pytest
 from berth_operator.api.modeldeployment import LoraAdapter, VllmSettings
+from berth_operator.config import OperatorConfig
 from berth_operator.controller.adapters import adapter_fields
+from berth_operator.controller.desired import desired_children
+from berth_operator.controller.download import (
+    adapter_downloads,
+    download_identity,
+    render_download_job,
+)
+from berth_operator.controller.observed import SecretCheck
+from berth_operator.controller.status import adapter_download_verdicts, derive_status
 from berth_runtime.engines.vllm.adapters import (
     AdapterRefused,
     AdapterSync,
+    base_mismatch,
     rank_refusal,
     refusal,
 )
 
-from tests.unit.factories import md, pod
+from tests.unit.factories import failed_download_pod, job, md, observed, pod
 
 SQL = {"name": "sql", "repo": "acme/qwen3-sql-lora"}
 FR = {"name": "chat-fr", "repo": "acme/qwen3-fr-lora", "revision": "v2"}
@@ -62,16 +73,15 @@ def loads(**by_pod: dict) -> dict:
     return {"adapterLoads": by_pod}
 
 
-def test_status_counts_the_ready_pods_that_serve_each_adapter():
-    resource = vllm_md(
-        adapters=[SQL, FR, {"name": "wide", "repo": "acme/wide"}, {"name": "new", "repo": "a/n"}]
-    )
+def test_status_follows_each_adapters_download_then_the_ready_pods_that_serve_it():
+    adapters = [SQL, FR, {"name": "wide", "repo": "acme/wide"}]
+    adapters += [{"name": "new", "repo": "a/n"}, {"name": "gated", "repo": "a/g"}]
     resource = md(
         "qwen",
         engine="vllm",
         repo="Qwen/Qwen3-8B",
         resources={"gpus": 1},
-        vllm=resource.spec.vllm.model_dump(by_alias=True, exclude_none=True),
+        vllm={"adapters": adapters},
         status=loads(
             p1={"loaded": ["sql", "chat-fr"], "notInCache": ["new"]},
             p2={
@@ -82,21 +92,102 @@ def test_status_counts_the_ready_pods_that_serve_each_adapter():
             gone={"loaded": ["sql"]},
         ),
     )
-    fields = adapter_fields(resource, [pod("p1"), pod("p2"), pod("p3", ready=False)])
-    by_name = {a["name"]: a for a in fields["adapters"]}
+    done = {"job": job("j", "Complete")}
+    gated_pod = failed_download_pod("g", "GatedAccessDenied", "2026-11-26T11:00:00Z")
+    downloads = {
+        "sql": done,
+        "chat-fr": done,
+        "wide": done,
+        "new": {"job": job("j", report={"bytesDone": 512, "bytesTotal": 2048, "percent": 25})},
+        "gated": {"job": job("j", "Failed"), "pods": [gated_pod]},
+    }
+    pods = [pod("p1"), pod("p2"), pod("p3", ready=False)]
+    view = observed(resource, adapters=downloads, job=job("base", "Complete"), pods=pods)
+    status = derive_status(view, OperatorConfig(), "2026-11-26T12:00:00Z")
+    by_name = {a["name"]: a for a in status["adapters"]}
     assert (by_name["sql"]["state"], by_name["sql"]["loaded"]) == ("Loaded", "2/2")
     assert (by_name["chat-fr"]["state"], by_name["chat-fr"]["loaded"]) == ("Loading", "1/2")
     assert by_name["chat-fr"]["revision"] == "v2"
     assert (by_name["wide"]["state"], by_name["wide"]["reason"]) == ("Failed", "AdapterRankTooHigh")
-    assert by_name["new"]["state"] == "NotInCache"
-    assert "acme/qwen3-sql-lora" not in by_name["new"]["message"]
-    assert fields["adaptersLoaded"] == "1/4"
+    new = by_name["new"]
+    assert (new["state"], new["reason"]) == ("Downloading", "Downloading")
+    assert new["message"] == "adapter new: downloading a/n@main: 512 B of 2.0 KiB (25%)"
+    gated = by_name["gated"]
+    assert (gated["state"], gated["reason"]) == ("Failed", "GatedAccessDenied")
+    assert gated["message"].startswith("adapter gated: ")
+    assert status["adaptersLoaded"] == "1/5"
     # what a pod that is gone reported is removed (a merge patch with null)
-    assert fields["adapterLoads"] == {"gone": None}
+    assert status["adapterLoads"] == {"gone": None}
+    # an adapter's download does not hold the model back
+    assert status["phase"] != "Failed" and status["download"]["percent"] == 100
+
+
+def test_an_adapter_download_that_is_done_waits_for_the_pods():
+    resource = vllm_md(adapters=[SQL])
+    view = observed(resource, adapters={"sql": {"job": job("j", "Complete")}}, pods=[pod("p1")])
+    entry = adapter_fields(resource, view.pods, adapter_download_verdicts(view))["adapters"][0]
+    assert (entry["state"], entry["loaded"]) == ("Loading", "0/1")
+    assert entry["message"] == "acme/qwen3-sql-lora@main is in the cache; the pods are loading it"
+
+
+def download_env(resource, download) -> dict:
+    job = render_download_job(resource, download, [resource], OperatorConfig())
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_each_adapter_downloads_with_its_own_job_and_token_shared_by_resources():
+    token = {"name": "hf", "key": "token"}
+    own = {"name": "own", "key": "t"}
+    gated = {"name": "gated", "repo": "acme/gated-lora", "tokenSecretRef": own}
+    resource = md(
+        "qwen",
+        engine="vllm",
+        model={"repo": "Qwen/Qwen3-8B", "tokenSecretRef": token},
+        resources={"gpus": 1},
+        vllm={"adapters": [SQL, gated]},
+    )
+    sql, gated_download = adapter_downloads(resource)
+    assert (sql.adapter, sql.what) == ("sql", "acme/qwen3-sql-lora@main")
+    env = download_env(resource, sql)
+    assert env["BERTH_MODEL_REPO"] == "acme/qwen3-sql-lora" and env["BERTH_ALLOW_PATTERNS"] == "[]"
+    assert env["HF_TOKEN"] == {"secretKeyRef": token}  # the model's, by default
+    assert download_env(resource, gated_download)["HF_TOKEN"] == {"secretKeyRef": own}
+    # another resource that serves the same adapter with the same token shares its download
+    other = md(
+        "other",
+        engine="vllm",
+        model={"repo": "Qwen/Qwen3-4B", "tokenSecretRef": token},
+        resources={"gpus": 1},
+        vllm={"adapters": [{**SQL, "name": "sql-too"}]},
+    )
+    assert adapter_downloads(other)[0].job_name == sql.job_name
+    assert sql.job_name != download_identity(resource).job_name
+
+
+def test_the_adapters_downloads_are_children_once_each_and_not_without_their_token():
+    twice = [SQL, {**SQL, "name": "sql-again"}, {"name": "fr", "repo": "acme/fr-lora"}]
+    resource = vllm_md(adapters=twice)
+    role = {"metadata": {"name": "applied", "uid": "r"}}
+    problem = SecretCheck("SecretNotFound", "secret gone")
+    parts = {"sql": {"role": role}, "sql-again": {"role": role}, "fr": {"token_problem": problem}}
+    view = observed(resource, adapters=parts, role=role)
+    jobs = [
+        c["metadata"]["name"]
+        for c in desired_children(view, OperatorConfig())
+        if c["kind"] == "Job"
+    ]
+    assert jobs == [download_identity(resource).job_name, adapter_downloads(resource)[0].job_name]
+    fr = adapter_fields(resource, [], adapter_download_verdicts(view))["adapters"][2]
+    assert (fr["state"], fr["reason"], fr["message"]) == (
+        "Failed",
+        "SecretNotFound",
+        "adapter fr: secret gone",
+    )
 
 
 def test_without_adapters_the_keys_are_cleared_and_nothing_is_pruned():
-    fields = adapter_fields(vllm_md(), [pod("p1")])
+    fields = adapter_fields(vllm_md(), [pod("p1")], {})
     assert fields == {"adapters": None, "adaptersLoaded": None}
 
 
@@ -163,3 +254,59 @@ def test_an_adapter_over_the_rank_limit_is_refused_before_vllm_sees_it(tmp_path:
     wide = LoraAdapter(name="wide", repo="acme/wide")
     assert sync.startable({wide: tmp_path}) == {}  # vLLM would not start with it
     assert [f.reason for f in sync.loads().failed] == ["AdapterRankTooHigh"]
+
+
+def test_an_adapter_trained_on_another_model_is_loaded_and_said(tmp_path: Path):
+    def adapter_at(name: str, base: str) -> Path:
+        (tmp_path / name).mkdir()
+        config = {"r": 8, "base_model_name_or_path": base}
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps(config))
+        return tmp_path / name
+
+    paths = {
+        "same": adapter_at("same", "Qwen/Qwen3-8B"),
+        "local": adapter_at("local", "/checkpoints/Qwen3-8B/"),
+        "other": adapter_at("other", "meta-llama/Llama-3.1-8B"),
+    }
+    assert base_mismatch("same", paths["same"], "Qwen/Qwen3-8B") is None
+    assert base_mismatch("local", paths["local"], "Qwen/Qwen3-8B") is None
+
+    async def find(adapter: LoraAdapter) -> Path | None:
+        return paths[adapter.name]
+
+    routes = Routes()
+    sync = AdapterSync(routes, find, base_repo="Qwen/Qwen3-8B")  # type: ignore[arg-type]
+    wanted = [LoraAdapter(name=n, repo=f"acme/{n}") for n in paths]
+    assert asyncio.run(sync.apply(wanted))
+    report = sync.loads()
+    assert report.loaded == ["local", "other", "same"]  # vLLM takes it: served, and said
+    assert [(m.name, m.reason) for m in report.mismatched] == [("other", "BaseModelMismatch")]
+    assert "trained on meta-llama/Llama-3.1-8B, not on the served Qwen/Qwen3-8B" in (
+        report.mismatched[0].message
+    )
+
+    # what status makes of it: a warning on the adapter and a condition, nothing failed
+    resource = md(
+        "qwen",
+        engine="vllm",
+        repo="Qwen/Qwen3-8B",
+        resources={"gpus": 1},
+        vllm={"adapters": [{"name": n, "repo": f"acme/{n}"} for n in paths]},
+        status=loads(p1=report.model_dump(by_alias=True)),
+    )
+    done = {"job": job("j", "Complete")}
+    view = observed(resource, adapters=dict.fromkeys(paths, done), pods=[pod("p1")])
+    status = derive_status(view, OperatorConfig(), "2026-11-26T12:00:00Z")
+    by_name = {a["name"]: a for a in status["adapters"]}
+    assert (by_name["other"]["state"], by_name["other"]["reason"]) == (
+        "Loaded",
+        "BaseModelMismatch",
+    )
+    assert by_name["same"]["reason"] == "Loaded"
+    match = next(c for c in status["conditions"] if c["type"] == "AdaptersMatchBase")
+    assert (match["status"], match["reason"]) == ("False", "BaseModelMismatch")
+    assert match["message"] == by_name["other"]["message"]
+
+    # the adapter removed: unloaded, and the warning goes with it
+    assert asyncio.run(sync.apply(wanted[:2]))
+    assert routes.calls[-1] == ("unload", "other") and not sync.loads().mismatched

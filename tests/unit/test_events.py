@@ -26,7 +26,7 @@ def test_a_healthy_start_posts_its_milestones_not_its_steps():
     first = status_of(md())
     assert transitions(None, first["conditions"]) == [], "waiting for the download is no news"
     resource = md(status={"conditions": first["conditions"]})
-    name = observed(resource).download.job_name
+    name = observed(resource).download.identity.job_name
     downloading = status_of(resource, job=job(name, report={"bytesDone": 1, "bytesTotal": 10}))
     assert transitions(resource.status.conditions, downloading["conditions"]) == []
     resource = md(status={"conditions": downloading["conditions"]})
@@ -46,7 +46,7 @@ def test_a_healthy_start_posts_its_milestones_not_its_steps():
 
 def test_the_way_out_of_a_failure_is_posted():
     resource = md(status={"conditions": status_of(md())["conditions"]})
-    name = observed(resource).download.job_name
+    name = observed(resource).download.identity.job_name
     failed = md(status={"conditions": status_of(resource, job=job(name, "Failed"))["conditions"]})
     again = status_of(failed, job=job(name, report={"bytesDone": 1, "bytesTotal": 10}))
     changes = {c.type: c for c in transitions(failed.status.conditions, again["conditions"])}
@@ -56,7 +56,7 @@ def test_the_way_out_of_a_failure_is_posted():
 
 def test_a_new_message_alone_is_no_transition():
     resource = md()
-    name = observed(resource).download.job_name
+    name = observed(resource).download.identity.job_name
     before = status_of(resource, job=job(name, report={"bytesDone": 1, "bytesTotal": 10}))
     again = md(status={"conditions": before["conditions"]})
     after = status_of(again, job=job(name, report={"bytesDone": 5, "bytesTotal": 10}))
@@ -66,7 +66,7 @@ def test_a_new_message_alone_is_no_transition():
 
 def test_a_failure_is_a_warning_and_names_its_reason():
     resource = md(status={"conditions": status_of(md())["conditions"]})
-    name = observed(resource).download.job_name
+    name = observed(resource).download.identity.job_name
     failed = status_of(resource, job=job(name, "Failed"))
     changes = {c.type: c for c in transitions(resource.status.conditions, failed["conditions"])}
     assert changes["CacheReady"].reason == "BackoffLimitExceeded" and changes["CacheReady"].warning

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from berth_operator.config import OperatorConfig
-from berth_operator.controller.download import download_identity, render_download_job
+from berth_operator.controller.download import (
+    adapter_downloads,
+    download_identity,
+    render_download_job,
+)
 from berth_operator.controller.netpol import (
     api_server_rule,
     hub_ports,
@@ -22,7 +26,12 @@ API = api_server_rule(["10.96.0.1", "192.168.1.10"], [443, 6443])
 
 
 def selects(selector: dict, labels: dict) -> bool:
-    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+    """A label selector's verdict on `labels` (matchLabels, and matchExpressions with In)."""
+    expressions = selector.get("matchExpressions") or []
+    assert all(e["operator"] == "In" for e in expressions)
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items()) and all(
+        labels.get(e["key"]) in e["values"] for e in expressions
+    )
 
 
 def test_the_server_takes_its_callers_on_its_port_and_reaches_only_the_api_server():
@@ -52,7 +61,7 @@ def test_the_download_takes_nothing_and_reaches_dns_the_hub_and_the_api_server()
     resource = md(engine="pyannote")
     config = OperatorConfig(network_policies=True, hf_endpoint="http://hf-mirror.internal:8080")
     download = download_identity(resource)
-    spec = render_download_policy(resource, download, config, API)["spec"]
+    spec = render_download_policy(resource, [download.key], config, API)["spec"]
     assert spec["ingress"] == []
     ports = [rule["ports"] for rule in spec["egress"]]
     assert ports[0] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
@@ -61,6 +70,19 @@ def test_the_download_takes_nothing_and_reaches_dns_the_hub_and_the_api_server()
     job = render_download_job(resource, download, [resource], config)
     assert selects(spec["podSelector"], job["spec"]["template"]["metadata"]["labels"])
     assert hub_ports(OperatorConfig()) == [{"port": 443, "protocol": "TCP"}]
+
+
+def test_the_download_policy_covers_the_adapters_downloads_and_no_other():
+    adapters = [{"name": "sql", "repo": "acme/sql-lora"}, {"name": "fr", "repo": "acme/fr-lora"}]
+    resource = md(engine="vllm", resources={"gpus": 1}, vllm={"adapters": adapters})
+    config = OperatorConfig(network_policies=True)
+    downloads = [download_identity(resource), *adapter_downloads(resource)]
+    spec = render_download_policy(resource, [d.key for d in downloads], config, API)["spec"]
+    for download in downloads:
+        job = render_download_job(resource, download, [resource], config)
+        assert selects(spec["podSelector"], job["spec"]["template"]["metadata"]["labels"])
+    other = download_identity(md(name="other", repo="acme/other"))
+    assert not selects(spec["podSelector"], other.labels)
 
 
 def test_policies_are_read_from_the_environment():

@@ -10,7 +10,7 @@ from berth_operator.controller.download import download_identity
 from berth_operator.controller.observed import SecretCheck
 from berth_operator.controller.status import derive_status
 
-from tests.unit.factories import job, md, observed, pod
+from tests.unit.factories import failed_download_pod, job, md, observed, pod
 
 CONFIG = OperatorConfig()
 NOW = "2026-11-26T12:00:00Z"
@@ -66,19 +66,10 @@ def test_typed_download_failure_comes_from_the_termination_message():
         },
     }
     status = derive_status(
-        observed(md(), job=job("j", "Failed"), job_pods=[failed_pod]), CONFIG, NOW
+        observed(md(), job=job("j", "Failed"), download_pods=[failed_pod]), CONFIG, NOW
     )
     assert conditions(status)["Ready"]["reason"] == "GatedAccessDenied"
     assert status["phase"] == "Failed"
-
-
-def failed_download_pod(name: str, reason: str, created: str) -> dict:
-    report = f'{{"reason": "{reason}", "message": "the hub answered 500"}}'
-    terminated = {"exitCode": 1, "message": report}
-    return {
-        "metadata": {"name": name, "creationTimestamp": created},
-        "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": terminated}}]},
-    }
 
 
 def test_a_failed_attempt_shows_while_the_job_retries():
@@ -86,7 +77,7 @@ def test_a_failed_attempt_shows_while_the_job_retries():
         failed_download_pod("a", "Stalled", "2026-11-26T11:00:00Z"),
         failed_download_pod("b", "NetworkError", "2026-11-26T11:01:00Z"),
     ]
-    status = derive_status(observed(md(), job=job("j"), job_pods=pods), CONFIG, NOW)
+    status = derive_status(observed(md(), job=job("j"), download_pods=pods), CONFIG, NOW)
     cache = conditions(status)["CacheReady"]
     assert cache["reason"] == "DownloadRetrying"
     assert cache["message"].startswith("attempt 2 of 5 failed with NetworkError: the hub answered")

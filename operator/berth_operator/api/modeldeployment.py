@@ -662,6 +662,11 @@ class ModelDeploymentSpec(ApiModel):
             )
         return self
 
+    @property
+    def adapters(self) -> list[LoraAdapter]:
+        """The LoRA adapters of spec.vllm.adapters (none without vLLM settings)."""
+        return list(self.vllm.adapters or []) if self.vllm else []
+
 
 # ---- status ------------------------------------------------------------------------------
 
@@ -754,6 +759,10 @@ class AdapterFailure(StatusModel):
     message: str | None = None
 
 
+#: the reason of an adapter trained on another model than the one it is loaded on
+BASE_MODEL_MISMATCH = "BaseModelMismatch"
+
+
 class AdapterLoads(StatusModel):
     """What one model server pod serves of spec.vllm.adapters (written by that pod)."""
 
@@ -761,6 +770,8 @@ class AdapterLoads(StatusModel):
     #: wanted, but its files are not in the cache (yet)
     not_in_cache: list[str] | None = None
     failed: list[AdapterFailure] | None = None
+    #: loaded (or to be), but trained on another base model than the one served
+    mismatched: list[AdapterFailure] | None = None
     updated_at: str | None = None
 
 
@@ -770,7 +781,7 @@ class AdapterStatus(StatusModel):
     name: str
     repo: str | None = None
     revision: str | None = None
-    state: Literal["NotInCache", "Loading", "Loaded", "Failed"] | None = None
+    state: Literal["Downloading", "Loading", "Loaded", "Failed"] | None = None
     reason: str | None = None
     message: str | None = None
     loaded: str | None = Field(

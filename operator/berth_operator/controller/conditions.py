@@ -17,6 +17,8 @@ STALLED = "Stalled"
 MODEL_NAME_CONFLICT = "ModelNameConflict"
 # an ASR model paired with a diarization model: whether speakers can be added to its transcripts
 DIARIZATION_READY = "DiarizationReady"
+# LoRA adapters: whether every one loaded was trained on the served model
+ADAPTERS_MATCH_BASE = "AdaptersMatchBase"
 CONDITION_ORDER = (
     READY,
     CACHE_READY,
@@ -25,6 +27,7 @@ CONDITION_ORDER = (
     STALLED,
     MODEL_NAME_CONFLICT,
     DIARIZATION_READY,
+    ADAPTERS_MATCH_BASE,
 )
 #: conditions whose True is the problem: False is their quiet, normal state
 ABNORMAL_TRUE = frozenset({STALLED, MODEL_NAME_CONFLICT})

@@ -18,9 +18,10 @@ from berth_operator.controller.download import (
 )
 from berth_operator.controller.naming import runtime_account_name, server_labels
 from berth_operator.controller.netpol import render_download_policy, render_server_policy
-from berth_operator.controller.observed import Observed, job_condition
+from berth_operator.controller.observed import DownloadState, Observed, job_condition
 from berth_operator.controller.podtruth import unschedulable
 from berth_operator.controller.rbac import account_and_binding, status_role
+from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.workload import (
     ServedModel,
     render_deployment,
@@ -32,8 +33,9 @@ from berth_operator.controller.workload import (
 def served_model(observed: Observed) -> ServedModel | None:
     """The download to serve: the requested one once complete; until then whatever already runs."""
     md = observed.md
-    if job_condition(observed.job, "Complete"):
-        report = download_report(observed.job)
+    job = observed.download.job
+    if job_condition(job, "Complete"):
+        report = download_report(job)
         return ServedModel(
             revision=md.spec.model.revision,
             resolved_revision=report.resolved_revision if report else None,
@@ -65,16 +67,13 @@ def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[st
     """Every child to apply this pass, in order: identities first, the Deployment last."""
     md = observed.md
     children: list[dict[str, Any]] = []
-    download = observed.download
+    downloads = distinct_downloads(observed)
     if config.network_policies:
         children.append(render_server_policy(md, config, observed.api_server))
-        children.append(render_download_policy(md, download, config, observed.api_server))
-    if observed.token_problem is None:
-        children.append(render_download_role(md, download, observed.sharers))
-        # The Job waits for its pod's identity, which waits for the applied Role's uid.
-        if observed.download_role is not None:
-            children += render_download_identity(md, download, observed.download_role)
-            children.append(render_download_job(md, download, observed.sharers, config))
+        keys = [d.identity.key for d in downloads]
+        children.append(render_download_policy(md, keys, config, observed.api_server))
+    for download in downloads:
+        children += download_children(md, download, config)
     account = runtime_account_name(md.name)
     labels = server_labels(md.name, md.spec.engine)
     owner = [md.owner_reference()]
@@ -88,6 +87,28 @@ def desired_children(observed: Observed, config: OperatorConfig) -> list[dict[st
             md, config, served, surge_blocked(observed), observed.kept_image
         )
         children.append(_annotate(deployment, served))
+    return children
+
+
+def distinct_downloads(observed: Observed) -> list[DownloadState]:
+    """The model's download and the adapters', each Job once (two adapters, or an adapter and
+    the model, may fetch the same repository)."""
+    by_job = {d.identity.job_name: d for d in reversed(observed.downloads)}
+    return list(reversed(by_job.values()))
+
+
+def download_children(
+    md: ModelDeployment, download: DownloadState, config: OperatorConfig
+) -> list[dict[str, Any]]:
+    """A download's Role, then its pod's identity and its Job once the Role exists (they need
+    its uid); nothing while its token Secret does not resolve."""
+    if download.token_problem is not None:
+        return []
+    identity = download.identity
+    children = [render_download_role(md, identity, download.sharers)]
+    if download.role is not None:
+        children += render_download_identity(md, identity, download.role)
+        children.append(render_download_job(md, identity, download.sharers, config))
     return children
 
 

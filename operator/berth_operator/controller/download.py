@@ -1,4 +1,7 @@
-"""The download Job: one per (repo, revision, patterns, token, re-download), shared by resources."""
+"""The download Jobs: one per (repo, revision, patterns, token, re-download), shared by resources.
+
+A resource downloads its model, and each LoRA adapter of spec.vllm.adapters, with a Job of its own.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 import pydantic
 
 from berth_operator.api.metadata import DOWNLOAD_PROGRESS_ANNOTATION
-from berth_operator.api.modeldeployment import DownloadReport
+from berth_operator.api.modeldeployment import DownloadReport, LoraAdapter, ModelSource
 from berth_operator.api.podenv import HF_TOKEN_VARIABLE, DownloadEnv
 from berth_operator.config import OperatorConfig, library_env
 from berth_operator.controller.cache import cache_claim_name
@@ -28,33 +31,64 @@ DOWNLOAD_RETRIES = 4
 
 @dataclass(frozen=True)
 class DownloadIdentity:
-    """Which download a resource needs: its key, and the name and labels of its Job and identity."""
+    """One download a resource needs: what it fetches, its key, and the name and labels of its
+    Job and identity."""
 
     key: str
     job_name: str
+    source: ModelSource
+    #: a clean download of everything, files already in the cache included
+    force: bool = False
+    #: the adapter of spec.vllm.adapters this download is for; None: the model itself
+    adapter: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:
         return download_labels(self.key)
 
+    @property
+    def what(self) -> str:
+        return f"{self.source.repo}@{self.source.revision}"
+
+
+def _identity(
+    source: ModelSource, redownload_token: str | None, adapter: str | None = None
+) -> DownloadIdentity:
+    token = source.token_secret_ref
+    token_id = f"{token.name}/{token.key}" if token else None
+    key = download_key(source, "|".join(filter(None, [redownload_token, token_id])))
+    return DownloadIdentity(
+        key, download_job_name(source, key), source, bool(redownload_token), adapter
+    )
+
 
 def download_identity(md: ModelDeployment) -> DownloadIdentity:
-    """What the resource downloads, with which token, and its re-download token."""
-    token = md.spec.model.token_secret_ref
-    token_id = f"{token.name}/{token.key}" if token else None
-    key = download_key(md.spec.model, "|".join(filter(None, [md.redownload_token, token_id])))
-    return DownloadIdentity(key, download_job_name(md.spec.model, key))
+    """What the resource downloads for its model, with which token, and its re-download token."""
+    return _identity(md.spec.model, md.redownload_token)
 
 
-def _env(md: ModelDeployment, config: OperatorConfig) -> list[dict[str, Any]]:
-    model = md.spec.model
+def adapter_source(md: ModelDeployment, adapter: LoraAdapter) -> ModelSource:
+    """An adapter's repository as a download source: all its files, with its own token or else
+    the model's."""
+    token = adapter.token_secret_ref or md.spec.model.token_secret_ref
+    return ModelSource(repo=adapter.repo, revision=adapter.revision, token_secret_ref=token)
+
+
+def adapter_downloads(md: ModelDeployment) -> list[DownloadIdentity]:
+    """The download of each adapter of spec.vllm.adapters, in their order. An adapter is
+    downloaded once, whatever the re-download token: a new revision is a new download."""
+    return [_identity(adapter_source(md, a), None, a.name) for a in md.spec.adapters]
+
+
+def _env(download: DownloadIdentity, config: OperatorConfig) -> list[dict[str, Any]]:
+    model = download.source
     settings = DownloadEnv(
         repo=model.repo,
         revision=model.revision,
         cache_dir=config.cache_mount_path,
         allow_patterns=model.allow_patterns or [],
         ignore_patterns=model.ignore_patterns or [],
-        force=bool(md.redownload_token),
+        force=download.force,
         stall_seconds=config.download_stall_seconds,
     )
     env = [*settings.rendered(), *DownloadEnv.field_references(), *library_env(config)]
@@ -110,7 +144,7 @@ def render_download_job(
                             "name": DOWNLOAD_CONTAINER,
                             "image": config.downloader_image,
                             "command": ["python", "-m", "berth_runtime.download"],
-                            "env": _env(md, config),
+                            "env": _env(download, config),
                             "resources": {
                                 "requests": {"cpu": "500m", "memory": "512Mi"},
                                 "limits": {"memory": "2Gi"},

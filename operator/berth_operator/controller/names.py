@@ -29,7 +29,7 @@ def _order(md: ModelDeployment) -> tuple[str, str, str]:
 
 def claimed_names(md: ModelDeployment) -> tuple[str, ...]:
     """The names a resource claims: its served name, then its LoRA adapters' names."""
-    adapters = (md.spec.vllm.adapters if md.spec.vllm else None) or []
+    adapters = md.spec.adapters
     return (served_model_name(md.spec, md.name), *(a.name for a in adapters))
 
 

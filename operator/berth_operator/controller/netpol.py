@@ -11,8 +11,12 @@ from urllib.parse import urlsplit
 
 from berth_operator.api.metadata import COMPONENT_LABEL, DOWNLOAD_COMPONENT, DOWNLOAD_KEY_LABEL
 from berth_operator.config import OperatorConfig
-from berth_operator.controller.download import DownloadIdentity
-from berth_operator.controller.naming import runtime_account_name, server_labels, server_selector
+from berth_operator.controller.naming import (
+    download_labels,
+    runtime_account_name,
+    server_labels,
+    server_selector,
+)
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.workload import PORT_NAME
 from berth_operator.kube import Kube
@@ -35,7 +39,7 @@ def _policy(
     md: ModelDeployment,
     name: str,
     labels: dict[str, str],
-    pods: dict[str, str],
+    pods: dict[str, Any],
     ingress: list[dict[str, Any]],
     egress: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def _policy(
             "ownerReferences": [md.owner_reference()],
         },
         "spec": {
-            "podSelector": {"matchLabels": pods},
+            "podSelector": pods,
             "policyTypes": ["Ingress", "Egress"],
             "ingress": ingress,
             "egress": egress,
@@ -68,7 +72,7 @@ def render_server_policy(
         md,
         server_policy_name(md.name),
         server_labels(md.name, md.spec.engine),
-        server_selector(md.name),
+        {"matchLabels": server_selector(md.name)},
         ingress if callers else [],
         api_server,
     )
@@ -85,15 +89,23 @@ def hub_ports(config: OperatorConfig) -> list[dict[str, Any]]:
 
 def render_download_policy(
     md: ModelDeployment,
-    download: DownloadIdentity,
+    keys: list[str],
     config: OperatorConfig,
     api_server: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The download pods: nothing in; out, DNS and the hub's ports (anywhere: the hub's
-    addresses are not known in advance) and the API server (the Job's progress)."""
-    pods = {COMPONENT_LABEL: DOWNLOAD_COMPONENT, DOWNLOAD_KEY_LABEL: download.key}
+    """The pods of the resource's downloads (`keys`: the model's first, then its adapters'):
+    nothing in; out, DNS and the hub's ports (anywhere: the hub's addresses are not known in
+    advance) and the API server (the Job's progress)."""
+    pods: dict[str, Any] = {"matchLabels": {COMPONENT_LABEL: DOWNLOAD_COMPONENT}}
+    if len(keys) == 1:
+        pods["matchLabels"][DOWNLOAD_KEY_LABEL] = keys[0]
+    else:
+        pods["matchExpressions"] = [
+            {"key": DOWNLOAD_KEY_LABEL, "operator": "In", "values": sorted(keys)}
+        ]
     egress = [{"ports": DNS}, {"ports": hub_ports(config)}, *api_server]
-    return _policy(md, download_policy_name(md.name), download.labels, pods, [], egress)
+    labels = download_labels(keys[0])
+    return _policy(md, download_policy_name(md.name), labels, pods, [], egress)
 
 
 def api_server_rule(addresses: list[str], ports: list[int]) -> list[dict[str, Any]]:

@@ -21,20 +21,31 @@ class SecretCheck:
 
 
 @dataclass(frozen=True)
+class DownloadState:
+    """One download as observed: what it fetches, the resources that share it, its Job, the
+    Job's Role and pods, and a problem with its token Secret."""
+
+    identity: DownloadIdentity
+    sharers: list[ModelDeployment]
+    job: dict[str, Any] | None = None
+    role: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    token_problem: SecretCheck | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     """The cluster state a reconcile works from; plain API objects, as read."""
 
     md: ModelDeployment
-    download: DownloadIdentity
-    sharers: list[ModelDeployment]
-    job: dict[str, Any] | None = None
-    download_role: dict[str, Any] | None = None
-    job_pods: list[dict[str, Any]] = field(default_factory=list)
+    #: the model's download
+    download: DownloadState
+    #: the download of each adapter of spec.vllm.adapters, by adapter name
+    adapter_downloads: dict[str, DownloadState] = field(default_factory=dict)
     deployment: dict[str, Any] | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)
     stale_jobs: list[dict[str, Any]] = field(default_factory=list)
     secret_problems: list[SecretCheck] = field(default_factory=list)
-    token_problem: SecretCheck | None = None
     #: the cache claim, read only when a pod cannot be scheduled (it may be why)
     cache_claim: dict[str, Any] | None = None
     #: the other resources in the watched namespaces that claim the same served model name
@@ -49,6 +60,16 @@ class Observed:
     kept_image: str | None = None
     #: server pod name -> its events, read only for pods whose start is explained (startup.py)
     pod_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def token_problem(self) -> SecretCheck | None:
+        """The model's token Secret does not resolve."""
+        return self.download.token_problem
+
+    @property
+    def downloads(self) -> list[DownloadState]:
+        """The model's download, then each adapter's."""
+        return [self.download, *self.adapter_downloads.values()]
 
 
 def job_condition(job: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -25,6 +26,7 @@ from berth_operator.controller.desired import desired_children
 from berth_operator.controller.diff import contains
 from berth_operator.controller.download import (
     DownloadIdentity,
+    adapter_downloads,
     download_identity,
     download_owner_references,
 )
@@ -39,7 +41,7 @@ from berth_operator.controller.netpol import (
     download_policy_name,
     server_policy_name,
 )
-from berth_operator.controller.observed import Observed, SecretCheck, server_pods
+from berth_operator.controller.observed import DownloadState, Observed, SecretCheck, server_pods
 from berth_operator.controller.ownership import NameConflict, controller_of, holder
 from berth_operator.controller.pacing import ImagePacer
 from berth_operator.controller.pairing import Pairs, partner_name
@@ -97,14 +99,14 @@ class Reconciler:
     _download_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
-    _parsed: dict[tuple[str, str], tuple[str, ModelDeployment | None, DownloadIdentity | None]] = (
-        field(default_factory=dict)
+    _parsed: dict[Key, tuple[str, ModelDeployment | None, list[DownloadIdentity]]] = field(
+        default_factory=dict
     )
     #: (namespace, download Job name) -> names of the resources that need that download
     _by_download: defaultdict[tuple[str, str], set[str]] = field(
         default_factory=lambda: defaultdict(set)
     )
-    _download_of: dict[Key, tuple[str, str]] = field(default_factory=dict)
+    _downloads_of: dict[Key, set[tuple[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.kube.create)
@@ -115,10 +117,9 @@ class Reconciler:
 
     # ---- reading --------------------------------------------------------------------------
 
-    def parsed(
-        self, body: dict[str, Any]
-    ) -> tuple[ModelDeployment | None, DownloadIdentity | None]:
-        """The parsed resource and the download it needs; computed once per resourceVersion."""
+    def parsed(self, body: dict[str, Any]) -> tuple[ModelDeployment | None, list[DownloadIdentity]]:
+        """The parsed resource and the downloads it needs (its model's first, then its
+        adapters'); computed once per resourceVersion."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         version = meta.get("resourceVersion", "")
@@ -128,7 +129,8 @@ class Reconciler:
                 md: ModelDeployment | None = ModelDeployment.from_body(body)
             except pydantic.ValidationError:
                 md = None
-            cached = (version, md, download_identity(md) if md else None)
+            downloads = [download_identity(md), *adapter_downloads(md)] if md else []
+            cached = (version, md, downloads)
             self._parsed[key] = cached
         return cached[1], cached[2]
 
@@ -137,17 +139,17 @@ class Reconciler:
         returns the other resources whose name contest or partner changed with it (they need a
         reconcile too)."""
         key = (namespace, name)
-        if old := self._download_of.pop(key, None):
+        for old in self._downloads_of.pop(key, set()):
             self._by_download[old].discard(name)
             if not self._by_download[old]:
                 del self._by_download[old]
         body = self.store.get(KIND, namespace, name)
         if body is None:
             return self.names.remove(key) | self.pairs.set(key, None)
-        md, download = self.parsed(body)
-        if download is not None:
-            self._download_of[key] = (namespace, download.job_name)
-            self._by_download[(namespace, download.job_name)].add(name)
+        md, downloads = self.parsed(body)
+        self._downloads_of[key] = {(namespace, d.job_name) for d in downloads}
+        for job in self._downloads_of[key]:
+            self._by_download[job].add(name)
         return self.names.set(key, md) | self.pairs.set(key, md)
 
     def partner_of(self, md: ModelDeployment) -> ModelDeployment | None:
@@ -165,8 +167,8 @@ class Reconciler:
         result = []
         for name in sorted(self._by_download.get((namespace, job_name), ())):
             body = self.store.get(KIND, namespace, name)
-            md, download = self.parsed(body) if body else (None, None)
-            if md and download and not md.deleting and download.job_name == job_name:
+            md, downloads = self.parsed(body) if body else (None, [])
+            if md and not md.deleting and any(d.job_name == job_name for d in downloads):
                 result.append(md)
         return result
 
@@ -189,16 +191,30 @@ class Reconciler:
             ), None
         return None, data[ref.key]
 
-    async def check_secrets(
-        self, md: ModelDeployment
-    ) -> tuple[SecretCheck | None, list[SecretCheck]]:
-        """Problems with the token Secret, and with the other Secret references; the model's
-        own key is copied for the gateway on the way."""
-        token_problem = None
-        if ref := md.spec.model.token_secret_ref:
-            token_problem, _ = await self._check_secret(
-                md.namespace, ref, "spec.model.tokenSecretRef"
+    async def check_tokens(
+        self, md: ModelDeployment, downloads: list[DownloadIdentity]
+    ) -> dict[str, SecretCheck]:
+        """Problems with the downloads' token Secrets, by download Job name."""
+        problems: dict[str, SecretCheck] = {}
+        for download in downloads:
+            if (ref := download.source.token_secret_ref) is None:
+                continue
+            own = download.adapter is not None and any(
+                a.name == download.adapter and a.token_secret_ref for a in md.spec.adapters
             )
+            where = (
+                f"spec.vllm.adapters[{download.adapter}].tokenSecretRef"
+                if own
+                else "spec.model.tokenSecretRef"
+            )
+            problem, _ = await self._check_secret(md.namespace, ref, where)
+            if problem is not None:
+                problems[download.job_name] = problem
+        return problems
+
+    async def check_secrets(self, md: ModelDeployment) -> list[SecretCheck]:
+        """Problems with the Secret references other than tokens; the model's own key is
+        copied for the gateway on the way."""
         secret_problems = []
         model_key = None
         if api_key := md.spec.auth.api_key_secret_ref if md.spec.auth else None:
@@ -210,34 +226,45 @@ class Reconciler:
             elif value is not None:
                 model_key = first_key(value)
         await self.model_keys.publish(md.namespace, md.name, model_key)
-        return token_problem, secret_problems
+        return secret_problems
+
+    def download_state(
+        self, md: ModelDeployment, download: DownloadIdentity, problem: SecretCheck | None
+    ) -> DownloadState:
+        """One download of `md` as the store holds it."""
+        ns, job_name = md.namespace, download.job_name
+        sharers = [m for m in self.sharers_of(ns, job_name) if m.uid != md.uid]
+        sharers.append(md)
+        return DownloadState(
+            identity=download,
+            sharers=sharers,
+            job=self.store.get("Job", ns, job_name),
+            role=self.store.get("Role", ns, job_name),
+            pods=self.store.by_label("Pod", ns, JOB_NAME_LABEL, job_name),
+            token_problem=problem,
+        )
 
     def observe(
         self,
         md: ModelDeployment,
-        download: DownloadIdentity,
-        token_problem: SecretCheck | None,
+        downloads: list[DownloadIdentity],
+        token_problems: dict[str, SecretCheck],
         secret_problems: list[SecretCheck],
         kept_image: str | None = None,
     ) -> Observed:
         """Everything this pass needs from the store."""
         ns = md.namespace
-        job_name = download.job_name
-        sharers = [m for m in self.sharers_of(ns, job_name) if m.uid != md.uid]
-        sharers.append(md)
+        states = [self.download_state(md, d, token_problems.get(d.job_name)) for d in downloads]
+        needed = {d.job_name for d in downloads}
         jobs_of_md = self.store.owned_by("Job", ns, md.uid)
         return Observed(
             md=md,
-            download=download,
-            sharers=sharers,
-            job=self.store.get("Job", ns, job_name),
-            download_role=self.store.get("Role", ns, job_name),
-            job_pods=self.store.by_label("Pod", ns, JOB_NAME_LABEL, job_name),
+            download=states[0],
+            adapter_downloads={s.identity.adapter: s for s in states[1:] if s.identity.adapter},
             deployment=self.store.get("Deployment", ns, md.name),
             pods=server_pods(self.store, ns, md.name),
-            stale_jobs=[j for j in jobs_of_md if j["metadata"]["name"] != job_name],
+            stale_jobs=[j for j in jobs_of_md if j["metadata"]["name"] not in needed],
             secret_problems=secret_problems,
-            token_problem=token_problem,
             name_rivals=self.names.rivals(md),
             diarization_partner=self.partner_of(md),
             api_server=self.api_server,
@@ -366,7 +393,8 @@ class Reconciler:
     async def with_claim_if_unschedulable(self, observed: Observed) -> Observed:
         """Reads the cache claim when a pod of this resource cannot be scheduled: an unbound
         claim is a common cause, and the scheduler's words do not name it."""
-        if not any(unschedulable(p) for p in [*observed.job_pods, *observed.pods]):
+        download_pods = [p for d in observed.downloads for p in d.pods]
+        if not any(unschedulable(p) for p in [*download_pods, *observed.pods]):
             return observed
         name = cache_claim_name(observed.md, self.config)
         claim = await self.kube.get(CLAIM, observed.md.namespace, name)
@@ -423,8 +451,8 @@ class Reconciler:
             self.forget(namespace, name)
             await self.model_keys.publish(namespace, name, None)
             return
-        md, download = self.parsed(body)
-        if md is None or download is None:
+        md, downloads = self.parsed(body)
+        if md is None:
             try:
                 ModelDeployment.from_body(body)
             except pydantic.ValidationError as error:
@@ -433,16 +461,20 @@ class Reconciler:
         if md.deleting:
             return
         await self.ensure_cache_claim(md)
-        secrets = await self.check_secrets(md)
+        secrets = await self.check_tokens(md, downloads), await self.check_secrets(md)
         kept = self.pacer.kept_image(md, self.store.get("Deployment", namespace, name))
         try:
-            # Resources sharing a download write its Job and identity: one at a time.
-            async with self._download_locks[(namespace, download.job_name)]:
-                observed = self.observe(md, download, *secrets, kept)
+            # Resources sharing a download write its Job and identity: one at a time (the
+            # locks taken in one order, so two resources sharing two downloads cannot wait on
+            # each other).
+            async with contextlib.AsyncExitStack() as held:
+                for job_name in sorted({d.job_name for d in downloads}):
+                    await held.enter_async_context(self._download_locks[(namespace, job_name)])
+                observed = self.observe(md, downloads, *secrets, kept)
                 conflicts = await self.apply_children(observed)
-                if observed.download_role is None and not conflicts:
-                    # the Role now exists: its dependants can follow
-                    observed = self.observe(md, download, *secrets, kept)
+                if any(d.role is None for d in observed.downloads) and not conflicts:
+                    # the Roles now exist: their dependants can follow
+                    observed = self.observe(md, downloads, *secrets, kept)
                     conflicts = await self.apply_children(observed)
         finally:
             self.pacer.applied(md)
@@ -450,7 +482,7 @@ class Reconciler:
             await self.release_stale_jobs(observed)
         if not self.config.network_policies:
             await self.remove_policies(md)
-        observed = self.observe(md, download, *secrets, kept)  # what was just applied counts too
+        observed = self.observe(md, downloads, *secrets, kept)  # what was just applied counts too
         observed = dataclasses.replace(observed, name_conflicts=conflicts)
         observed = await self.with_claim_if_unschedulable(observed)
         observed = await self.with_pod_events(observed)

@@ -9,8 +9,9 @@ from typing import Any
 from berth_operator.api.dependencies import compare
 from berth_operator.api.modeldeployment import Condition, DownloadReport, DownloadStatus
 from berth_operator.config import OperatorConfig
-from berth_operator.controller.adapters import adapter_fields
+from berth_operator.controller.adapters import adapter_fields, base_model_verdict
 from berth_operator.controller.conditions import (
+    ADAPTERS_MATCH_BASE,
     CACHE_READY,
     DIARIZATION_READY,
     MODEL_NAME_CONFLICT,
@@ -25,7 +26,7 @@ from berth_operator.controller.download import DOWNLOAD_RETRIES, download_report
 from berth_operator.controller.engines import served_model_name
 from berth_operator.controller.names import name_verdict
 from berth_operator.controller.naming import selector_string, server_selector
-from berth_operator.controller.observed import Observed, job_condition
+from berth_operator.controller.observed import DownloadState, Observed, job_condition
 from berth_operator.controller.pairing import diarization_verdict
 from berth_operator.controller.podtruth import is_ready, worst_problem
 from berth_operator.controller.resource import ModelDeployment
@@ -96,12 +97,12 @@ def _human_bytes(n: int | None) -> str:
     return f"{value:.1f} TiB"
 
 
-def _typed_failures(observed: Observed) -> list[Verdict]:
+def _typed_failures(download: DownloadState) -> list[Verdict]:
     """What each failed download pod said, newest first: the downloader's typed reason when it
     wrote one, else the last line of its message."""
     found: list[Verdict] = []
     for pod in sorted(
-        observed.job_pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
+        download.pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
     ):
         for status in pod.get("status", {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated") or {}
@@ -121,24 +122,24 @@ def _typed_failures(observed: Observed) -> list[Verdict]:
     return found
 
 
-def download_failure(observed: Observed) -> Verdict | None:
+def download_failure(download: DownloadState) -> Verdict | None:
     """Why the download Job failed, preferring the downloader's own typed reason."""
-    failed = job_condition(observed.job, "Failed")
-    if not failed:
+    failed = job_condition(download.job, "Failed")
+    if not failed or download.job is None:
         return None
-    if failures := _typed_failures(observed):
+    if failures := _typed_failures(download):
         return failures[0]
     reason = failed.get("reason") or "DownloadFailed"
     return Verdict(
         "False",
         reason,
-        f"download Job {observed.job['metadata']['name']} failed: {failed.get('message', reason)}",
+        f"download Job {download.job['metadata']['name']} failed: {failed.get('message', reason)}",
     )
 
 
-def download_retry(observed: Observed) -> Verdict | None:
+def download_retry(download: DownloadState) -> Verdict | None:
     """While the Job retries: how many attempts failed, and why the last one did."""
-    failures = _typed_failures(observed)
+    failures = _typed_failures(download)
     if not failures:
         return None
     last = failures[0]
@@ -171,33 +172,33 @@ def claim_pending(observed: Observed) -> Verdict | None:
     )
 
 
-def cache_verdict(observed: Observed) -> Verdict:
-    """CacheReady: is the requested download complete in the cache?"""
-    md = observed.md
-    what = f"{md.spec.model.repo}@{md.spec.model.revision}"
-    if observed.token_problem:
-        return Verdict("False", observed.token_problem.reason, observed.token_problem.message)
-    if observed.job is None:
+def download_verdict(download: DownloadState, claim: Verdict | None) -> Verdict:
+    """Is this download complete in the cache, and if not, how far along or why not?
+    `claim`: the cache claim is not bound (why no download pod can start)."""
+    what = download.identity.what
+    if download.token_problem:
+        return Verdict("False", download.token_problem.reason, download.token_problem.message)
+    if download.job is None:
         return Verdict("False", "DownloadPending", f"creating the download Job for {what}")
-    if job_condition(observed.job, "Complete"):
+    if job_condition(download.job, "Complete"):
         return Verdict("True", "Downloaded", f"{what} is in the cache")
-    if failure := download_failure(observed):
+    if failure := download_failure(download):
         return failure
-    if pending := claim_pending(observed):
-        return pending
+    if claim:
+        return claim
     if problem := worst_problem(
         [
             p
-            for p in observed.job_pods
+            for p in download.pods
             if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
         ]
     ):
         return Verdict("False", problem.reason, f"download: {problem.message}")
-    if (retry := download_retry(observed)) and not any(
-        p.get("status", {}).get("phase") == "Running" for p in observed.job_pods
+    if (retry := download_retry(download)) and not any(
+        p.get("status", {}).get("phase") == "Running" for p in download.pods
     ):
         return retry
-    progress = download_report(observed.job)
+    progress = download_report(download.job)
     if progress and progress.bytes_total:
         rate = f", {_human_bytes(progress.bytes_per_second)}/s" if progress.bytes_per_second else ""
         return Verdict(
@@ -207,6 +208,15 @@ def cache_verdict(observed: Observed) -> Verdict:
             f"{_human_bytes(progress.bytes_total)} ({progress.percent or 0}%){rate}",
         )
     return Verdict("False", "Downloading", f"downloading {what}")
+
+
+def adapter_download_verdicts(observed: Observed) -> dict[str, Verdict]:
+    """Each adapter's download: in the cache, under way, or failed (and why)."""
+    claim = claim_pending(observed)
+    return {
+        name: download_verdict(download, claim)
+        for name, download in observed.adapter_downloads.items()
+    }
 
 
 def pods_verdict(observed: Observed) -> Verdict:
@@ -343,8 +353,9 @@ def download_fields(observed: Observed) -> dict[str, Any]:
     A complete Job means every planned byte is in the cache and verified: 100 %, whatever the
     last report that reached the Job said.
     """
-    report = download_report(observed.job) or DownloadReport()
-    if job_condition(observed.job, "Complete"):
+    job = observed.download.job
+    report = download_report(job) or DownloadReport()
+    if job is not None and job_condition(job, "Complete"):
         report = report.model_copy(
             update={
                 "bytes_done": report.bytes_total,
@@ -352,12 +363,11 @@ def download_fields(observed: Observed) -> dict[str, Any]:
                 "percent": 100,
                 "progress": "100%",
                 "bytes_per_second": None,
-                "completed_at": report.completed_at
-                or observed.job.get("status", {}).get("completionTime"),
+                "completed_at": report.completed_at or job.get("status", {}).get("completionTime"),
             }
         )
     status = DownloadStatus(
-        job=observed.download.job_name,
+        job=observed.download.identity.job_name,
         revision=observed.md.spec.model.revision,
         **report.model_dump(),
     )
@@ -367,7 +377,7 @@ def download_fields(observed: Observed) -> dict[str, Any]:
 def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[str, Any]:
     """Every status key the operator owns (status.runtime and download progress are not its)."""
     md = observed.md
-    cache = cache_verdict(observed)
+    cache = download_verdict(observed.download, claim_pending(observed))
     pods = pods_verdict(observed)
     runtime = runtime_verdict(observed)
     ready = ready_verdict(observed, cache, pods, runtime)
@@ -387,6 +397,9 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
     }
     if diarization := diarization_verdict(md, observed.diarization_partner):
         verdicts[DIARIZATION_READY] = diarization
+    adapters = adapter_fields(md, observed.pods, adapter_download_verdicts(observed))
+    if base := base_model_verdict(adapters["adapters"]):
+        verdicts[ADAPTERS_MATCH_BASE] = base
     live = [p for p in observed.pods if not p["metadata"].get("deletionTimestamp")]
     ready_count = sum(1 for p in live if is_ready(p))
     return {
@@ -403,7 +416,7 @@ def derive_status(observed: Observed, config: OperatorConfig, now: str) -> dict[
         "mismatches": dependency_mismatches(md, config),
         "pendingImage": config.images[md.spec.engine] if observed.kept_image else None,
         "startup": startup_status(observed),
-        **adapter_fields(md, observed.pods),
+        **adapters,
     }
 
 

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from berth_operator.api.modeldeployment import AdapterFailure, AdapterLoads, LoraAdapter
+from berth_operator.api.modeldeployment import (
+    BASE_MODEL_MISMATCH,
+    AdapterFailure,
+    AdapterLoads,
+    LoraAdapter,
+)
 
 from berth_runtime.clock import utcnow
 
@@ -55,17 +60,43 @@ def adapter_dir(cache_dir: Path, adapter: LoraAdapter) -> Path | None:
     return None
 
 
-def adapter_rank(path: Path) -> int | None:
-    """The highest LoRA rank in an adapter's config (`r`, or a larger one in `rank_pattern`)."""
+def adapter_config(path: Path) -> dict[str, Any]:
+    """An adapter's adapter_config.json ({} when it cannot be read)."""
     import json
 
     try:
         config = json.loads((path / ADAPTER_CONFIG).read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def adapter_rank(path: Path) -> int | None:
+    """The highest LoRA rank in an adapter's config (`r`, or a larger one in `rank_pattern`)."""
+    config = adapter_config(path)
     ranks = [config.get("r"), *(config.get("rank_pattern") or {}).values()]
     found = [r for r in ranks if isinstance(r, int)]
     return max(found) if found else None
+
+
+def base_mismatch(name: str, path: Path, base_repo: str) -> AdapterFailure | None:
+    """An adapter trained on another model than the one served (its config's
+    base_model_name_or_path): vLLM loads it all the same, so it is loaded, and said. A local
+    path is compared by its last part with the repository's name."""
+    trained_on = str(adapter_config(path).get("base_model_name_or_path") or "").rstrip("/")
+    if not trained_on or not base_repo:
+        return None
+    same = trained_on == base_repo or (
+        trained_on.startswith(("/", ".")) and Path(trained_on).name == base_repo.split("/")[-1]
+    )
+    if same:
+        return None
+    return AdapterFailure(
+        name=name,
+        reason=BASE_MODEL_MISMATCH,
+        message=f"adapter {name} was trained on {trained_on}, not on the served {base_repo}: "
+        "its answers may make no sense; use an adapter trained on this model",
+    )
 
 
 def rank_refusal(name: str, path: Path, max_rank: int) -> AdapterRefused | None:
@@ -141,11 +172,21 @@ class AdapterSync:
     routes: VllmAdapterRoutes
     find: Callable[[LoraAdapter], Awaitable[Path | None]]
     max_rank: int = 16
+    #: the served model's repository, which the adapters should have been trained on
+    base_repo: str = ""
     #: name -> the adapter as loaded (a changed repo or revision is unloaded, then loaded)
     loaded: dict[str, LoraAdapter] = field(default_factory=dict)
     failed: dict[str, tuple[LoraAdapter, AdapterFailure]] = field(default_factory=dict)
     #: wanted adapters whose files are not in the cache yet
     not_in_cache: set[str] = field(default_factory=set)
+    #: loaded adapters trained on another base model
+    mismatched: dict[str, AdapterFailure] = field(default_factory=dict)
+
+    def _loaded(self, adapter: LoraAdapter, path: Path) -> None:
+        self.loaded[adapter.name] = adapter
+        if mismatch := base_mismatch(adapter.name, path, self.base_repo):
+            self.mismatched[adapter.name] = mismatch
+            logger.warning("%s", mismatch.message)
 
     def startable(self, found: Mapping[LoraAdapter, Path | None]) -> dict[str, Path]:
         """Of the wanted adapters (and where they are in the cache), those vLLM starts with
@@ -161,7 +202,7 @@ class AdapterSync:
                 )
                 self.failed[adapter.name] = (adapter, failure)
             else:
-                self.loaded[adapter.name] = adapter
+                self._loaded(adapter, path)
                 start[adapter.name] = path
         return start
 
@@ -173,6 +214,7 @@ class AdapterSync:
             if by_name.get(name) != adapter:
                 await self.routes.unload(name)
                 del self.loaded[name]
+                self.mismatched.pop(name, None)
                 logger.info("adapter %s unloaded", name)
         self.failed = {n: f for n, f in self.failed.items() if by_name.get(n) == f[0]}
         self.not_in_cache = set()
@@ -196,7 +238,7 @@ class AdapterSync:
             except (aiohttp.ClientError, TimeoutError) as error:
                 logger.warning("adapter %s not loaded yet: %s", name, error)  # next pass
             else:
-                self.loaded[name] = adapter
+                self._loaded(adapter, path)
                 logger.info("adapter %s loaded from %s", name, path)
         return self.loads() != before
 
@@ -206,6 +248,7 @@ class AdapterSync:
             loaded=sorted(self.loaded),
             not_in_cache=sorted(self.not_in_cache),
             failed=[f for _, f in sorted(self.failed.values(), key=lambda f: f[1].name)],
+            mismatched=[self.mismatched[n] for n in sorted(self.mismatched)],
         )
 
     def report(self) -> dict[str, Any]:

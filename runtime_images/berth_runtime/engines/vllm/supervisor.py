@@ -69,7 +69,7 @@ class VllmSupervisor:
         if self.settings.lora:
             routes = VllmAdapterRoutes(self.local_url, self.child_environ.get("VLLM_API_KEY"))
             self.adapters = AdapterSync(
-                routes, self._find_adapter, self.settings.lora.max_lora_rank
+                routes, self._find_adapter, self.settings.lora.max_lora_rank, self.env.repo
             )
 
     # ---- state ------------------------------------------------------------------------------
