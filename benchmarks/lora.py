@@ -4,9 +4,11 @@ A real API server holds the ModelDeployment; the supervisor runs vLLM's real ser
 tests' tiny dense Qwen3 and follows the resource's adapters (tests/engines/lora.py). Printed:
 1. in place, download excluded: the adapter's files already in the cache, seconds from the
    resource's change to the adapter's first answer;
-2. in place, download included: the adapter fetched by the real download Job right after the
-   change (the Job run from here: Berth's operator does not download adapters yet), then picked
-   up by the pod's next look at the cache;
+2. in place, download included: the adapter fetched by the real downloader right after the
+   change (run from here, as the adapter's download Job runs it; no node runs Jobs here), then
+   picked up by the pod's next look at the cache. On a cluster the operator's status change at
+   the Job's completion wakes the pod's watch at once: here the pod's periodic look (every
+   15 s) does, so this figure is an upper bound;
 3. the baseline, in the same run: the supervisor restarted with the adapter in the resource (so
    in vLLM's start-up flags), seconds from the restart to the adapter's first answer.
 
@@ -73,7 +75,7 @@ def main() -> None:
     print(f"adapter added in place, files in the cache:    {in_place:6.1f} s to its first answer")
     print(
         f"adapter added in place, download included:    {with_download:6.1f} s "
-        f"(download Job {downloaded:.1f} s, then the pod's next look at the cache)"
+        f"(download {downloaded:.1f} s, then the pod's next look at the cache)"
     )
     print(f"baseline: restart with the adapter in flags:  {restart:6.1f} s to its first answer")
     print(f"ratio in place / restart: {in_place / restart:.3f}")
