@@ -35,8 +35,13 @@ def tuned(*names: str, name: str = "tuned", repos: dict[str, str] | None = None)
     return model_deployment(name, engine="vllm", repo=QWEN, vllm={"adapters": adapters, "lora": {}})
 
 
+def adapters(md: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """status.adapters by name; empty until the operator has written a status."""
+    return {a["name"]: a for a in (md.get("status") or {}).get("adapters") or []}
+
+
 def adapter_states(md: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {a["name"]: (a["state"], a["reason"]) for a in md["status"].get("adapters") or []}
+    return {name: (a["state"], a["reason"]) for name, a in adapters(md).items()}
 
 
 def jobs_by_repo(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
@@ -66,7 +71,7 @@ def test_each_adapter_downloads_once_for_every_resource_that_uses_it(kubectl: Ku
         ),
         what="sql in the cache, gated refused",
     )
-    by_name = {a["name"]: a for a in md["status"]["adapters"]}
+    by_name = adapters(md)
     assert by_name["gated"]["reason"] == "AuthRequired"
     assert by_name["gated"]["message"].startswith("adapter gated: ")
     assert by_name["slow"]["state"] == "Downloading"
@@ -85,9 +90,7 @@ def test_each_adapter_downloads_once_for_every_resource_that_uses_it(kubectl: Ku
     md = kubectl.wait_for(
         "md",
         "tuned",
-        lambda m: (
-            "(25%)" in ({a["name"]: a for a in m["status"]["adapters"]}["slow"]["message"] or "")
-        ),
+        lambda m: "(25%)" in (adapters(m).get("slow", {}).get("message") or ""),
         what="the adapter's progress",
     )
 
@@ -175,7 +178,7 @@ def test_adapters_change_no_pod_and_their_status_follows_the_pods(
         lambda m: "tuned-gone" not in ((m.get("status") or {}).get("adapterLoads") or {}),
         what="the report of a pod that is gone removed",
     )
-    by_name = {a["name"]: a for a in md["status"]["adapters"]}
+    by_name = adapters(md)
     assert (by_name["sql"]["state"], by_name["sql"]["loaded"]) == ("Loaded", "1/1")
     assert (by_name["fr"]["state"], by_name["fr"]["reason"]) == ("Loading", "Loading")
     assert md["status"]["adaptersLoaded"] == "1/2"
