@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from berth_operator.controller.naming import server_labels
 from openai import OpenAI
 
 from tests.cluster.kubectl import Kubectl
@@ -61,8 +62,24 @@ def resource(*names: str) -> dict[str, Any]:
     return body
 
 
+def pod_object(kubectl: Kubectl) -> None:
+    """The Pod object POD, as the resource's Deployment would make it, so that an operator that
+    watches the namespace keeps that pod's adapter reports (it drops those of pods that are
+    gone). Its node selector matches no node: the supervisor runs here, not in it."""
+    container = {"name": "server", "image": "berth.invalid/never-pulled:0"}
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": POD, "labels": server_labels(NAME, "vllm")},
+            "spec": {"nodeSelector": {"berth.dev/no-such-node": "true"}, "containers": [container]},
+        }
+    )
+
+
 def start_server(kubectl: Kubectl, cache: Path) -> VllmServer:
     """The supervisor of the resource's pod POD, as the pod runs it, reporting into it."""
+    pod_object(kubectl)
     return VllmServer(
         cache,
         BASE_REPO,
