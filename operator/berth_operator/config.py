@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from berth_operator.api.metadata import GPU_PRESENT_LABEL
+
 DEFAULT_REGISTRY = "ghcr.io/berth-dev"
 DEFAULT_TAG = "0.1.0"
 
@@ -68,6 +70,13 @@ class OperatorConfig(BaseModel):
     model_callers: tuple[dict[str, Any], ...] = ()
     #: the API server's addresses as pods reach it (CIDRs); empty: found from the cluster
     api_server_cidrs: tuple[str, ...] = ()
+    #: a DaemonSet per engine image in use keeps it on the nodes that could run its models
+    image_prefetch: bool = False
+    #: the nodes a GPU model's image is kept on, besides its own node selection (the label
+    #: NVIDIA's GPU feature discovery sets): pods that request GPUs go only to GPU nodes
+    prefetch_gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {GPU_PRESENT_LABEL: "true"}
+    )
     #: reconciles at once: a first pass waits on several API round trips in turn
     workers: int = 128
     #: the Lease, in lease_namespace, the replicas elect the one that reconciles on; none: this
@@ -106,6 +115,8 @@ class OperatorConfig(BaseModel):
             ("network_policies", "BERTH_NETWORK_POLICIES", lambda v: v == "true"),
             ("model_callers", "BERTH_MODEL_CALLERS", lambda v: tuple(json.loads(v))),
             ("api_server_cidrs", "BERTH_API_SERVER_CIDRS", lambda v: tuple(v.split(","))),
+            ("image_prefetch", "BERTH_IMAGE_PREFETCH", lambda v: v == "true"),
+            ("prefetch_gpu_node_selector", "BERTH_PREFETCH_GPU_NODE_SELECTOR", json.loads),
         ):
             if env.get(variable):
                 values[field] = parse(env[variable])

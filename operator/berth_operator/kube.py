@@ -9,7 +9,7 @@ from typing import Any
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.apps_v1 import DaemonSet, Deployment
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import (
     Event,
@@ -42,6 +42,7 @@ RESOURCES: dict[tuple[str, str], Any] = {
     ("v1", "Event"): Event,
     ("v1", "Pod"): Pod,
     ("apps/v1", "Deployment"): Deployment,
+    ("apps/v1", "DaemonSet"): DaemonSet,
     ("batch/v1", "Job"): Job,
     ("rbac.authorization.k8s.io/v1", "Role"): Role,
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): RoleBinding,
@@ -121,13 +122,15 @@ class Kube:
 
     async def merge_patch(
         self, kind: tuple[str, str], namespace: str, name: str, patch: dict
-    ) -> None:
-        """A JSON merge patch (used where several writers share an object)."""
+    ) -> dict[str, Any]:
+        """A JSON merge patch (used where several writers share an object); returns the
+        patched object."""
         self._count_write()
         logger.info("merge-patch %s %s/%s", kind[1], namespace, name)
-        await self.client.patch(
+        result = await self.client.patch(
             RESOURCES[kind], name, patch, namespace=namespace, patch_type=PatchType.MERGE
         )
+        return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
     async def patch_status(
         self, namespace: str, name: str, status: dict[str, Any]

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 CHILDREN: list[tuple[str, str, str, str]] = [
     ("batch", "v1", "jobs", "Job"),
     ("apps", "v1", "deployments", "Deployment"),
+    ("apps", "v1", "daemonsets", "DaemonSet"),
     ("", "v1", "pods", "Pod"),
     ("", "v1", "services", "Service"),
     ("", "v1", "serviceaccounts", "ServiceAccount"),

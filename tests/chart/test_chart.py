@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from berth_operator.api.metadata import AUTOSCALER_LEASE
+from berth_operator.config import OperatorConfig
 
 from images import content
 from tests.cluster import ControlPlane
@@ -124,6 +125,21 @@ def test_rendered_objects_are_what_the_values_say():
     assert not [o for o in no_dashboard if o["kind"] == "Role" and named(o, "berth-dashboard")]
 
 
+def operator_env(*sets: str) -> dict[str, str | None]:
+    objects = [o for o in yaml.safe_load_all(render(*sets)) if o]
+    operator = next(o for o in objects if o["kind"] == "Deployment" and named(o, "berth"))
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_image_prefetch_is_off_by_default_and_reaches_the_operator_when_on():
+    assert "BERTH_IMAGE_PREFETCH" not in operator_env()
+    env = operator_env("imagePrefetch.enabled=true", "imagePrefetch.gpuNodeSelector.pool=gpu")
+    config = OperatorConfig.from_env({k: v for k, v in env.items() if v is not None})
+    assert config.image_prefetch is True
+    assert config.prefetch_gpu_node_selector == {"nvidia.com/gpu.present": "true", "pool": "gpu"}
+
+
 def test_every_pod_runs_what_its_image_holds_without_service_links():
     """The kubelet's Service links would set BERTH_METRICS_PORT=tcp://... (from the Service
     berth-metrics) over the port settings; and a module the chart runs must be in the image."""
@@ -217,6 +233,7 @@ def test_the_dashboard_needs_a_token_by_default():
         ("cache.accessModes={ReadWriteAlways}", "/cache/accessModes/0"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("leaseSeconds=1", "/leaseSeconds"),
+        ("imagePrefetch.enabled=maybe", "/imagePrefetch/enabled"),
     ],
 )
 def test_bad_values_are_refused_with_the_path(value: str, complaint: str):

@@ -43,7 +43,8 @@ def operator(plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory):
     process = OperatorProcess(
         plane,
         tmp_path_factory.mktemp("at-rest-operator"),
-        extra_env={"BERTH_RESYNC_SECONDS": str(RESYNC_SECONDS)},
+        # prefetch on: its shared DaemonSets are written once, like every other child
+        extra_env={"BERTH_RESYNC_SECONDS": str(RESYNC_SECONDS), "BERTH_IMAGE_PREFETCH": "true"},
     )
     process.start()
     try:
@@ -175,6 +176,9 @@ def test_resyncs_and_restarts_write_nothing_once_settled(
     while waiting := unsettled(kubectl, len(resources)):
         assert time.monotonic() < deadline, f"not settled after 120 s: {waiting}"
         time.sleep(1)
+
+    prefetch = kubectl.get("daemonsets", None, "-l", "app.kubernetes.io/component=image-prefetch")
+    assert prefetch["items"], "prefetch is on: the images in use have their DaemonSets"
 
     # Settling may still write (a Job completing, an Event); then resyncs must find nothing.
     deadline = time.monotonic() + 120

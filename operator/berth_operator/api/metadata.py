@@ -29,6 +29,7 @@ DOWNLOAD_KEY_LABEL = f"{GROUP}/download-key"
 JOB_NAME_LABEL = "job-name"
 #: set on GPU nodes by NVIDIA's GPU feature discovery
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 
 SERVER_COMPONENT = "model-server"
 DOWNLOAD_COMPONENT = "download"

@@ -46,6 +46,11 @@ from berth_operator.controller.ownership import NameConflict, controller_of, hol
 from berth_operator.controller.pacing import ImagePacer
 from berth_operator.controller.pairing import Pairs, partner_name
 from berth_operator.controller.podtruth import is_ready, unschedulable
+from berth_operator.controller.prefetch import (
+    prefetch_owners,
+    prefetch_targets,
+    render_prefetch,
+)
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.startup import just_scheduled, pods_to_explain, pull_in_progress
 from berth_operator.controller.status import derive_status
@@ -55,6 +60,7 @@ from berth_operator.store import Store
 logger = logging.getLogger(__name__)
 
 JOB = ("batch/v1", "Job")
+DAEMON_SET = ("apps/v1", "DaemonSet")
 CLAIM = ("v1", "PersistentVolumeClaim")
 IDENTITY_KINDS = {
     "Role",
@@ -107,6 +113,10 @@ class Reconciler:
         default_factory=lambda: defaultdict(set)
     )
     _downloads_of: dict[Key, set[tuple[str, str]]] = field(default_factory=dict)
+    #: (namespace, prefetch DaemonSet name): its owners are written by one resource at a time
+    _prefetch_locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
 
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.kube.create)
@@ -390,6 +400,39 @@ class Reconciler:
                 logger.info("deleting download Job %s/%s: no resource needs it", ns, name)
                 await self.kube.delete(JOB, ns, name)
 
+    async def sync_prefetch(self, md: ModelDeployment, kept_image: str | None) -> None:
+        """Makes `md` an owner of the prefetch DaemonSet of each image it uses, and no longer
+        of those it stopped using; a DaemonSet whose last owner leaves is deleted."""
+        ns = md.namespace
+        targets = {t.name: t for t in prefetch_targets(md, self.config, kept_image)}
+        for name, target in targets.items():
+            async with self._prefetch_locks[(ns, name)]:
+                found = self.store.get(DAEMON_SET[1], ns, name)
+                manifest = render_prefetch(target, ns, prefetch_owners(found, md))
+                found = found or await self.existing(manifest)
+                if found is not None and (who := holder(found, manifest)):
+                    logger.warning("not prefetching %s in %s: %s", target.image, ns, who)
+                    continue
+                await self.apply_if_changed(manifest, found)
+        for found in self.store.owned_by(DAEMON_SET[1], ns, md.uid):
+            name = found["metadata"]["name"]
+            if name in targets:
+                continue
+            async with self._prefetch_locks[(ns, name)]:
+                refs = [
+                    ref
+                    for ref in found["metadata"].get("ownerReferences") or []
+                    if ref["uid"] != md.uid
+                ]
+                if refs:
+                    patch = {"metadata": {"ownerReferences": refs}}
+                    patched = await self.kube.merge_patch(DAEMON_SET, ns, name, patch)
+                    self.store.upsert(DAEMON_SET[1], patched)
+                else:
+                    logger.info("deleting prefetch DaemonSet %s/%s: no resource uses it", ns, name)
+                    await self.kube.delete(DAEMON_SET, ns, name)
+                    self.store.remove(DAEMON_SET[1], ns, name)
+
     async def with_claim_if_unschedulable(self, observed: Observed) -> Observed:
         """Reads the cache claim when a pod of this resource cannot be scheduled: an unbound
         claim is a common cause, and the scheduler's words do not name it."""
@@ -480,6 +523,8 @@ class Reconciler:
             self.pacer.applied(md)
         if observed.stale_jobs and not conflicts:
             await self.release_stale_jobs(observed)
+        if not conflicts:
+            await self.sync_prefetch(md, kept)
         if not self.config.network_policies:
             await self.remove_policies(md)
         observed = self.observe(md, downloads, *secrets, kept)  # what was just applied counts too

@@ -165,6 +165,12 @@ def render_disruption_budget(md: ModelDeployment) -> dict[str, Any]:
     }
 
 
+def deployment_image(md: ModelDeployment, config: OperatorConfig, kept_image: str | None) -> str:
+    """The image the model's pods run: `kept_image` while an engine image upgrade has not reached
+    the model yet, else its own or its engine's."""
+    return kept_image or md.spec.image or config.images[md.spec.engine]
+
+
 def render_deployment(
     md: ModelDeployment,
     config: OperatorConfig,
@@ -178,7 +184,7 @@ def render_deployment(
     volumes, mounts = _volumes(md, config, served)
     container = {
         "name": SERVER_CONTAINER,
-        "image": kept_image or md.spec.image or config.images[md.spec.engine],
+        "image": deployment_image(md, config, kept_image),
         "ports": [{"name": PORT_NAME, "containerPort": config.service_port, "protocol": "TCP"}],
         "env": _env(md, config, served),
         "resources": _resources(md, config, served),
