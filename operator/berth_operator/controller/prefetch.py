@@ -21,7 +21,7 @@ from berth_operator.controller.security import (
     restricted_container_security,
     restricted_pod_security,
 )
-from berth_operator.controller.workload import GPU_TOLERATION_KEY, deployment_image
+from berth_operator.controller.workload import deployment_image, tolerations
 
 PREFETCH_COMPONENT = "image-prefetch"
 #: on a prefetch DaemonSet and its pods: which image and placement they hold
@@ -60,19 +60,13 @@ def _placement(md: ModelDeployment, config: OperatorConfig) -> tuple[tuple[str, 
     model, as the pods' GPU request would select them), node affinity and tolerations."""
     sched = md.spec.scheduling
     node_selector = dict((sched and sched.node_selector) or {})
-    tolerations = [
-        t.model_dump(by_alias=True, exclude_none=True) for t in (sched and sched.tolerations) or []
-    ]
     if md.spec.resources.gpus:
         node_selector = {**config.prefetch_gpu_node_selector, **node_selector}
-        tolerations.append(
-            {"key": GPU_TOLERATION_KEY, "operator": "Exists", "effect": "NoSchedule"}
-        )
     node_affinity = ((sched and sched.affinity) or {}).get("nodeAffinity")
     fields: dict[str, Any] = {
         "nodeSelector": node_selector,
         "affinity": {"nodeAffinity": node_affinity} if node_affinity else None,
-        "tolerations": tolerations,
+        "tolerations": tolerations(md),
     }
     return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in fields.items() if v))
 

@@ -115,16 +115,20 @@ def _volumes(
     return volumes, mounts
 
 
-def _scheduling(md: ModelDeployment) -> dict[str, Any]:
+def tolerations(md: ModelDeployment) -> list[dict[str, Any]]:
+    """The spec's tolerations, and the GPU nodes' taint for a model with GPUs."""
     sched = md.spec.scheduling
-    tolerations = [
+    found = [
         t.model_dump(by_alias=True, exclude_none=True) for t in (sched and sched.tolerations) or []
     ]
     if md.spec.resources.gpus:
-        tolerations.append(
-            {"key": GPU_TOLERATION_KEY, "operator": "Exists", "effect": "NoSchedule"}
-        )
-    out: dict[str, Any] = {"tolerations": tolerations}
+        found.append({"key": GPU_TOLERATION_KEY, "operator": "Exists", "effect": "NoSchedule"})
+    return found
+
+
+def _scheduling(md: ModelDeployment) -> dict[str, Any]:
+    sched = md.spec.scheduling
+    out: dict[str, Any] = {"tolerations": tolerations(md)}
     if sched:
         for key, value in (
             ("nodeSelector", sched.node_selector),
