@@ -414,11 +414,14 @@ class Reconciler:
                     logger.warning("not prefetching %s in %s: %s", target.image, ns, who)
                     continue
                 await self.apply_if_changed(manifest, found)
-        for found in self.store.owned_by(DAEMON_SET[1], ns, md.uid):
-            name = found["metadata"]["name"]
+        left = [d["metadata"]["name"] for d in self.store.owned_by(DAEMON_SET[1], ns, md.uid)]
+        for name in left:
             if name in targets:
                 continue
             async with self._prefetch_locks[(ns, name)]:
+                found = self.store.get(DAEMON_SET[1], ns, name)  # as the last writer left it
+                if found is None:
+                    continue
                 refs = [
                     ref
                     for ref in found["metadata"].get("ownerReferences") or []
