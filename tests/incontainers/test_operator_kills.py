@@ -35,16 +35,28 @@ def settled(item: dict[str, Any]) -> bool:
     ) not in (None, "Downloading")
 
 
-def unschedulable_models(stack: ContainerStack) -> set[str]:
-    """The resources with a server pod the scheduler has refused."""
-    return {
-        pod["metadata"]["labels"]["berth.dev/modeldeployment"]
-        for pod in stack.kubectl.get("pods", None, "-l", "berth.dev/modeldeployment")["items"]
-        if any(
-            c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable"
-            for c in (pod.get("status") or {}).get("conditions", [])
-        )
+def has_condition(pod: dict[str, Any], type_: str, reason: str | None = None) -> bool:
+    return any(
+        c["type"] == type_ and (c.get("reason") == reason if reason else c["status"] == "True")
+        for c in (pod.get("status") or {}).get("conditions", [])
+    )
+
+
+def short_models(stack: ContainerStack) -> dict[str, str]:
+    """The resources with a server pod the scheduler has refused, each with the phase that is
+    the truth for it: Degraded when another of its pods is ready, else Pending."""
+    pods = stack.kubectl.get("pods", None, "-l", "berth.dev/modeldeployment")["items"]
+    refused = {
+        p["metadata"]["labels"]["berth.dev/modeldeployment"]
+        for p in pods
+        if has_condition(p, "PodScheduled", "Unschedulable")
     }
+    ready = {
+        p["metadata"]["labels"]["berth.dev/modeldeployment"]
+        for p in pods
+        if has_condition(p, "Ready")
+    }
+    return {name: "Degraded" if name in ready else "Pending" for name in refused}
 
 
 @pytest.fixture(scope="module")
@@ -77,26 +89,18 @@ def test_operator_killed_at_random_points_loses_nothing(
                 claim_uid = stack.kubectl.get("pvc", CACHE_CLAIM)["metadata"]["uid"]
 
     # 20 replicas (21 with md-07's second, less md-03's) on 16 fake GPUs: the scheduler refuses
-    # some, and once it has, those resources (and only those) say Pending. Until the scheduler
-    # has refused them, Starting is the truth, so the wait lasts until both have happened.
+    # some, and once it has, those resources (and only those) say Pending, or Degraded when
+    # another of their pods is ready. Until the scheduler has refused them, Starting is the
+    # truth, so the wait lasts until both have happened.
     deadline = time.monotonic() + 180
     while True:
         items = stack.kubectl.get("md")["items"]
-        waiting = unschedulable_models(stack)
-        pending = {
-            m["metadata"]["name"] for m in items if m.get("status", {}).get("phase") == "Pending"
-        }
-        if (
-            len(items) == COUNT
-            and all(settled(m) for m in items)
-            and waiting
-            and pending == waiting
-        ):
+        short = short_models(stack)
+        phases = {m["metadata"]["name"]: (m.get("status") or {}).get("phase") for m in items}
+        said = {name: p for name, p in phases.items() if p in ("Pending", "Degraded")}
+        if len(items) == COUNT and all(settled(m) for m in items) and short and said == short:
             break
-        assert time.monotonic() < deadline, (
-            [(m["metadata"]["name"], (m.get("status") or {}).get("phase")) for m in items],
-            sorted(waiting),
-        )
+        assert time.monotonic() < deadline, f"phases {phases}; short of GPUs: {short}"
         time.sleep(1)
 
     by_name = {m["metadata"]["name"]: m for m in items}
