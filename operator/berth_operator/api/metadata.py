@@ -34,6 +34,9 @@ GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 SERVER_COMPONENT = "model-server"
 DOWNLOAD_COMPONENT = "download"
 CACHE_COMPONENT = "model-cache"
+PREFETCH_COMPONENT = "image-prefetch"
+#: on a prefetch DaemonSet and its pods: which image and placement they hold
+PREFETCH_KEY_LABEL = f"{GROUP}/image-prefetch"
 
 # ---- annotations --------------------------------------------------------------------------
 

@@ -14,7 +14,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from berth_operator.api.metadata import API_VERSION, COMPONENT_LABEL, GROUP, KIND, MANAGED_BY
+from berth_operator.api.metadata import (
+    API_VERSION,
+    COMPONENT_LABEL,
+    KIND,
+    MANAGED_BY,
+    PREFETCH_COMPONENT,
+    PREFETCH_KEY_LABEL,
+)
 from berth_operator.config import OperatorConfig
 from berth_operator.controller.resource import ModelDeployment
 from berth_operator.controller.security import (
@@ -23,9 +30,6 @@ from berth_operator.controller.security import (
 )
 from berth_operator.controller.workload import deployment_image, tolerations
 
-PREFETCH_COMPONENT = "image-prefetch"
-#: on a prefetch DaemonSet and its pods: which image and placement they hold
-PREFETCH_KEY_LABEL = f"{GROUP}/image-prefetch"
 PREFETCH_CONTAINER = "image"
 #: what the prefetch container asks for: it only sleeps
 PREFETCH_RESOURCES = {
