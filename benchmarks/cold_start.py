@@ -16,15 +16,13 @@ the images must be in the local registry (`make test-images`).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from images.registry import MANIFESTS
+from images.registry import layers
 from tests.engines.runner import tiny_model_dir
 from tests.hub.download import repo_from_directory
 from tests.incontainers.conftest import STALL_SECONDS
@@ -36,27 +34,6 @@ from tests.realnode.waiting import wait_until
 STEPS = ("PodCreated", "Scheduled", "ImagePulled", "ContainerStarted", "ModelLoaded")
 DIARIZATION, CANARY = "berth-test/tiny-diarization", "berth-test/tiny-canary"
 KEEPER = "berth-test/tiny-diarization-keeper"
-
-
-def layers(reference: str) -> dict[str, int]:
-    """The image's layers in the registry: digest -> compressed size."""
-    host, rest = reference.split("/", 1)
-    repository, tag = rest.rsplit(":", 1)
-    manifest = _manifest(host, repository, tag)
-    if "manifests" in manifest:  # an index: its amd64 image
-        chosen = next(
-            m for m in manifest["manifests"] if m.get("platform", {}).get("architecture") == "amd64"
-        )
-        manifest = _manifest(host, repository, chosen["digest"])
-    return {layer["digest"]: layer["size"] for layer in manifest["layers"]}
-
-
-def _manifest(host: str, repository: str, reference: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        f"http://{host}/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFESTS}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 def empty_cache(stack: ContainerStack) -> None:

@@ -1,5 +1,8 @@
 """`make images`: the base, then each image built when its content changed, pushed to a registry.
 
+An image built on another (catalog.PARENTS: two engines on the torch image) has that one built
+and pushed first.
+
 python -m images [--registry HOST/PATH] [--no-push] [NAME ...]
 """
 
@@ -55,7 +58,9 @@ def main() -> None:
     # what the last builds left, per image, for tools that run them (e.g. a test node)
     record_file = CACHE / "images" / "images.json"
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
-    for name in arguments.names or catalog.DOCKERFILES:
+    names = arguments.names or list(catalog.DOCKERFILES)
+    parents = [parent for parent in catalog.BASES if parent in map(catalog.PARENTS.get, names)]
+    for name in [*parents, *names]:
         image = build.build(name, base_image, arguments.tag)
         pushing = time.monotonic()
         pushed = [] if arguments.no_push else build.push(image, arguments.registry, arguments.tag)

@@ -46,20 +46,35 @@ def drop_older(name: str, keep: str) -> None:
                 buildah("rmi", old)
 
 
-def key_of(name: str, base: str) -> str:
-    """The content key of image `name` built on `base` from the files of this tree."""
-    return content.content_key(catalog.ROOT, catalog.DOCKERFILES[name], {"BASE": base})
+def keyed_name(name: str, key: str) -> str:
+    """The local name of image `name` built from the content with key `key`."""
+    return f"localhost/berth-{name}:{key}"
 
 
-def build(name: str, base: str, tag: str) -> Built:
+def base_of(name: str, debian: str) -> str:
+    """What image `name` is built on: its parent image (catalog.PARENTS) of this tree's content,
+    or the Debian base."""
+    parent = catalog.PARENTS.get(name)
+    return keyed_name(parent, key_of(parent, debian)) if parent else debian
+
+
+def key_of(name: str, debian: str) -> str:
+    """The content key of image `name` from the files of this tree, its parents' included, on
+    the Debian base `debian`."""
+    return content.content_key(
+        catalog.ROOT, catalog.dockerfile(name), {"BASE": base_of(name, debian)}
+    )
+
+
+def build(name: str, debian: str, tag: str) -> Built:
     """Builds one image from the repository root, tagged with its content key and `tag`; an
-    image with the same content key is not built again."""
-    dockerfile = catalog.DOCKERFILES[name]
-    build_args = {"BASE": base}
-    key = key_of(name, base)
+    image with the same content key is not built again. Its parent must be built first."""
+    dockerfile = catalog.dockerfile(name)
+    build_args = {"BASE": base_of(name, debian)}
+    key = key_of(name, debian)
     local = f"localhost/berth-{name}:{tag}"
     # the content key is a tag too: a label would differ in every step and defeat the layer cache
-    keyed = f"localhost/berth-{name}:{key}"
+    keyed = keyed_name(name, key)
     start = time.monotonic()
     rebuilt = not image_exists(keyed)
     if rebuilt:

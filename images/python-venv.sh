@@ -16,7 +16,8 @@ if [ -s /run/berth-build/ca.crt ]; then export SSL_CERT_FILE=/run/berth-build/ca
 if [ -d /run/berth-build/uv ] && [ -n "$(ls -A /run/berth-build/uv)" ]; then export UV_CACHE_DIR=/run/berth-build/uv; else export UV_NO_CACHE=1; fi
 python3.11 -m venv /opt/uv
 /opt/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check uv==0.13.9
-/opt/uv/bin/uv venv --python /usr/bin/python3.11 /opt/venv
+# an image built on another that has /opt/venv (runtime_images/torch) adds to it
+[ -x /opt/venv/bin/python ] || /opt/uv/bin/uv venv --python /usr/bin/python3.11 /opt/venv
 /opt/uv/bin/uv pip sync --python /opt/venv/bin/python "$lock"
 rm -rf /opt/uv
 if [ $# -gt 0 ]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 LOCAL = "127.0.0.1:5000"
 MANIFESTS = ", ".join(
@@ -116,3 +118,25 @@ def tag(reference: str, new_tag: str) -> str:
     with urllib.request.urlopen(put, timeout=30):
         pass
     return f"{host}/{repository}:{new_tag}"
+
+
+def layers(reference: str) -> dict[str, int]:
+    """The image's layers in a plain-HTTP registry: digest -> compressed size (of its amd64 image
+    where the tag names an index)."""
+    host, rest = reference.split("/", 1)
+    repository, tag = rest.rsplit(":", 1)
+    manifest = _manifest(host, repository, tag)
+    if "manifests" in manifest:  # an index: its amd64 image
+        chosen = next(
+            m for m in manifest["manifests"] if m.get("platform", {}).get("architecture") == "amd64"
+        )
+        manifest = _manifest(host, repository, chosen["digest"])
+    return {layer["digest"]: layer["size"] for layer in manifest["layers"]}
+
+
+def _manifest(host: str, repository: str, reference: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://{host}/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFESTS}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

@@ -16,7 +16,7 @@ DEFAULT_TAG = "0.1.0"
 # What each engine image ships, as its runtime reports it (see runtime_images/<engine>/).
 DEFAULT_EXPECTED_DEPENDENCIES: dict[str, dict[str, str]] = {
     "vllm": {"cudaRuntime": "13.0", "torch": "2.13.0", "vllm": "0.32.0"},
-    "nemo-asr": {"cudaRuntime": "12.8", "torch": "2.8.0", "nemo_toolkit": "3.0.0"},
+    "nemo-asr": {"cudaRuntime": "12.8", "torch": "2.9.1", "nemo_toolkit": "3.0.0"},
     "pyannote": {"cudaRuntime": "12.8", "torch": "2.9.1", "pyannote.audio": "4.0.7"},
 }
 

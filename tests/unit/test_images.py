@@ -19,12 +19,13 @@ from berth_operator.config import (
 from berth_operator.controller.security import RUN_AS_USER
 from packaging.requirements import Requirement
 
-from images import catalog, content
+from images import build, catalog, content
 
 ROOT = catalog.ROOT
 IMAGES = ROOT / "runtime_images"
 ENGINES = sorted(DEFAULT_EXPECTED_DEPENDENCIES)
 NAMES = sorted(catalog.DOCKERFILES)
+BUILT = sorted([*catalog.DOCKERFILES, *catalog.BASES])  # the shipped images and their bases
 
 
 def normalized(name: str) -> str:
@@ -39,7 +40,7 @@ def locked(lock: Path) -> dict[str, str]:
 
 
 def dockerfile(name: str) -> str:
-    return (ROOT / catalog.DOCKERFILES[name]).read_text()
+    return (ROOT / catalog.dockerfile(name)).read_text()
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -88,25 +89,46 @@ def test_torch_wheels_of_every_image_are_cuda_builds_of_the_expected_runtime() -
         ), engine
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", BUILT)
 def test_base_is_a_build_argument_defaulting_to_public_debian_and_the_only_from(name: str) -> None:
     steps = instructions(dockerfile(name))
-    assert steps[0][0] == "ARG" and re.fullmatch(r"BASE=debian:12(-slim)?", steps[0][1])
+    if name in catalog.PARENTS:  # built on another image of the catalog, which the builder names
+        assert steps[0] == ("ARG", "BASE")
+        assert catalog.PARENTS[name] in catalog.BASES
+    else:
+        assert steps[0][0] == "ARG" and re.fullmatch(r"BASE=debian:12(-slim)?", steps[0][1])
     assert [args for step, args in steps if step == "FROM"] == ["${BASE}"]
     # nothing pulled from an outside registry: no CUDA base, no `COPY --from=ghcr.io/...`
     assert not [args for step, args in steps if step in ("COPY", "ADD") and "--from" in args]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", BUILT)
 def test_venv_comes_from_the_images_own_lock_with_compiled_bytecode(name: str) -> None:
     text = dockerfile(name)
-    lock = (ROOT / catalog.DOCKERFILES[name]).parent / "requirements.lock"
+    lock = (ROOT / catalog.dockerfile(name)).parent / "requirements.lock"
     assert lock.exists()
     sources = content.copied_sources(text)
     assert "images/python-venv.sh" in sources and str(lock.relative_to(ROOT)) in sources
     assert "RUN sh /opt/berth/build/python-venv.sh /opt/berth/build/requirements.lock" in text
-    # the code copied after the venv is compiled as well: the root filesystem is read-only
-    assert text.index("python-venv.sh /opt") < text.index("RUN python -m compileall -q /opt/berth")
+    if name in catalog.DOCKERFILES:
+        # the code copied after the venv is compiled as well: the root filesystem is read-only
+        assert text.index("python-venv.sh /opt") < text.index(
+            "RUN python -m compileall -q /opt/berth"
+        )
+
+
+@pytest.mark.parametrize(("child", "parent"), sorted(catalog.PARENTS.items()))
+def test_an_image_built_on_another_locks_every_package_of_its_parent_at_the_same_version(
+    child: str, parent: str
+) -> None:
+    """Otherwise the child's venv step replaces the parent's files and the layer is not shared."""
+    below = locked((ROOT / catalog.dockerfile(parent)).parent / "requirements.lock")
+    above = locked((ROOT / catalog.dockerfile(child)).parent / "requirements.lock")
+    assert "torch" in below
+    assert {name: above.get(name) for name in below} == below
+    # the child adds to the parent's venv, where uv keeps what is there and compiles only new files
+    script = (ROOT / "images" / "python-venv.sh").read_text()
+    assert "[ -x /opt/venv/bin/python ] || " in script
 
 
 def test_the_venv_script_compiles_bytecode_and_never_downloads_a_python() -> None:
@@ -198,15 +220,38 @@ def test_content_key_follows_what_the_dockerfile_copies(tmp_path: Path) -> None:
 
 
 def test_release_builds_what_the_plan_names_with_the_same_dockerfiles() -> None:
-    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    workflows = ROOT / ".github" / "workflows"
+    workflow = yaml.safe_load((workflows / "release.yml").read_text())
     plan_steps = " ".join(step.get("run", "") for step in workflow["jobs"]["plan"]["steps"])
     assert "python -m images --plan" in plan_steps
-    image = workflow["jobs"]["image"]
-    build = next(step for step in image["steps"] if step.get("id") == "build")["with"]
+    jobs = workflow["jobs"]
+    # the bases first, then the images built on them, by one reusable workflow
+    assert "bases" in jobs["image"]["needs"]
+    for job, entries in (("bases", "bases"), ("image", "images")):
+        assert jobs[job]["uses"] == "./.github/workflows/images.yml"
+        assert f"plan).{entries})" in jobs[job]["with"]["images"]
+    images = yaml.safe_load((workflows / "images.yml").read_text())["jobs"]["image"]
+    build = next(step for step in images["steps"] if step.get("id") == "build")["with"]
     assert build["file"] == "${{ matrix.image.dockerfile }}"
     assert build["platforms"] == "${{ matrix.image.platforms }}"
-    assert build["sbom"] is True and "build-args" not in build  # the Dockerfiles' public base
-    assert any("cosign sign" in step.get("run", "") for step in image["steps"])
-    assert {entry["dockerfile"] for entry in catalog.plan()["images"]} == {
+    assert build["sbom"] is True
+    # BASE only where the plan names one; elsewhere the Dockerfiles' public Debian base
+    assert "matrix.image.base" in build["build-args"]
+    assert any("cosign sign" in step.get("run", "") for step in images["steps"])
+    plan = catalog.plan()
+    assert {entry["dockerfile"] for entry in plan["images"]} == {
         str(path) for path in catalog.DOCKERFILES.values()
     }
+    assert [entry["name"] for entry in plan["bases"]] == list(catalog.BASES)
+    for entry in plan["images"]:
+        parent = catalog.PARENTS.get(entry["name"])
+        assert entry["base"] == (catalog.published(parent) if parent else "")
+
+
+def test_an_image_is_built_on_its_parent_of_this_trees_content() -> None:
+    """The parent's content key is in the child's BASE, so a new torch lock rebuilds both."""
+    torch = build.keyed_name("torch", build.key_of("torch", "debian-base"))
+    for name in BUILT:
+        expected = torch if catalog.PARENTS.get(name) == "torch" else "debian-base"
+        assert build.base_of(name, "debian-base") == expected, name
+    assert build.key_of("pyannote", "debian-base") != build.key_of("pyannote", "other-debian")
