@@ -34,7 +34,11 @@ class _RateLimitedWriter:
         return self._client
 
     def due(self) -> bool:
-        return time.monotonic() - self._last >= self.min_interval
+        return self.seconds_until_due() == 0
+
+    def seconds_until_due(self) -> float:
+        """How long until the next unforced write may go."""
+        return max(0.0, self.min_interval - (time.monotonic() - self._last))
 
     def _merge_patch(self, resource: Any, name: str, patch: dict[str, Any], what: str) -> bool:
         from lightkube.types import PatchType

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -177,6 +178,11 @@ class EngineServer:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
+
+    def load_steps(self) -> list[str]:
+        """The load steps the runtime logged, as status.runtime.progress showed them."""
+        text = self.log.read_text(errors="replace")
+        return re.findall(r"^\S+ \S+ INFO berth_runtime\.[\w.]+: loading: (.*)$", text, re.M)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -105,6 +105,10 @@ def test_loads_offline_and_reports_ready(server: EngineServer) -> None:
     log = server.log.read_text()
     assert log.count("Restoration will occur within pre-extracted directory") == 2, log[-3000:]
     assert not (server.cache.parent / "tmp" / EXTRACTION_DIR).exists()
+    # what status.runtime.progress said while it loaded
+    steps = server.load_steps()
+    assert steps[0] == "importing NeMo" and steps[-1].endswith(".nemo onto cpu"), steps
+    assert re.fullmatch(r"unpacking \S+\.nemo \(\d+\.\d\d GB\)", steps[1]), steps
     print(f"\nload {details['load_seconds']} s; timings {timings}")
 
 

@@ -197,6 +197,11 @@ def test_loads_offline_from_the_cache_and_reports_ready(server: EngineServer) ->
     assert details["pipeline"].endswith(".SpeakerDiarization")
     assert details["clustering"] == "AgglomerativeClustering"
     assert details["load_seconds"] > 0
+    assert server.load_steps() == [  # what status.runtime.progress said while it loaded
+        "importing pyannote.audio",
+        f"loading the pipeline of {REPO_ID}",
+        "moving the pipeline to cpu",
+    ]
 
 
 def test_diarizes_two_voices_through_multipart(server: EngineServer, speech: bytes) -> None:

@@ -18,6 +18,14 @@ class EchoEngine(Engine):
     libraries = ("aiohttp",)
 
     def load(self, model_dir: Path) -> None:
+        if gate := self.settings.get("loadGate"):  # the test says when the load goes on
+            self.step("waiting for the test's gate")
+            deadline = time.monotonic() + 60
+            while not Path(gate).exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{gate} did not appear in 60 s")
+                time.sleep(0.1)
+        self.step("reading config.json")
         time.sleep(float(self.settings.get("loadSeconds", 0)))
         if self.settings.get("failWith"):
             raise RuntimeError(self.settings["failWith"])

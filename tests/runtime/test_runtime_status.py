@@ -39,20 +39,25 @@ def test_runtime_report_makes_the_resource_ready(
     token = cluster.service_account_token(kubectl.namespace, "berth-echo", seconds=600)
     kubeconfig = cluster.write_kubeconfig(tmp_path / "runtime.kubeconfig", token, kubectl.namespace)
     port = free_port()
+    gate = tmp_path / "gate"
     server = start_server(
         cache,
         port,
         KUBECONFIG=str(kubeconfig),
         POD_NAME=pod,
         POD_NAMESPACE=kubectl.namespace,
-        BERTH_SETTINGS=json.dumps({"loadSeconds": 1}),
+        BERTH_SETTINGS=json.dumps({"loadSeconds": 1, "loadGate": str(gate)}),
         BERTH_API_KEYS="sk-never-in-status",
     )
     try:
         kubectl.wait_for("md", "echo", condition_is_runtime("Loading"), timeout=20)
+        # the engine's own load step, while it is at it
+        kubectl.wait_for("md", "echo", runtime_progress("waiting for the test's gate"), timeout=20)
+        gate.touch()
         md = kubectl.wait_for("md", "echo", phase_is("Ready", reason="ModelServing"), timeout=30)
         runtime = md["status"]["runtime"]
         assert runtime["pod"] == pod and runtime["details"]["load_seconds"] >= 1
+        assert "progress" not in runtime  # a load that is over has no step
         assert runtime["dependencies"]["python"]["version"]
         # the operator compares what the server reports with what its image should run
         mismatches = kubectl.wait_for(
@@ -68,6 +73,14 @@ def test_runtime_report_makes_the_resource_ready(
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output  # graceful shutdown on SIGTERM
+
+
+def runtime_progress(step: str):
+    def check(md: dict) -> bool:
+        return ((md.get("status") or {}).get("runtime") or {}).get("progress") == step
+
+    check.__name__ = f"runtime progress {step!r}"
+    return check
 
 
 def condition_is_runtime(state: str):

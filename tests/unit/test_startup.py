@@ -117,9 +117,27 @@ def test_pods_ready_says_pulling_then_loading() -> None:
         c for c in derive_status(loading, CONFIG, NOW)["conditions"] if c["type"] == "PodsReady"
     )
     assert pods_ready["reason"] == "Loading"
-    assert (
-        "started at 2026-12-06T10:02:21Z; the engine is loading the model" in pods_ready["message"]
+    assert pods_ready["message"].endswith(
+        "started at 2026-12-06T10:02:21Z; the engine is loading the model"
     )
+
+
+def test_loading_quotes_the_engines_own_step_from_the_pod_that_reports_it() -> None:
+    parts = {"job": job("j", "Complete"), "deployment": {"metadata": {}}}
+    pod = server_pod(started="2026-12-06T10:02:21Z")
+
+    def message(runtime: dict[str, Any]) -> str:
+        found = observed(md(status={"runtime": runtime}), pods=[pod], **parts)
+        status = derive_status(found, CONFIG, NOW)
+        return next(c for c in status["conditions"] if c["type"] == "PodsReady")["message"]
+
+    step = "loading checkpoint shards 3/13"
+    assert message({"state": "Loading", "pod": "server-1", "progress": step}).endswith(
+        f"the engine is loading the model: {step}"
+    )
+    # another pod's step, or one left from a load that ended, is not this pod's
+    assert message({"state": "Loading", "pod": "server-0", "progress": step}).endswith("model")
+    assert message({"state": "Failed", "pod": "server-1", "progress": step}).endswith("model")
 
 
 def started_and_ready() -> dict[str, Any]:

@@ -736,6 +736,9 @@ class RuntimeStatus(StatusModel):
     state: str | None = None
     pod: str | None = None
     updated_at: str | None = None
+    #: while Loading, the step the engine is at, in its own words (e.g. "loading checkpoint
+    #: shards 3/13"); the Loading condition quotes it
+    progress: str | None = None
     details: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )

@@ -92,9 +92,9 @@ def pull_in_progress(pod: dict[str, Any], events: list[dict[str, Any]]) -> Pull 
     return Pull(pod["metadata"]["name"], node, image, since)
 
 
-def loading(pod: dict[str, Any]) -> str | None:
+def loading(pod: dict[str, Any], progress: str | None = None) -> str | None:
     """The message for a pod whose containers all run while it is not ready yet: the engine
-    is loading the model (its own progress is in status.runtime)."""
+    is loading the model, at `progress` (its own words, from status.runtime) when it says."""
     statuses = pod.get("status", {}).get("containerStatuses") or []
     running = [(s.get("state") or {}).get("running") for s in statuses]
     if not statuses or not all(running):
@@ -102,9 +102,10 @@ def loading(pod: dict[str, Any]) -> str | None:
     starts = [moment for r in running if r and (moment := parse_time(r.get("startedAt")))]
     node = pod.get("spec", {}).get("nodeName") or "?"
     when = f" at {format_time(max(starts))}" if starts else ""
+    step = f": {progress}" if progress else ""
     return (
         f"pod {pod['metadata']['name']} on node {node} started{when}; the engine is loading "
-        "the model"
+        f"the model{step}"
     )
 
 

@@ -244,7 +244,12 @@ def pods_verdict(observed: Observed) -> Verdict:
             return Verdict(
                 "False", PULLING_IMAGE, f"{ready}/{wanted} replicas ready; {pull.message()}"
             )
-    if message := next((m for p in unready if (m := loading(p))), None):
+    runtime = observed.md.status.runtime
+    # the engine's own load step, from the pod that reports it
+    steps = {runtime.pod: runtime.progress} if runtime and runtime.state == LOADING else {}
+    if message := next(
+        (m for p in unready if (m := loading(p, steps.get(p["metadata"]["name"])))), None
+    ):
         return Verdict("False", LOADING, f"{ready}/{wanted} replicas ready; {message}")
     return Verdict("False", "Starting", f"{ready}/{wanted} replicas ready; starting")
 

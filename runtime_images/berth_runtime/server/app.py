@@ -149,7 +149,16 @@ class ModelServer:
         self.engine.load(model_dir)
         self.state.load_seconds = round(time.monotonic() - started, 3)
 
+    def _step(self, what: str) -> None:
+        """A load step of the engine (in the event loop): status.runtime.progress."""
+        logger.info("loading: %s", what)
+        self.state.progress = what
+        if self.reporter:
+            self.reporter.progress(self.state)
+
     async def _load(self, app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        self.engine.on_step = lambda what: loop.call_soon_threadsafe(self._step, what)
         self.refresh_dependencies()
         if self.reporter:
             await self.reporter.report(self.state, force=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ class Engine(ABC):
         self.repo: str | None = None
         #: decodes at once; the server sets it from its config
         self.decode_slots = asyncio.Semaphore(2)
+        #: where `step` goes; the server sets it to its state and status.runtime.progress
+        self.on_step: Callable[[str], None] = lambda what: None
+
+    def step(self, what: str) -> None:
+        """Says what the load is doing now, in words a user can act on (called from `load`)."""
+        self.on_step(what)
 
     async def decode(self, data: bytes, max_seconds: float) -> Any:
         """Audio to mono float32 at 16 kHz, in a worker thread, a bounded number at once."""

@@ -24,7 +24,9 @@ class RuntimeReporter:
         self.patcher = patcher
         self.refresh_seconds = refresh_seconds
         self._last_state: str | None = None
+        self._last_progress: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._progress_write: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
 
     async def report(self, state: RuntimeState, force: bool = False) -> bool:
@@ -38,8 +40,22 @@ class RuntimeReporter:
                 None, lambda: self.patcher.patch(self.name, "runtime", payload, force=True)
             )
         if ok:
-            self._last_state = state.state
+            self._last_state, self._last_progress = state.state, payload["progress"]
         return ok
+
+    def progress(self, state: RuntimeState) -> None:
+        """A new load step (in the event loop): written at once when the last write is old
+        enough, else once it is, the step current by then. At most one write per interval,
+        however fast the steps come."""
+        if self._progress_write is None or self._progress_write.done():
+            self._progress_write = asyncio.ensure_future(self._write_progress(state))
+
+    async def _write_progress(self, state: RuntimeState) -> None:
+        # steps that come during a write are written after it; a failed write is retried
+        while state.loading_progress not in (None, self._last_progress):
+            await asyncio.sleep(self.patcher.seconds_until_due())
+            if state.loading_progress not in (None, self._last_progress):
+                await self.report(state, force=True)
 
     def start(self, state: RuntimeState, refresh: Any = None) -> None:
         """Re-reports every `refresh_seconds` (telemetry moves), and retries failed reports."""
@@ -56,8 +72,9 @@ class RuntimeReporter:
         self._task = asyncio.get_running_loop().create_task(loop())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in (self._task, self._progress_write):
+            if task:
+                task.cancel()
 
 
 def reporter_for(env: ServerEnv) -> RuntimeReporter | None:

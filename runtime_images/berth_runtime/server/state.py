@@ -12,6 +12,8 @@ from berth_runtime.clock import utcnow
 class RuntimeState:
     pod: str | None = None
     state: str = "Loading"
+    #: while Loading, the step the engine is at, in its own words
+    progress: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     dependencies: dict[str, Any] = field(default_factory=dict)
     last_error: dict[str, Any] | None = None
@@ -22,6 +24,11 @@ class RuntimeState:
     @property
     def ready(self) -> bool:
         return self.state == "Ready"
+
+    @property
+    def loading_progress(self) -> str | None:
+        """The load step status.runtime shows: none once the load is over."""
+        return self.progress if self.state == "Loading" else None
 
     def break_down(self, reason: str, message: str) -> None:
         """A fatal engine error while serving: Failed, and the liveness probe fails too."""
@@ -43,6 +50,7 @@ class RuntimeState:
             "state": self.state,
             "pod": self.pod,
             "updatedAt": utcnow(),
+            "progress": self.loading_progress,
             "details": self.details,
             "dependencies": {k: v for k, v in self.dependencies.items() if k != "gpus"},
             "gpus": [

@@ -74,7 +74,7 @@ class NemoAsrEngine(Engine):
         if self.warning:
             logger.warning(self.warning)
         self.model = CanaryModel(
-            nemo_file, self.device, self.chunk_seconds, max_batch=self.batcher.max_size
+            nemo_file, self.device, self.chunk_seconds, self.batcher.max_size, self.step
         )
         self.nemo_file = nemo_file.name
         for role, language in (("source", self.source_default), ("target", self.target_default)):

@@ -7,6 +7,7 @@ import shutil
 import tarfile
 import tempfile
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,20 @@ def plain_members(archive: tarfile.TarFile, nemo_file: Path) -> list[tarfile.Tar
     return members
 
 
-def restore(nemo_file: Path, device: str, scratch: Path) -> Any:
+def restore(nemo_file: Path, device: str, scratch: Path, step: Callable[[str], None]) -> Any:
     """`ASRModel.restore_from` on one extraction of the archive, removed once loaded. NeMo (3.0)
-    restores canary-1b-v2's built-in alignment model from the same directory."""
+    restores canary-1b-v2's built-in alignment model from the same directory. `step` hears
+    each stage."""
+    step("importing NeMo")
     import torch
     from nemo.collections.asr.models import ASRModel
     from nemo.core.connectors.save_restore_connector import SaveRestoreConnector
 
     connector = SaveRestoreConnector()
+    size = nemo_file.stat().st_size / 1e9
+    step(f"unpacking {nemo_file.name} ({size:.2f} GB)")
     connector.model_extracted_dir = str(extract(nemo_file, scratch))
+    step(f"restoring {nemo_file.name} onto {device}")
     try:
         return ASRModel.restore_from(
             str(nemo_file), map_location=torch.device(device), save_restore_connector=connector
@@ -116,9 +122,17 @@ def _times(entries: Any, text_key: str) -> list[tuple[str, float, float]]:
 class CanaryModel:
     """An `EncDecMultiTaskModel` on one device; `transcribe` is called from one thread at a time."""
 
-    def __init__(self, nemo_file: Path, device: str, chunk_seconds: float, max_batch: int) -> None:
+    def __init__(
+        self,
+        nemo_file: Path,
+        device: str,
+        chunk_seconds: float,
+        max_batch: int,
+        step: Callable[[str], None] = lambda what: None,
+    ) -> None:
         self.device, self.chunk_seconds, self.max_batch = device, chunk_seconds, max_batch
-        self.model = restore(nemo_file, device, Path(tempfile.gettempdir()) / EXTRACTION_DIR)
+        scratch = Path(tempfile.gettempdir()) / EXTRACTION_DIR
+        self.model = restore(nemo_file, device, scratch, step)
         self.model.eval()
         self.languages = supported_languages(self.model.tokenizer)
         # canary-1b-v2 aligns with a CTC model kept in its .nemo, which reads audio files only

@@ -84,9 +84,11 @@ class PyannoteEngine(Engine):
         self.max_seconds = max_audio_seconds(self.settings)
         self.threshold = known_speaker_threshold(self.settings)
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+        self.step("importing pyannote.audio")
         import torch
         from pyannote.audio import Pipeline
 
+        self.step(f"loading the pipeline of {self.repo or model_dir.name}")
         try:
             pipeline = Pipeline.from_pretrained(model_dir, cache_dir=hub_cache_of(model_dir))
         except Exception as error:
@@ -118,6 +120,7 @@ class PyannoteEngine(Engine):
             else:
                 self.warning = "no GPU visible: running on the CPU"
             logger.warning(self.warning)
+        self.step(f"moving the pipeline to {self.device}")
         pipeline.to(torch.device(self.device))
         self.pipeline = pipeline
 

@@ -34,6 +34,7 @@ from berth_runtime.engines.vllm.adapters import (
 )
 from berth_runtime.engines.vllm.args import child_env, serve_args
 from berth_runtime.engines.vllm.failures import classify, clean, failure_message
+from berth_runtime.engines.vllm.progress import load_step
 from berth_runtime.inspector import inspect_dependencies
 from berth_runtime.server.reporter import RuntimeReporter, reporter_for
 from berth_runtime.server.state import RuntimeState
@@ -190,9 +191,21 @@ class VllmSupervisor:
                 (partial + chunk.decode(errors="replace")).replace("\r", "\n").split("\n")
             )
             self.tail.extend(clean(line) for line in lines if line.strip())
+            self._follow_steps(lines)
             partial = partial[-4000:]
         if partial.strip():
             self.tail.append(clean(partial))
+
+    def _follow_steps(self, lines: list[str]) -> None:
+        """The newest load step vLLM's lines announce becomes status.runtime.progress."""
+        if self.state.state != "Loading":
+            return
+        steps = [step for line in lines if (step := load_step(line))]
+        if steps and steps[-1] != self.state.progress:
+            self.state.progress = steps[-1]
+            logger.info("loading: %s", steps[-1])
+            if self.reporter:
+                self.reporter.progress(self.state)
 
     async def _wait_healthy(self, started: float) -> None:
         """Polls vLLM's /health until it answers 200, then reports Ready."""
