@@ -210,8 +210,13 @@ def test_reports_loading_then_ready_from_vllm_health(
     assert dependencies["vllm"].get("version") is None
     # the load steps status.runtime.progress showed, read from vLLM's own output
     steps = server.load_steps()
-    assert steps[:2] == ["loading the weights", "loading checkpoint shards 1/1"], steps
-    assert steps[-1] == "starting the API server", steps
+    assert steps == [
+        "loading the weights",
+        "loading checkpoint shards 0/1",
+        "loading checkpoint shards 1/1",
+        "weights loaded; profiling memory",
+        "starting the API server",
+    ]
 
 
 def test_details_are_those_of_the_command_that_runs(

@@ -197,15 +197,16 @@ class VllmSupervisor:
             self.tail.append(clean(partial))
 
     def _follow_steps(self, lines: list[str]) -> None:
-        """The newest load step vLLM's lines announce becomes status.runtime.progress."""
+        """Each load step vLLM's lines announce is logged; the newest is status.runtime.progress."""
         if self.state.state != "Loading":
             return
-        steps = [step for line in lines if (step := load_step(line))]
-        if steps and steps[-1] != self.state.progress:
-            self.state.progress = steps[-1]
-            logger.info("loading: %s", steps[-1])
-            if self.reporter:
-                self.reporter.progress(self.state)
+        changed = False
+        for step in filter(None, map(load_step, lines)):
+            if step != self.state.progress:
+                self.state.progress, changed = step, True
+                logger.info("loading: %s", step)
+        if changed and self.reporter:
+            self.reporter.progress(self.state)
 
     async def _wait_healthy(self, started: float) -> None:
         """Polls vLLM's /health until it answers 200, then reports Ready."""
