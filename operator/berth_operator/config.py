@@ -70,6 +70,9 @@ class OperatorConfig(BaseModel):
     model_callers: tuple[dict[str, Any], ...] = ()
     #: the API server's addresses as pods reach it (CIDRs); empty: found from the cluster
     api_server_cidrs: tuple[str, ...] = ()
+    #: vLLM's compile caches kept on the cache volume (a writable subdirectory of it in vLLM
+    #: pods), reused by the next identical start
+    vllm_compile_cache: bool = False
     #: a DaemonSet per engine image in use keeps it on the nodes that could run its models
     image_prefetch: bool = False
     #: the nodes a GPU model's image is kept on, besides its own node selection (the label
@@ -115,6 +118,7 @@ class OperatorConfig(BaseModel):
             ("network_policies", "BERTH_NETWORK_POLICIES", lambda v: v == "true"),
             ("model_callers", "BERTH_MODEL_CALLERS", lambda v: tuple(json.loads(v))),
             ("api_server_cidrs", "BERTH_API_SERVER_CIDRS", lambda v: tuple(v.split(","))),
+            ("vllm_compile_cache", "BERTH_VLLM_COMPILE_CACHE", lambda v: v == "true"),
             ("image_prefetch", "BERTH_IMAGE_PREFETCH", lambda v: v == "true"),
             ("prefetch_gpu_node_selector", "BERTH_PREFETCH_GPU_NODE_SELECTOR", json.loads),
         ):

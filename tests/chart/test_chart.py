@@ -140,6 +140,13 @@ def test_image_prefetch_is_off_by_default_and_reaches_the_operator_when_on():
     assert config.prefetch_gpu_node_selector == {"nvidia.com/gpu.present": "true", "pool": "gpu"}
 
 
+def test_the_vllm_compile_cache_is_off_by_default_and_reaches_the_operator_when_on():
+    assert "BERTH_VLLM_COMPILE_CACHE" not in operator_env()
+    env = operator_env("engines.vllmCompileCache=true")
+    config = OperatorConfig.from_env({k: v for k, v in env.items() if v is not None})
+    assert config.vllm_compile_cache is True
+
+
 def test_every_pod_runs_what_its_image_holds_without_service_links():
     """The kubelet's Service links would set BERTH_METRICS_PORT=tcp://... (from the Service
     berth-metrics) over the port settings; and a module the chart runs must be in the image."""
@@ -234,6 +241,7 @@ def test_the_dashboard_needs_a_token_by_default():
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("leaseSeconds=1", "/leaseSeconds"),
         ("imagePrefetch.enabled=maybe", "/imagePrefetch/enabled"),
+        ("engines.vllmCompileCache=maybe", "/engines/vllmCompileCache"),
     ],
 )
 def test_bad_values_are_refused_with_the_path(value: str, complaint: str):

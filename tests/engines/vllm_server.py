@@ -40,6 +40,16 @@ def cpu_env(work: Path) -> dict[str, str]:
     }
 
 
+def compile_cache_env(shared: Path, root: Path) -> dict[str, str]:
+    """A server that keeps vLLM's compile caches in `shared` (the volume's directory), with
+    vLLM's own cache root `root` (a pod's /tmp: empty at each start), Inductor's inside it."""
+    return {
+        "BERTH_COMPILE_CACHE_DIR": str(shared),
+        "VLLM_CACHE_ROOT": str(root),
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+    }
+
+
 def rendered_vllm_settings(settings: dict[str, Any], repo: str) -> dict[str, Any]:
     """BERTH_SETTINGS as the operator renders it for these GPUs and vllm settings."""
     vllm = {k: v for k, v in settings.items() if k not in ("gpus", "tensorParallelSize")}
@@ -59,18 +69,21 @@ class VllmServer(EngineServer):
 
     def __init__(self, cache: Path, repo: str, settings: dict[str, Any], **env: str) -> None:
         self.started = time.monotonic()
+        environment = {
+            **cpu_env(cache.parent),
+            "VLLM_API_KEY": API_KEY,
+            "BERTH_HEALTH_POLL_SECONDS": "0.5",
+            "BERTH_REPORT_SECONDS": "1",
+            "BERTH_TERMINATION_LOG": str(cache.parent / "termination-log"),
+            **env,  # the caller's win
+        }
         super().__init__(
             "vllm",
             cache,
             repo,
             rendered_vllm_settings(settings, repo),
             python_env=ENVIRONMENT,
-            **cpu_env(cache.parent),
-            VLLM_API_KEY=API_KEY,
-            BERTH_HEALTH_POLL_SECONDS="0.5",
-            BERTH_REPORT_SECONDS="1",
-            BERTH_TERMINATION_LOG=str(cache.parent / "termination-log"),
-            **env,
+            **environment,
         )
 
     def wait_healthy(self, timeout: float = 600) -> float:

@@ -95,6 +95,33 @@ def test_runtime_pods_are_offline_restricted_and_mount_the_cache_read_only():
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "cache", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-m"
+    claim = next(v for v in pod["volumes"] if v["name"] == "cache")["persistentVolumeClaim"]
+    assert claim["readOnly"] is True
+
+
+@pytest.mark.parametrize("engine", ["vllm", "nemo-asr", "pyannote"])
+def test_with_the_compile_cache_vllm_pods_write_its_directory_and_nothing_else(engine):
+    config = OperatorConfig.from_env({"BERTH_VLLM_COMPILE_CACHE": "true"})
+    pod = render_deployment(md(engine=engine), config, SERVED)["spec"]["template"]["spec"]
+    default = render_deployment(md(engine=engine), CONFIG, SERVED)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    claim = next(v for v in pod["volumes"] if v["name"] == "cache")["persistentVolumeClaim"]
+    if engine != "vllm":
+        assert pod == default  # only vLLM compiles
+        return
+    # the claim is attached writable; the weights are still mounted read-only
+    assert claim["readOnly"] is False
+    assert {"name": "cache", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    writable = [m for m in container["volumeMounts"] if m["name"] == "cache" and "subPath" in m]
+    assert writable == [
+        {
+            "name": "cache",
+            "mountPath": "/var/cache/berth-compile",
+            "subPath": "berth-compile-cache",
+        }
+    ]
+    assert env(container)["BERTH_COMPILE_CACHE_DIR"] == "/var/cache/berth-compile"
+    assert "BERTH_COMPILE_CACHE_DIR" not in env(default["containers"][0])
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,11 @@ class ServerEnv(ModelPodEnv):
     shutdown_seconds: float = Field(default=120.0, ge=0, alias="BERTH_SHUTDOWN_SECONDS")
     log_level: str = Field(default="INFO", alias="BERTH_LOG_LEVEL")
     vllm_command: str = Field(default="vllm", alias="BERTH_VLLM_COMMAND")
+    compile_cache_dir: Path | None = Field(
+        default=None,
+        alias="BERTH_COMPILE_CACHE_DIR",
+        description="Where vLLM's compile caches are kept, one directory per start key.",
+    )
     health_poll_seconds: float = Field(default=1.0, alias="BERTH_HEALTH_POLL_SECONDS")
 
     @property

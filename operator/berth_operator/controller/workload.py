@@ -28,6 +28,10 @@ GRACE_SECONDS = int(
     + 5
 )
 GPU_TOLERATION_KEY = "nvidia.com/gpu"
+#: vLLM's compile caches: a directory of the cache volume, beside the models, and where vLLM
+#: pods mount it writable
+COMPILE_CACHE_SUBPATH = "berth-compile-cache"
+COMPILE_CACHE_MOUNT = "/var/cache/berth-compile"
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,16 @@ def _env(md: ModelDeployment, config: OperatorConfig, served: ServedModel) -> li
         env.append({"name": API_KEYS_VARIABLE, "valueFrom": secret})
         if spec.engine == "vllm":
             env.append({"name": "VLLM_API_KEY", "valueFrom": secret})
+    if compile_cache(md, config):
+        variable = ServerEnv.model_fields["compile_cache_dir"].alias
+        env.append({"name": variable, "value": COMPILE_CACHE_MOUNT})
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env or []]
     return env
+
+
+def compile_cache(md: ModelDeployment, config: OperatorConfig) -> bool:
+    """Does the model's server keep vLLM's compile caches on the cache volume?"""
+    return md.spec.engine == "vllm" and config.vllm_compile_cache
 
 
 def _tmp_size(md: ModelDeployment, served: ServedModel) -> str:
@@ -96,19 +108,23 @@ def _volumes(
     md: ModelDeployment, config: OperatorConfig, served: ServedModel
 ) -> tuple[list[dict], list[dict]]:
     """Volumes and mounts: the cache read-only, a size-limited /tmp (a start killed midway
-    leaves its files there for the next), /dev/shm for multi-GPU vLLM."""
+    leaves its files there for the next), /dev/shm for multi-GPU vLLM; with vLLM's compile
+    cache, its subdirectory of the cache volume writable (the weights stay read-only)."""
     tmp_limit = _tmp_size(md, served)
+    writable = compile_cache(md, config)
+    claim = {"claimName": cache_claim_name(md, config), "readOnly": not writable}
     volumes: list[dict[str, Any]] = [
-        {
-            "name": "cache",
-            "persistentVolumeClaim": {"claimName": cache_claim_name(md, config), "readOnly": True},
-        },
+        {"name": "cache", "persistentVolumeClaim": claim},
         {"name": "tmp", "emptyDir": {"sizeLimit": tmp_limit}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "cache", "mountPath": config.cache_mount_path, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    if writable:
+        mounts.append(
+            {"name": "cache", "mountPath": COMPILE_CACHE_MOUNT, "subPath": COMPILE_CACHE_SUBPATH}
+        )
     if md.spec.engine == "vllm" and md.spec.resources.gpus > 1:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})

@@ -33,6 +33,14 @@ from berth_runtime.engines.vllm.adapters import (
     wanted_adapters,
 )
 from berth_runtime.engines.vllm.args import child_env, serve_args
+from berth_runtime.engines.vllm.compile_cache import (
+    CompileKey,
+    cache_root,
+    gpu_type,
+    publish,
+    restore,
+    vllm_version,
+)
 from berth_runtime.engines.vllm.failures import classify, clean, failure_message
 from berth_runtime.engines.vllm.progress import load_step
 from berth_runtime.inspector import inspect_dependencies
@@ -67,6 +75,9 @@ class VllmSupervisor:
         self.argv_run: list[str] = []
         self.stopping = False
         self.adapters: AdapterSync | None = None
+        #: this start's compile cache key, and what the start did with it (status.runtime.details)
+        self.compile_key: CompileKey | None = None
+        self.compile_cache: dict[str, Any] = {}
         if self.settings.lora:
             routes = VllmAdapterRoutes(self.local_url, self.child_environ.get("VLLM_API_KEY"))
             self.adapters = AdapterSync(
@@ -200,13 +211,60 @@ class VllmSupervisor:
         """Each load step vLLM's lines announce is logged; the newest is status.runtime.progress."""
         if self.state.state != "Loading":
             return
-        changed = False
         for step in filter(None, map(load_step, lines)):
             if step != self.state.progress:
-                self.state.progress, changed = step, True
-                logger.info("loading: %s", step)
-        if changed and self.reporter:
+                self._announce(step)
+
+    def _announce(self, step: str) -> None:
+        """A load step: logged, and status.runtime.progress."""
+        self.state.progress = step
+        logger.info("loading: %s", step)
+        if self.reporter:
             self.reporter.progress(self.state)
+
+    # ---- the compile cache ------------------------------------------------------------------
+
+    async def _restore_compile_cache(self, model_dir: Path) -> None:
+        """The key's published compile cache into vLLM's cache root, before vLLM starts."""
+        shared = self.env.compile_cache_dir
+        if shared is None:
+            return
+        gpus = self.state.dependencies.get("gpus") or []
+        tensor_parallel = self.settings.tensor_parallel_size
+        key = CompileKey(vllm_version(), model_dir.name, tensor_parallel, gpu_type(gpus))
+        self.compile_key, self.compile_cache = key, {"key": key.directory}
+        self._announce(f"restoring the compile cache {key.directory}")
+        root = cache_root(child_env(self.child_environ, self.settings))
+        try:
+            restored = await asyncio.get_running_loop().run_in_executor(
+                None, restore, shared, key, root
+            )
+        except OSError as error:
+            self.compile_cache["restored"] = f"no: {error}"
+            logger.warning("could not restore the compile cache %s: %s", key.directory, error)
+            return
+        self.compile_cache["restored"] = f"{restored} bytes" if restored else "none published"
+        logger.info("compile cache %s: %s", key.directory, self.compile_cache["restored"])
+
+    async def _publish_compile_cache(self, key: CompileKey) -> None:
+        """This start's compile cache, for the next identical one (unless one is there)."""
+        assert self.env.compile_cache_dir is not None
+        root = cache_root(child_env(self.child_environ, self.settings))
+        try:
+            published = await asyncio.get_running_loop().run_in_executor(
+                None, publish, root, self.env.compile_cache_dir, key, self.env.pod_name or "local"
+            )
+        except OSError as error:
+            outcome = (
+                f"no: {error}; the compile cache directory must be writable by uid "
+                f"{os.getuid()} (the cache volume's group, or a directory it owns)"
+            )
+            logger.warning("could not publish the compile cache %s: %s", key.directory, error)
+        else:
+            outcome = f"{published} bytes" if published else "no: already published"
+            logger.info("compile cache %s published: %s", key.directory, outcome)
+        self.compile_cache["published"] = outcome
+        await self.report()
 
     async def _wait_healthy(self, started: float) -> None:
         """Polls vLLM's /health until it answers 200, then reports Ready."""
@@ -229,8 +287,12 @@ class VllmSupervisor:
             "served_model_name": self.settings.served_model_name,
             "load_seconds": self.state.load_seconds,
         }
+        if self.compile_key is not None:
+            self.state.details["compile_cache"] = self.compile_cache
         self.state.state = "Ready"
         await self.report()
+        if self.compile_key is not None:
+            await self._publish_compile_cache(self.compile_key)
         if self.adapters is not None and self.env.namespace:
             await self._follow_adapters()
 
@@ -285,6 +347,7 @@ class VllmSupervisor:
             return 1
         if self.stopping:
             return 0
+        await self._restore_compile_cache(model_dir)
         argv = self.argv_run = self.argv(model_dir, await self._starting_adapters())
         logger.info("starting %s", shlex.join(argv))  # no secret: the API key stays in the env
         started = time.monotonic()

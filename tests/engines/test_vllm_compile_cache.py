@@ -1,0 +1,86 @@
+"""vLLM's compile cache on the cache volume, with vLLM's real server (its CPU build, which
+compiles the model with torch.compile and Inductor when not told --enforce-eager): the first
+start publishes what it compiled under its key; the next identical start, on an empty cache
+root as a new pod has, restores it and loads the compiled graph instead of compiling."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from berth_runtime.engines.vllm.compile_cache import KEY_FILE
+from openai import OpenAI
+
+from tests.engines.conftest import cached_tiny_model
+from tests.engines.vllm_server import (
+    API_KEY,
+    BUILDER,
+    ENVIRONMENT,
+    VllmServer,
+    compile_cache_env,
+)
+
+REPO = "berth-tests/tiny-qwen3-compiled"
+#: compiled: no --enforce-eager
+SETTINGS = {"gpus": 1, "servedModelName": "tiny", "maxModelLen": 512}
+COMPILING, COMPILED = "compiling (torch.compile)", "loading the compiled graph from the cache"
+
+
+def published_line(server: VllmServer, timeout: float = 300) -> str:
+    """The supervisor's line saying what it published, once it has."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := re.search(r"compile cache (\S+) published: (.*)", server.log.read_text()):
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"nothing published in {timeout} s:\n{server.output()}")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cached_tiny_model(ENVIRONMENT, BUILDER, REPO, tmp_path_factory, part="dense")
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Iterator[Path]:
+    directory = tmp_path / "berth-compile-cache"
+    directory.mkdir()
+    yield directory
+
+
+def test_the_next_identical_start_loads_the_compiled_graph(
+    cache: Path, shared: Path, tmp_path: Path
+) -> None:
+    cold = VllmServer(cache, REPO, SETTINGS, **compile_cache_env(shared, tmp_path / "pod-a"))
+    try:
+        cold_seconds = cold.wait_healthy()
+        line = published_line(cold)
+    finally:
+        cold.stop()
+    steps = cold.load_steps()
+    assert COMPILING in steps and COMPILED not in steps, steps
+    [published] = [p for p in shared.iterdir()]  # one key, no partial copy left
+    assert re.fullmatch(r"vllm-[\w.+]+_[0-9a-f]{12}_tp1_cpu", published.name), published.name
+    assert f"compile cache {published.name} published: " in line and " bytes" in line, line
+    assert (published / KEY_FILE).exists() and (published / "torch_compile_cache").is_dir()
+
+    warm = VllmServer(cache, REPO, SETTINGS, **compile_cache_env(shared, tmp_path / "pod-b"))
+    try:
+        warm_seconds = warm.wait_healthy()
+        assert "published: no: already published" in published_line(warm)
+        client = OpenAI(base_url=warm.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+        answer = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=4
+        )
+        assert answer.usage.completion_tokens > 0
+    finally:
+        warm.stop()
+    steps = warm.load_steps()
+    assert steps[0] == f"restoring the compile cache {published.name}", steps
+    assert COMPILED in steps and COMPILING not in steps, steps
+    print(
+        f"\nstart to /health: empty compile cache {cold_seconds:.1f} s, warm {warm_seconds:.1f} s"
+    )
