@@ -16,8 +16,20 @@ STEPS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"Starting to load model"), "loading the weights"),
     (re.compile(r"Model loading took|Loading weights took"), "weights loaded; profiling memory"),
-    (re.compile(r"Directly load the compiled graph"), "loading the compiled graph from the cache"),
-    (re.compile(r"Dynamo bytecode transform time|Compiling a graph"), "compiling (torch.compile)"),
+    (
+        re.compile(r"Directly load (?:the compiled graph|AOT compilation)"),
+        "loading the compiled graph from the cache",
+    ),
+    (
+        re.compile(r"Compiling model again due to a load failure"),
+        "the cached compiled graph did not load: compiling again",
+    ),
+    (re.compile(r"Dynamo bytecode transform time"), "compiling (torch.compile)"),
+    (
+        re.compile(r"Compiling a graph for .* takes|saved AOT compiled function"),
+        "compiled (torch.compile)",
+    ),
+    (re.compile(r"Warming up model"), "warming up the model"),
     (re.compile(r"Capturing CUDA graphs"), "capturing CUDA graphs"),
     (re.compile(r"Available KV cache memory|GPU KV cache size"), "allocating the KV cache"),
     (
