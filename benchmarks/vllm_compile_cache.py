@@ -9,9 +9,7 @@ the second starts on an empty cache root, as a new pod does, and restores it fir
 
 from __future__ import annotations
 
-import re
 import tempfile
-import time
 from pathlib import Path
 
 from tests.engines.runner import published_and_downloaded, tiny_model_dir
@@ -26,14 +24,10 @@ def start(cache: Path, shared: Path, root: Path) -> tuple[float, str]:
     server = VllmServer(cache, REPO, SETTINGS, **compile_cache_env(shared, root))
     try:
         seconds = server.wait_healthy()
-        deadline = time.monotonic() + 300
-        while not (found := re.search(r"published: (.*)", server.log.read_text())):
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.5)
-        restored = re.search(r"compile cache \S+: (.*)", server.log.read_text())
+        report = server.compile_cache_report()
     finally:
         server.stop()
-    return seconds, f"restored {restored[1] if restored else '?'}, published {found[1]}"
+    return seconds, f"restored {report['restored']}, published {report['published']}"
 
 
 def main() -> None:

@@ -6,8 +6,6 @@ root as a new pod has, restores it and loads the compiled graph instead of compi
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,26 +28,16 @@ COMPILED, LOADED = "compiled (torch.compile)", "loading the compiled graph from 
 RECOMPILED = "the cached compiled graph did not load: compiling again"
 
 
-def published_line(server: VllmServer, timeout: float = 300) -> str:
-    """The supervisor's line saying what it published, once it has."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := re.search(r"compile cache (\S+) published: (.*)", server.log.read_text()):
-            return found[0]
-        time.sleep(0.5)
-    raise AssertionError(f"nothing published in {timeout} s:\n{server.output()}")
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cached_tiny_model(ENVIRONMENT, BUILDER, REPO, tmp_path_factory, part="dense")
 
 
 @pytest.fixture
-def shared(tmp_path: Path) -> Iterator[Path]:
+def shared(tmp_path: Path) -> Path:
     directory = tmp_path / "berth-compile-cache"
     directory.mkdir()
-    yield directory
+    return directory
 
 
 def test_the_next_identical_start_loads_the_compiled_graph(
@@ -58,20 +46,23 @@ def test_the_next_identical_start_loads_the_compiled_graph(
     cold = VllmServer(cache, REPO, SETTINGS, **compile_cache_env(shared, tmp_path / "pod-a"))
     try:
         cold_seconds = cold.wait_healthy()
-        line = published_line(cold)
+        report = cold.compile_cache_report()
     finally:
         cold.stop()
     steps = cold.load_steps()
     assert COMPILED in steps and LOADED not in steps, steps
     [published] = [p for p in shared.iterdir()]  # one key, no partial copy left
     assert re.fullmatch(r"vllm-[\w.+]+_[0-9a-f]{12}_tp1_cpu", published.name), published.name
-    assert f"compile cache {published.name} published: " in line and " bytes" in line, line
+    assert report["restored"] == "none published", report
+    assert re.fullmatch(r"\d+ bytes", report["published"]), report
     assert (published / KEY_FILE).exists() and (published / "torch_compile_cache").is_dir()
 
     warm = VllmServer(cache, REPO, SETTINGS, **compile_cache_env(shared, tmp_path / "pod-b"))
     try:
         warm_seconds = warm.wait_healthy()
-        assert "published: no: already published" in published_line(warm)
+        report = warm.compile_cache_report()
+        assert report["published"] == "no: already published", report
+        assert re.fullmatch(r"\d+ bytes", report["restored"]), report
         client = OpenAI(base_url=warm.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
         answer = client.chat.completions.create(
             model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=4

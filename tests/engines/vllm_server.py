@@ -5,6 +5,7 @@ server on a tiny model through tests/engines/vllm_cpu_launcher.py."""
 from __future__ import annotations
 
 import base64
+import re
 import struct
 import time
 import urllib.error
@@ -98,6 +99,18 @@ class VllmServer(EngineServer):
                 pass
             time.sleep(0.5)
         raise AssertionError(f"no /health after {timeout} s:\n{self.output()}")
+
+    def compile_cache_report(self, timeout: float = 300) -> dict[str, str]:
+        """What the supervisor restored and published of its compile cache, once it has
+        published (or failed to)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text()
+            if published := re.search(r"compile cache \S+ published: (.*)", text):
+                restored = re.search(r"compile cache \S+: (.*)", text)
+                return {"restored": restored[1] if restored else "", "published": published[1]}
+            time.sleep(0.5)
+        raise AssertionError(f"nothing published in {timeout} s:\n{self.output()}")
 
     def command(self) -> str:
         """The `vllm serve` command line the supervisor logged."""

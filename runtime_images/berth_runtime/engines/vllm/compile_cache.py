@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: written into each published directory, for whoever looks at the volume
 KEY_FILE = "berth-compile-key.json"
@@ -99,3 +102,36 @@ def publish(root: Path, shared: Path, key: CompileKey, writer: str) -> int:
             return 0
         raise
     return _size(target)
+
+
+class StartCache:
+    """One start's use of the compile cache (blocking calls, for a worker thread): restore
+    before vLLM starts, publish once it answers; `report` says what each did, for
+    status.runtime.details."""
+
+    def __init__(self, shared: Path, key: CompileKey, root: Path, writer: str) -> None:
+        self.shared, self.key, self.root, self.writer = shared, key, root, writer
+        self.report: dict[str, Any] = {"key": key.directory}
+
+    def restore(self) -> None:
+        try:
+            restored = restore(self.shared, self.key, self.root)
+        except OSError as error:
+            self.report["restored"] = f"no: {error}"
+        else:
+            self.report["restored"] = f"{restored} bytes" if restored else "none published"
+        logger.info("compile cache %s: %s", self.key.directory, self.report["restored"])
+
+    def publish(self) -> None:
+        try:
+            published = publish(self.root, self.shared, self.key, self.writer)
+        except OSError as error:
+            self.report["published"] = (
+                f"no: {error}; the compile cache directory must be writable by uid "
+                f"{os.getuid()} (the cache volume's group, or a directory it owns)"
+            )
+        else:
+            self.report["published"] = (
+                f"{published} bytes" if published else "no: already published"
+            )
+        logger.info("compile cache %s published: %s", self.key.directory, self.report["published"])

@@ -35,10 +35,9 @@ from berth_runtime.engines.vllm.adapters import (
 from berth_runtime.engines.vllm.args import child_env, serve_args
 from berth_runtime.engines.vllm.compile_cache import (
     CompileKey,
+    StartCache,
     cache_root,
     gpu_type,
-    publish,
-    restore,
     vllm_version,
 )
 from berth_runtime.engines.vllm.failures import classify, clean, failure_message
@@ -75,9 +74,8 @@ class VllmSupervisor:
         self.argv_run: list[str] = []
         self.stopping = False
         self.adapters: AdapterSync | None = None
-        #: this start's compile cache key, and what the start did with it (status.runtime.details)
-        self.compile_key: CompileKey | None = None
-        self.compile_cache: dict[str, Any] = {}
+        #: this start's use of the compile cache, when the pod keeps one
+        self.compile_cache: StartCache | None = None
         if self.settings.lora:
             routes = VllmAdapterRoutes(self.local_url, self.child_environ.get("VLLM_API_KEY"))
             self.adapters = AdapterSync(
@@ -226,45 +224,16 @@ class VllmSupervisor:
 
     async def _restore_compile_cache(self, model_dir: Path) -> None:
         """The key's published compile cache into vLLM's cache root, before vLLM starts."""
-        shared = self.env.compile_cache_dir
-        if shared is None:
+        if self.env.compile_cache_dir is None:
             return
         gpus = self.state.dependencies.get("gpus") or []
         tensor_parallel = self.settings.tensor_parallel_size
         key = CompileKey(vllm_version(), model_dir.name, tensor_parallel, gpu_type(gpus))
-        self.compile_key, self.compile_cache = key, {"key": key.directory}
+        root = cache_root(child_env(self.child_environ, self.settings))
+        writer = self.env.pod_name or "local"
+        self.compile_cache = StartCache(self.env.compile_cache_dir, key, root, writer)
         self._announce(f"restoring the compile cache {key.directory}")
-        root = cache_root(child_env(self.child_environ, self.settings))
-        try:
-            restored = await asyncio.get_running_loop().run_in_executor(
-                None, restore, shared, key, root
-            )
-        except OSError as error:
-            self.compile_cache["restored"] = f"no: {error}"
-            logger.warning("could not restore the compile cache %s: %s", key.directory, error)
-            return
-        self.compile_cache["restored"] = f"{restored} bytes" if restored else "none published"
-        logger.info("compile cache %s: %s", key.directory, self.compile_cache["restored"])
-
-    async def _publish_compile_cache(self, key: CompileKey) -> None:
-        """This start's compile cache, for the next identical one (unless one is there)."""
-        assert self.env.compile_cache_dir is not None
-        root = cache_root(child_env(self.child_environ, self.settings))
-        try:
-            published = await asyncio.get_running_loop().run_in_executor(
-                None, publish, root, self.env.compile_cache_dir, key, self.env.pod_name or "local"
-            )
-        except OSError as error:
-            outcome = (
-                f"no: {error}; the compile cache directory must be writable by uid "
-                f"{os.getuid()} (the cache volume's group, or a directory it owns)"
-            )
-            logger.warning("could not publish the compile cache %s: %s", key.directory, error)
-        else:
-            outcome = f"{published} bytes" if published else "no: already published"
-            logger.info("compile cache %s published: %s", key.directory, outcome)
-        self.compile_cache["published"] = outcome
-        await self.report()
+        await asyncio.get_running_loop().run_in_executor(None, self.compile_cache.restore)
 
     async def _wait_healthy(self, started: float) -> None:
         """Polls vLLM's /health until it answers 200, then reports Ready."""
@@ -287,12 +256,13 @@ class VllmSupervisor:
             "served_model_name": self.settings.served_model_name,
             "load_seconds": self.state.load_seconds,
         }
-        if self.compile_key is not None:
-            self.state.details["compile_cache"] = self.compile_cache
+        if self.compile_cache is not None:
+            self.state.details["compile_cache"] = self.compile_cache.report
         self.state.state = "Ready"
         await self.report()
-        if self.compile_key is not None:
-            await self._publish_compile_cache(self.compile_key)
+        if self.compile_cache is not None:  # for the next identical start
+            await asyncio.get_running_loop().run_in_executor(None, self.compile_cache.publish)
+            await self.report()
         if self.adapters is not None and self.env.namespace:
             await self._follow_adapters()
 
