@@ -27,7 +27,7 @@ from berth_runtime.server.errors import (
     UnsupportedMediaType,
     errors_to_json,
 )
-from berth_runtime.server.reporter import RuntimeReporter
+from berth_runtime.server.reporter import RuntimeReporter, announce
 from berth_runtime.server.state import RuntimeState
 
 logger = logging.getLogger(__name__)
@@ -149,16 +149,11 @@ class ModelServer:
         self.engine.load(model_dir)
         self.state.load_seconds = round(time.monotonic() - started, 3)
 
-    def _step(self, what: str) -> None:
-        """A load step of the engine (in the event loop): status.runtime.progress."""
-        logger.info("loading: %s", what)
-        self.state.progress = what
-        if self.reporter:
-            self.reporter.progress(self.state)
-
     async def _load(self, app: web.Application) -> None:
         loop = asyncio.get_running_loop()
-        self.engine.on_step = lambda what: loop.call_soon_threadsafe(self._step, what)
+        self.engine.on_step = lambda what: loop.call_soon_threadsafe(
+            announce, self.state, self.reporter, what
+        )
         self.refresh_dependencies()
         if self.reporter:
             await self.reporter.report(self.state, force=True)

@@ -77,6 +77,14 @@ class RuntimeReporter:
                 task.cancel()
 
 
+def announce(state: RuntimeState, reporter: RuntimeReporter | None, step: str) -> None:
+    """A load step of the engine (in the event loop): logged, and status.runtime.progress."""
+    state.progress = step
+    logger.info("loading: %s", step)
+    if reporter:
+        reporter.progress(state)
+
+
 def reporter_for(env: ServerEnv) -> RuntimeReporter | None:
     """Reports into the resource's status.runtime when running in a pod (a namespace is known)."""
     if not env.namespace:

@@ -39,7 +39,7 @@ class CompileKey:
 
     @property
     def directory(self) -> str:
-        """e.g. vllm-0.11.2_0123456789ab_tp2_nvidia-h100-80gb-hbm3"""
+        """e.g. vllm-0.32.0_0123456789ab_tp2_nvidia-h100-80gb-hbm3"""
         gpu = re.sub(r"[^a-z0-9.]+", "-", self.gpu.lower()).strip("-") or "none"
         return f"vllm-{self.vllm}_{self.revision[:12]}_tp{self.tensor_parallel_size}_{gpu}"
 

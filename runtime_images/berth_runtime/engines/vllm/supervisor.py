@@ -43,7 +43,7 @@ from berth_runtime.engines.vllm.compile_cache import (
 from berth_runtime.engines.vllm.failures import classify, clean, failure_message
 from berth_runtime.engines.vllm.progress import load_step
 from berth_runtime.inspector import inspect_dependencies
-from berth_runtime.server.reporter import RuntimeReporter, reporter_for
+from berth_runtime.server.reporter import RuntimeReporter, announce, reporter_for
 from berth_runtime.server.state import RuntimeState
 
 logger = logging.getLogger(__name__)
@@ -211,14 +211,7 @@ class VllmSupervisor:
             return
         for step in filter(None, map(load_step, lines)):
             if step != self.state.progress:
-                self._announce(step)
-
-    def _announce(self, step: str) -> None:
-        """A load step: logged, and status.runtime.progress."""
-        self.state.progress = step
-        logger.info("loading: %s", step)
-        if self.reporter:
-            self.reporter.progress(self.state)
+                announce(self.state, self.reporter, step)
 
     # ---- the compile cache ------------------------------------------------------------------
 
@@ -232,7 +225,7 @@ class VllmSupervisor:
         root = cache_root(child_env(self.child_environ, self.settings))
         writer = self.env.pod_name or "local"
         self.compile_cache = StartCache(self.env.compile_cache_dir, key, root, writer)
-        self._announce(f"restoring the compile cache {key.directory}")
+        announce(self.state, self.reporter, f"restoring the compile cache {key.directory}")
         await asyncio.get_running_loop().run_in_executor(None, self.compile_cache.restore)
 
     async def _wait_healthy(self, started: float) -> None:
